@@ -1,0 +1,19 @@
+"""``maskpix``: start the desktop app (``python -m maskpix_desktop``)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        from maskpix_desktop.ui.app import run_app
+    except ImportError:
+        print("The MaskPix desktop window is coming in the next release; use maskpix-cli meanwhile.")
+        return 0
+    return run_app(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Headless command line: batch runs from a cases file, model management, tiny test models, self-test.
+
+``maskpix-cli run cases.toml --out DIR``   ``maskpix-cli models list|download``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from maskpix_desktop import __version__
+from maskpix_desktop.core.errors import MaskPixError
+
+log = logging.getLogger("maskpix.cli")
+
+EXIT_OK, EXIT_ERROR, EXIT_MISSING = 0, 1, 2
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
+    p.add_argument("--sam", default="vit_h", help="SAM variant vit_h|vit_l|vit_b or a .pth file")
+    p.add_argument("--ip2p", default=None, help="InstructPix2Pix diffusers folder or Hugging Face id")
+    p.add_argument("--device", default="auto", help="auto | cuda | cpu | mps")
+    p.add_argument("--precision", default="auto", help="auto | fp16 | bf16 | fp32")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskpix-cli", description="MaskPix Desktop, headless.")
+    parser.add_argument("--version", action="version", version=f"maskpix {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run every case of a TOML cases file")
+    run.add_argument("cases", type=Path)
+    run.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per case)")
+    run.add_argument("--overwrite", action="store_true", help="replace existing case folders")
+    run.add_argument("--no-clip", action="store_true", help="skip CLIP metrics")
+    _add_model_args(run)
+
+    mdl = sub.add_parser("models", help="list or download model weights")
+    msub = mdl.add_subparsers(dest="models_command", required=True)
+    ls = msub.add_parser("list", help="show which models are present")
+    ls.add_argument("--models-dir")
+    dl = msub.add_parser("download", help="download weights (sha256-verified)")
+    dl.add_argument("names", nargs="*", help="registry names (default: sam_vit_h ip2p clip)")
+    dl.add_argument("--models-dir")
+
+    tiny = sub.add_parser("make-tiny-models", help="write tiny random-weight models (tests, demos)")
+    tiny.add_argument("folder", type=Path)
+    tiny.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "models":
+            return cmd_models(args)
+        if args.command == "make-tiny-models":
+            from maskpix_desktop.testing.tiny_models import make_tiny_models
+
+            print(make_tiny_models(args.folder, seed=args.seed))
+            return EXIT_OK
+    except MaskPixError as exc:
+        from maskpix_desktop.core.errors import MissingWeightsError
+
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MISSING if isinstance(exc, MissingWeightsError) else EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return EXIT_ERROR
+
+
+# ------------------------------------------------------------------------------------------ models
+def cmd_models(args: argparse.Namespace) -> int:
+    from maskpix_desktop.core import models
+
+    if args.models_command == "list":
+        root = models.models_dir(args.models_dir)
+        print(f"models folder: {root}")
+        for row in models.list_models(args.models_dir):
+            mark = "present" if row["present"] else "missing"
+            size = f"{row['size'] / 1e6:,.0f} MB" if row.get("size") else "?"
+            print(f"  {row['name']:<10} {mark:<8} {size:>10}  {row['description']}")
+        return EXIT_OK
+    names = args.names or [models.DEFAULT_SAM, models.DEFAULT_IP2P, models.DEFAULT_CLIP]
+    from tqdm import tqdm
+
+    for name in names:
+        models.get_spec(name)
+        bar = tqdm(desc=name, unit="B", unit_scale=True, unit_divisor=1024, leave=True)
+
+        def progress(done: int, total: int | None, bar: Any = bar) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            path = models.download(name, args.models_dir, progress=progress)
+        finally:
+            bar.close()
+        print(f"{name}: {path}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ run
+def _case_mask(case: Any, image: Any, service: Any) -> Any:
+    import numpy as np
+
+    from maskpix_desktop.core import images
+
+    if case.mask is not None:
+        return images.load_mask(case.mask, size=image.shape[:2])
+    seg = service.segmenter()
+    seg.set_image(image)
+    res = seg.predict(
+        points=np.asarray(case.points, np.float32) if case.points else None,
+        labels=np.asarray(case.labels, np.int32) if case.points else None,
+        box=np.asarray(case.box, np.float32) if case.box is not None else None,
+    )
+    return res.mask(case.candidate if case.candidate is not None else res.best)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from maskpix_desktop.core import export, images, metrics
+    from maskpix_desktop.core.cases import load_cases
+    from maskpix_desktop.core.jobs import EditRequest
+    from maskpix_desktop.core.service import ModelChoice, ModelService
+
+    cases = load_cases(args.cases)
+    for case in cases:  # fail before any model work on a missing input
+        if not case.image.is_file():
+            raise MaskPixError(f"case '{case.name}': image not found: {case.image}")
+        if case.mask is not None and not case.mask.is_file():
+            raise MaskPixError(f"case '{case.name}': mask not found: {case.mask}")
+    out: Path = args.out
+    if not args.overwrite:
+        clash = [c.name for c in cases if (out / c.name).exists()]
+        if clash:
+            raise MaskPixError(f"output exists for {', '.join(clash)} in {out}; use --overwrite")
+    choice = ModelChoice(
+        models_dir=args.models_dir, sam=args.sam, ip2p=args.ip2p, device=args.device, precision=args.precision
+    )
+    service = ModelService(choice)
+    service.check(sam=any(c.uses_sam for c in cases), ip2p=True)
+    clip = None if args.no_clip else service.clip()
+    if clip is None and not args.no_clip:
+        print(f"note: CLIP metrics skipped: {service.clip_error}", file=sys.stderr)
+
+    editor = service.editor()
+    out.mkdir(parents=True, exist_ok=True)
+    summary_rows: list[str] = []
+    total_steps = sum(c.params.steps * (1 if c.params.mask_mode == "pixel" else 2) for c in cases)
+    with tqdm(total=total_steps, unit="step", desc="cases", dynamic_ncols=True) as bar:
+        for case in cases:
+            bar.set_postfix_str(case.name)
+            image = images.load_image(case.image)
+            mask = _case_mask(case, image, service)
+            base = bar.n
+
+            def on_step(done: int, total: int, stage: str, base: int = base) -> None:
+                bar.n = base + done
+                bar.refresh()
+
+            result = editor.run(EditRequest(image=image, mask=mask, params=case.params), on_step=on_step)
+            scores = metrics.compare(
+                image, result.baseline, result.blended, mask, text=case.params.instruction, clip=clip
+            )
+            result = replace(result, metrics=scores, model={**result.model, **service.model_info()})
+            # Write into a temp folder, then rename: a case folder is complete or absent.
+            tmp = Path(tempfile.mkdtemp(prefix=f".{case.name}.", dir=out))
+            try:
+                export.export_result(result, tmp, stem=case.name)
+                final = out / case.name
+                if final.exists():
+                    shutil.rmtree(final)
+                tmp.rename(final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            csv_lines = export.metrics_csv(scores).splitlines()
+            if not summary_rows:
+                summary_rows.append("case," + csv_lines[0])
+            summary_rows += [f"{case.name},{line}" for line in csv_lines[1:]]
+            bar.n = base + case.params.steps * (1 if case.params.mask_mode == "pixel" else 2)
+            bar.refresh()
+    images.atomic_write_text(out / "metrics.csv", "\n".join(summary_rows) + "\n")
+    print(f"wrote {len(cases)} case(s) to {out}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

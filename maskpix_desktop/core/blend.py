@@ -1,0 +1,147 @@
+"""Compositing: the pixel blend, the per-step latent blend, crop paste-back and Poisson seams.
+
+Maths as in DESIGN.md section 2. Everything here is array-in / array-out; torch is only imported by
+:class:`LatentBlender`, which runs inside the diffusers step callback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from maskpix_desktop.core import masks
+
+MASK_MODES = ("pixel", "latent", "crop")
+SEAM_MODES = ("none", "poisson")
+
+
+def prepare_mask(mask: np.ndarray, *, dilate: int = 0, feather: float = 0.0) -> np.ndarray:
+    """The float mask used for compositing: optionally dilated (pixels), then Gaussian-feathered (sigma)."""
+    m = masks.dilate(mask, dilate) if dilate else masks.as_bool(mask)
+    return masks.feather(m, feather)
+
+
+def composite(orig: np.ndarray, edit: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``y = M*edit + (1-M)*orig`` rounded to uint8.
+
+    Computed as ``orig + M*(edit - orig)`` in float32, so where ``M == 0`` the output is the original
+    exactly and where ``M == 1`` it is the edit exactly.
+    """
+    if orig.shape != edit.shape:
+        raise ValueError(f"image shapes differ: {orig.shape} vs {edit.shape}")
+    m = masks.as_float(mask)
+    if m.shape != orig.shape[:2]:
+        raise ValueError(f"mask shape {m.shape} does not match image {orig.shape[:2]}")
+    o = orig.astype(np.float32)
+    y = o + m[..., None] * (edit.astype(np.float32) - o)
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+def poisson_seam(orig: np.ndarray, composite_img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Poisson-blend the masked region of ``composite_img`` into ``orig`` (cv2.seamlessClone).
+
+    Pixels outside the mask's bounding box are the original's. Returns the composite unchanged when
+    the mask is empty or touches too little area for OpenCV to clone.
+    """
+    import cv2
+
+    hard = masks.as_bool(mask, threshold=0.01)
+    box = masks.bbox(hard)
+    if box is None:
+        return composite_img.copy()
+    h, w = hard.shape
+    # seamlessClone needs the mask strictly inside the destination: keep a 1-pixel border free.
+    hard = hard.copy()
+    hard[[0, -1], :] = False
+    hard[:, [0, -1]] = False
+    box = masks.bbox(hard)
+    if box is None:
+        return composite_img.copy()
+    x0, y0, x1, y1 = box
+    center = ((x0 + x1) // 2, (y0 + y1) // 2)
+    m8 = hard.astype(np.uint8) * 255
+    try:
+        out = cv2.seamlessClone(
+            np.ascontiguousarray(composite_img[..., ::-1]),
+            np.ascontiguousarray(orig[..., ::-1]),
+            m8,
+            center,
+            cv2.NORMAL_CLONE,
+        )
+    except cv2.error:
+        return composite_img.copy()
+    return np.ascontiguousarray(out[..., ::-1])
+
+
+@dataclass(frozen=True)
+class CropWindow:
+    """A crop (x0, y0, x1, y1) in original pixels, to edit small objects at full working resolution."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @classmethod
+    def around(cls, mask: np.ndarray, pad: float = 0.15) -> CropWindow | None:
+        box = masks.padded_bbox(mask, pad=pad)
+        return None if box is None else cls(*box)
+
+    def cut(self, arr: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(arr[self.y0 : self.y1, self.x0 : self.x1])
+
+    def paste(self, base: np.ndarray, patch: np.ndarray) -> np.ndarray:
+        out = base.copy()
+        out[self.y0 : self.y1, self.x0 : self.x1] = patch
+        return out
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.y1 - self.y0, self.x1 - self.x0
+
+
+def latent_mask(mask: np.ndarray, latent_hw: tuple[int, int], dilate_px: int) -> np.ndarray:
+    """Mask area-downsampled to the latent grid after a small dilation (float32 in [0, 1])."""
+    m = masks.dilate(mask, dilate_px) if dilate_px else masks.as_bool(mask)
+    return masks.resize_mask(m, latent_hw, mode="area")
+
+
+class LatentBlender:
+    """``callback_on_step_end`` that pins the latents outside the mask to the noised source latents.
+
+    After ``scheduler.step`` at index ``i`` the latents live at ``timesteps[i+1]``, so the background is
+    replaced by ``add_noise(src, noise, timesteps[i+1])``; after the last step by ``src`` itself.
+    ``src`` must be ``vae.encode(x).latent_dist.mode() * scaling_factor``.
+    """
+
+    def __init__(self, src: Any, noise: Any, mask: np.ndarray, inner: Any = None):
+        import torch
+
+        self.src = src
+        self.noise = noise
+        self.m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None].to(
+            device=src.device, dtype=src.dtype
+        )
+        self.inner = inner  # another callback run first (progress / cancel)
+        self.final = None
+
+    def __call__(self, pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+        import torch
+
+        out = self.inner(pipe, i, t, kwargs) if self.inner is not None else {}
+        lat = kwargs["latents"]
+        timesteps = pipe.scheduler.timesteps
+        if i + 1 < len(timesteps):
+            t_next = timesteps[i + 1 : i + 2]
+            bg = pipe.scheduler.add_noise(self.src, self.noise, t_next)
+        else:
+            bg = self.src
+        m = self.m
+        with torch.no_grad():
+            lat = m * lat + (1 - m) * bg.to(lat.dtype)
+        self.final = lat
+        out = dict(out)
+        out["latents"] = lat
+        return out

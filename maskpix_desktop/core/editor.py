@@ -1,0 +1,254 @@
+"""InstructPix2Pix engine: load the diffusers pipeline, run baseline + masked edit with progress/cancel."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskpix_desktop.core import blend, images, masks, models
+from maskpix_desktop.core.errors import Cancelled, MissingWeightsError, OutOfMemoryError, WeightsError
+from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
+
+log = logging.getLogger(__name__)
+
+StepCallback = Callable[[int, int, str], None]
+"""on_step(done, total, stage) — called after every denoising step."""
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+@dataclass
+class _Progress:
+    total: int
+    on_step: StepCallback | None
+    cancel: threading.Event | None
+    done: int = 0
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("Edit cancelled.")
+
+    def callback(self, stage: str) -> Callable[[Any, int, Any, dict], dict]:
+        """A diffusers ``callback_on_step_end`` reporting progress and raising :class:`Cancelled`."""
+
+        def cb(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+            self.done += 1
+            if self.on_step is not None:
+                self.on_step(self.done, self.total, stage)
+            self.check()
+            return {}
+
+        return cb
+
+
+class Editor:
+    """Owns one ``StableDiffusionInstructPix2PixPipeline``; ndarray in, :class:`EditResult` out."""
+
+    def __init__(self, pipe: Any, *, model_id: str = "custom", fingerprint: str = ""):
+        import torch
+
+        self.pipe = pipe
+        self.pipe.set_progress_bar_config(disable=True)
+        self.device = str(pipe.device)
+        self.dtype = pipe.unet.dtype
+        self.model_id = model_id
+        self.fingerprint = fingerprint
+        self._torch = torch
+        self.last_latent_blend: blend.LatentBlender | None = None  # kept for tests and the benchmark
+
+    @classmethod
+    def load(
+        cls,
+        source: str | Path | None = None,
+        *,
+        models_dir: str | Path | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+    ) -> Editor:
+        """Load IP2P from a local diffusers folder or a Hugging Face id (offline-safe)."""
+        import torch
+        from diffusers import StableDiffusionInstructPix2PixPipeline
+
+        path_or_id, local_only = models.resolve_ip2p(None if source is None else str(source), models_dir)
+        dev = models.resolve_device(device)
+        dtype = models.default_dtype(dev, precision)
+        kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": local_only}
+        try:
+            try:
+                pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
+                    path_or_id, variant="fp16" if dtype == torch.float16 else None, **kwargs
+                )
+            except (OSError, ValueError):
+                if dtype != torch.float16:
+                    raise
+                pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(path_or_id, **kwargs)
+        except MissingWeightsError:
+            raise
+        except Exception as exc:  # diffusers raises many types for broken folders
+            if local_only and not Path(str(path_or_id)).exists():
+                raise MissingWeightsError("ip2p", path_or_id, "maskpix-cli models download ip2p") from exc
+            raise WeightsError(f"Could not load InstructPix2Pix from {path_or_id}: {exc}") from exc
+        try:
+            pipe = pipe.to(dev)
+        except Exception as exc:
+            if _is_oom(exc):
+                raise OutOfMemoryError(f"Not enough {dev} memory to load InstructPix2Pix.") from exc
+            raise
+        local = Path(str(path_or_id))
+        fingerprint = models.file_fingerprint(local) if local.exists() else str(path_or_id)
+        return cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
+
+    # ------------------------------------------------------------------ running
+    def _sync(self) -> None:
+        if self.device.startswith("cuda"):
+            self._torch.cuda.synchronize()
+
+    def encode_image(self, image: np.ndarray) -> Any:
+        """Unscaled VAE posterior mode of ``image`` (HxWx3 uint8), exactly as the pipeline computes it."""
+        pipe = self.pipe
+        x = pipe.image_processor.preprocess(images.to_pil(image))
+        x = x.to(device=pipe.device, dtype=pipe.text_encoder.dtype)
+        return pipe.vae.encode(x).latent_dist.mode()
+
+    def _generator(self, seed: int) -> Any:
+        return self._torch.Generator(device="cpu").manual_seed(int(seed))
+
+    def _ip2p(
+        self,
+        image_latents: Any,
+        p: EditParams,
+        callback: Callable,
+    ) -> tuple[np.ndarray, bool]:
+        """One pipeline call on precomputed image latents; returns (uint8 image, nsfw flag)."""
+        out = self.pipe(
+            prompt=p.instruction,
+            image=image_latents,
+            num_inference_steps=p.steps,
+            guidance_scale=p.text_scale,
+            image_guidance_scale=p.image_scale,
+            negative_prompt=p.negative_prompt or None,
+            generator=self._generator(p.seed),
+            output_type="np",
+            callback_on_step_end=callback,
+        )
+        arr = np.clip(np.rint(out.images[0] * 255), 0, 255).astype(np.uint8)
+        nsfw = bool(out.nsfw_content_detected and any(out.nsfw_content_detected))
+        return arr, nsfw
+
+    def _edit_at(self, image: np.ndarray, p: EditParams, prog: _Progress, stage: str, mask=None):
+        """Run IP2P on ``image`` at working size; optional latent blend with ``mask``; back to full size."""
+        torch = self._torch
+        h, w = image.shape[:2]
+        wh, ww = images.working_size(h, w, p.long_side, multiple=8)
+        work = images.resize_image(image, (wh, ww), resample="area")
+        with torch.inference_mode():
+            lat = self.encode_image(work)
+        if mask is None:
+            arr, nsfw = self._ip2p(lat, p, prog.callback(stage))
+        else:
+            from diffusers.utils.torch_utils import randn_tensor
+
+            m_work = masks.resize_mask(masks.as_bool(mask), (wh, ww))
+            m_lat = blend.latent_mask(m_work, (lat.shape[-2], lat.shape[-1]), dilate_px=p.latent_dilate)
+            src = lat * self.pipe.vae.config.scaling_factor
+            noise = randn_tensor(
+                tuple(src.shape), generator=self._generator(p.seed + 1), device=src.device, dtype=src.dtype
+            )
+            blender = blend.LatentBlender(src, noise, m_lat, inner=prog.callback(stage))
+            self.last_latent_blend = blender
+            arr, nsfw = self._ip2p(lat, p, blender)
+        full = images.resize_image(arr, (h, w), resample="lanczos")
+        return full, nsfw, (wh, ww)
+
+    def run(
+        self,
+        req: EditRequest,
+        on_step: StepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> EditResult:
+        """Baseline (unmasked IP2P) plus the blended result for the request's mask mode."""
+        try:
+            return self._run(req, on_step, cancel)
+        except (Cancelled, MissingWeightsError, WeightsError):
+            raise
+        except Exception as exc:
+            if _is_oom(exc):
+                if self.device.startswith("cuda"):
+                    self._torch.cuda.empty_cache()
+                h, w = req.image.shape[:2]
+                raise OutOfMemoryError(
+                    f"The GPU ran out of memory editing a {w}x{h} image at working size "
+                    f"{req.params.long_side}. Lower the working size or close other GPU programs."
+                ) from exc
+            raise
+
+    def _run(self, req: EditRequest, on_step: StepCallback | None, cancel: threading.Event | None):
+        p = req.params
+        orig = req.image
+        h, w = orig.shape[:2]
+        user_mask = np.ones((h, w), bool) if req.mask is None else req.mask
+        if user_mask.shape != (h, w):
+            raise ValueError(f"mask {user_mask.shape} does not match image {(h, w)}")
+        m_used = blend.prepare_mask(user_mask, dilate=p.dilate, feather=p.feather)
+        hard = masks.as_bool(user_mask)
+        empty, full_mask = not hard.any(), bool(hard.all())
+        needs_second = p.mask_mode in ("latent", "crop") and not empty and not full_mask
+        prog = _Progress(total=p.steps * (2 if needs_second else 1), on_step=on_step, cancel=cancel)
+        prog.check()
+        timings: dict[str, float] = {}
+
+        self._sync()
+        t0 = time.perf_counter()
+        baseline, nsfw, work_hw = self._edit_at(orig, p, prog, "baseline")
+        self._sync()
+        timings["baseline_s"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        if empty:
+            edit = orig.copy()
+        elif p.mask_mode == "pixel" or full_mask:
+            edit = baseline
+        elif p.mask_mode == "latent":
+            edit, nsfw2, _ = self._edit_at(orig, p, prog, "latent", mask=m_used > 0)
+            nsfw = nsfw or nsfw2
+        else:  # crop
+            win = blend.CropWindow.around(m_used > 0, pad=p.crop_pad)
+            assert win is not None
+            patch, nsfw2, _ = self._edit_at(win.cut(orig), p, prog, "crop")
+            edit = win.paste(orig, patch)
+            nsfw = nsfw or nsfw2
+        blended = blend.composite(orig, edit, m_used)
+        if p.seam == "poisson" and not empty:
+            blended = blend.poisson_seam(orig, blended, m_used)
+        self._sync()
+        timings["blend_s"] = time.perf_counter() - t1
+        timings["total_s"] = time.perf_counter() - t0
+        return EditResult(
+            request=req,
+            baseline=baseline,
+            blended=blended,
+            edit=edit,
+            mask_used=m_used,
+            working_size=work_hw,
+            timings=timings,
+            model={
+                "ip2p": self.model_id,
+                "ip2p_fingerprint": self.fingerprint,
+                "device": self.device,
+                "dtype": str(self.dtype).replace("torch.", ""),
+            },
+            nsfw=nsfw,
+        )

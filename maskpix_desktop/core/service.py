@@ -1,0 +1,156 @@
+"""The model service: which weights to use (``ModelChoice``) and one lazily loaded instance of each engine.
+
+Qt-free: the CLI uses it directly; the GUI runs one instance on its model-service QThread. A models folder
+may hold a ``maskpix-models.json`` manifest naming custom weights (fine-tunes, the tiny test models):
+``{"sam": "file.pth", "ip2p": "folder", "clip": {"model_name": ..., "pretrained": ..., "config_path": ...}}``
+with paths relative to the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from maskpix_desktop.core import models
+from maskpix_desktop.core.errors import MaskPixError, MissingWeightsError, WeightsError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "maskpix-models.json"
+SAM_VARIANTS = ("vit_h", "vit_l", "vit_b")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which models to load and where. ``sam``: a variant (vit_h/vit_l/vit_b) or a .pth path;
+    ``ip2p``: None (registry folder), a diffusers folder or a Hugging Face id; ``clip``: kwargs of
+    ``ClipScorer.load`` or None for the registry CLIP."""
+
+    models_dir: str | None = None
+    sam: str = "vit_h"
+    ip2p: str | None = None
+    clip: dict[str, str] | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return models.models_dir(self.models_dir)
+
+    def with_manifest(self) -> ModelChoice:
+        """Apply the models folder's manifest to the fields the user left at their defaults."""
+        path = self.root / MANIFEST
+        if not path.is_file():
+            return self
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"{path} is not valid JSON: {exc}") from exc
+        changes: dict[str, Any] = {}
+        if self.sam in SAM_VARIANTS and self.sam == "vit_h" and "sam" in data:
+            changes["sam"] = str(self.root / data["sam"])
+        if self.ip2p is None and "ip2p" in data:
+            changes["ip2p"] = str(self.root / data["ip2p"])
+        if self.clip is None and isinstance(data.get("clip"), dict):
+            clip = dict(data["clip"])
+            for key in ("pretrained", "config_path"):
+                if key in clip and not Path(clip[key]).is_absolute():
+                    clip[key] = str(self.root / clip[key])
+            changes["clip"] = clip
+        return replace(self, **changes)
+
+    def sam_checkpoint(self) -> tuple[Path, str | None]:
+        """(path, model_type or None to auto-detect); MissingWeightsError with the fetch command."""
+        if self.sam in SAM_VARIANTS:
+            return models.require(f"sam_{self.sam}", self.models_dir), self.sam
+        path = Path(self.sam).expanduser()
+        if not path.is_file():
+            raise MissingWeightsError("sam", path)
+        return path, None
+
+    def clip_kwargs(self) -> dict[str, str]:
+        if self.clip is not None:
+            return dict(self.clip)
+        spec = models.get_spec(models.DEFAULT_CLIP)
+        path = models.require(models.DEFAULT_CLIP, self.models_dir)
+        name = f"{spec.clip_model}-quickgelu" if spec.clip_quick_gelu else str(spec.clip_model)
+        return {"model_name": name, "pretrained": str(path)}
+
+
+class ModelService:
+    """Owns every torch model; loads each once, on first use; thread-safe (one job at a time)."""
+
+    def __init__(self, choice: ModelChoice | None = None):
+        self.choice = (choice or ModelChoice()).with_manifest()
+        self.device = models.resolve_device(self.choice.device)
+        self._lock = threading.RLock()
+        self._segmenter: Any = None
+        self._editor: Any = None
+        self._clip: Any = None
+        self.clip_error: str | None = None
+
+    def check(self, *, sam: bool = True, ip2p: bool = True) -> None:
+        """Raise MissingWeightsError before any work if a needed model is absent."""
+        if sam:
+            self.choice.sam_checkpoint()
+        if ip2p:
+            models.resolve_ip2p(self.choice.ip2p, self.choice.models_dir)
+
+    def segmenter(self):
+        with self._lock:
+            if self._segmenter is None:
+                from maskpix_desktop.core.segmenter import Segmenter
+
+                path, model_type = self.choice.sam_checkpoint()
+                self._segmenter = Segmenter.from_checkpoint(path, model_type=model_type, device=self.device)
+            return self._segmenter
+
+    def editor(self):
+        with self._lock:
+            if self._editor is None:
+                from maskpix_desktop.core.editor import Editor
+
+                self._editor = Editor.load(
+                    self.choice.ip2p,
+                    models_dir=self.choice.models_dir,
+                    device=self.device,
+                    precision=self.choice.precision,
+                )
+            return self._editor
+
+    def clip(self):
+        """The CLIP scorer, or None (with ``clip_error`` saying why) when its weights are unusable."""
+        with self._lock:
+            if self._clip is None and self.clip_error is None:
+                from maskpix_desktop.core.metrics import ClipScorer
+
+                try:
+                    self._clip = ClipScorer.load(device=self.device, **self.choice.clip_kwargs())
+                except MaskPixError as exc:
+                    self.clip_error = str(exc)
+                    log.warning("CLIP metrics unavailable: %s", exc)
+            return self._clip
+
+    def unload(self) -> None:
+        """Drop every model (e.g. after the model settings changed) and free GPU memory."""
+        with self._lock:
+            self._segmenter = self._editor = self._clip = None
+            self.clip_error = None
+            if self.device.startswith("cuda"):
+                import torch
+
+                torch.cuda.empty_cache()
+
+    def model_info(self) -> dict[str, str]:
+        info = {"device": self.device}
+        if self._segmenter is not None:
+            info["sam"] = getattr(self._segmenter, "model_type", "")
+            info["sam_fingerprint"] = getattr(self._segmenter, "fingerprint", "")
+        if self._clip is not None:
+            info["clip"] = self._clip.name
+        return info

@@ -1,0 +1,299 @@
+"""SAM engine: safe loading, architecture detection, equality with SamPredictor, embedding cache."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor, sam_model_registry
+
+from maskpix_desktop.core.errors import MissingWeightsError, OutOfMemoryError, WeightsError
+from maskpix_desktop.core.segmenter import (
+    OFFICIAL_CONFIGS,
+    Segmenter,
+    build_sam_from_config,
+    detect_model_type,
+    infer_config,
+    load_sam,
+)
+from maskpix_desktop.testing.tiny_sam import build_tiny_sam, save_tiny_sam, tiny_config
+
+
+def _image(seed: int, h: int = 48, w: int = 80) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    img[h // 4 : h // 2, w // 4 : w // 2] = (250, 30, 30)  # a flat object to click on
+    return img
+
+
+@pytest.fixture(scope="module")
+def sam():
+    return build_tiny_sam(seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory) -> Path:
+    return save_tiny_sam(tmp_path_factory.mktemp("w") / "sam_tiny.pth", seed=0)
+
+
+def _assert_same(result, reference) -> None:
+    masks, scores, logits = reference
+    np.testing.assert_array_equal(result.masks, masks)
+    np.testing.assert_array_equal(result.scores, scores)
+    np.testing.assert_array_equal(result.logits, logits)
+    assert result.masks.dtype == bool and result.scores.dtype == np.float32
+    assert result.logits.dtype == np.float32
+
+
+# --- loading and architecture detection -------------------------------------------------------------
+
+
+def test_tiny_checkpoint_loads_with_inferred_config(sam, tiny_path):
+    loaded, model_type = load_sam(tiny_path)
+    assert model_type == "custom"
+    assert infer_config(loaded.state_dict()) == tiny_config()
+    ref = sam.state_dict()
+    for k, v in loaded.state_dict().items():
+        assert v.dtype == torch.float32 or not v.is_floating_point()
+        torch.testing.assert_close(v, ref[k], rtol=0, atol=0)
+    img = _image(1)
+    pred = SamPredictor(sam)
+    pred.set_image(img)
+    seg = Segmenter(loaded, model_type)
+    seg.set_image(img)
+    pts, lbl = np.array([[30, 20]]), np.array([1])
+    _assert_same(seg.predict(pts, lbl), pred.predict(pts, lbl, multimask_output=True))
+
+
+@pytest.mark.parametrize("name", ["vit_b", "vit_l", "vit_h"])
+def test_official_architectures_are_detected_exactly(name):
+    with torch.device("meta"):
+        official = sam_model_registry[name]()
+    sd = official.state_dict()
+    cfg = infer_config(sd)
+    assert cfg == OFFICIAL_CONFIGS[name]
+    assert detect_model_type(cfg) == name
+    ours = build_sam_from_config(cfg, device="meta")
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in sd.items()}
+    assert repr(ours) == repr(official)
+    for a, b in zip(ours.image_encoder.blocks, official.image_encoder.blocks, strict=True):
+        assert (a.window_size, a.attn.num_heads) == (b.window_size, b.attn.num_heads)
+    for a, b in zip(ours.mask_decoder.modules(), official.mask_decoder.modules(), strict=True):
+        assert getattr(a, "num_heads", None) == getattr(b, "num_heads", None)
+    assert ours.image_encoder.img_size == 1024
+
+
+@pytest.mark.parametrize("wrap", ["model", "state_dict", "module"])
+def test_wrapped_checkpoints_load(sam, tmp_path, wrap):
+    sd = sam.state_dict()
+    obj = {f"module.{k}": v for k, v in sd.items()} if wrap == "module" else {wrap: sd, "epoch": 3}
+    path = tmp_path / "wrapped.pth"
+    torch.save(obj, path)
+    loaded, model_type = load_sam(path, model_type="custom")
+    assert model_type == "custom"
+    assert loaded.state_dict().keys() == sd.keys()
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(MissingWeightsError) as info:
+        load_sam(tmp_path / "nope.pth", model_type="vit_b")
+    assert info.value.name == "sam_vit_b"
+    with pytest.raises(MissingWeightsError) as info:
+        Segmenter.from_checkpoint(tmp_path / "nope.pth")
+    assert info.value.name == "sam_vit_h"
+
+
+def test_wrong_model_type_is_refused(tiny_path):
+    with pytest.raises(WeightsError, match="vit_h was chosen"):
+        load_sam(tiny_path, model_type="vit_h")
+
+
+def test_truncated_text_and_empty_files_are_refused(tiny_path, tmp_path):
+    data = tiny_path.read_bytes()
+    cases = {
+        "truncated.pth": data[: len(data) // 2],
+        "notes.pth": b"these are not weights\n",
+        "empty.pth": b"",
+        "not_sam.pth": None,
+    }
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "not_sam.pth")
+    for name, content in cases.items():
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+        with pytest.raises(WeightsError, match=name):
+            load_sam(tmp_path / name)
+
+
+def test_shape_mismatch_is_refused(sam, tmp_path):
+    sd = dict(sam.state_dict())
+    key = "mask_decoder.output_hypernetworks_mlps.0.layers.0.weight"
+    sd[key] = torch.zeros(sd[key].shape[0] + 1, sd[key].shape[1])
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match="bad.pth"):
+        load_sam(tmp_path / "bad.pth")
+    sd = dict(sam.state_dict())
+    sd["image_encoder.patch_embed.proj.weight"] = torch.zeros(3)  # wrong rank
+    torch.save(sd, tmp_path / "rank.pth")
+    with pytest.raises(WeightsError, match="rank.pth"):
+        load_sam(tmp_path / "rank.pth")
+    sd = dict(sam.state_dict(), extra=torch.zeros(1))
+    torch.save(sd, tmp_path / "extra.pth")
+    with pytest.raises(WeightsError, match="extra.pth"):
+        load_sam(tmp_path / "extra.pth")
+
+
+class _Evil:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_malicious_pickles_are_refused_and_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    raw = tmp_path / "raw.pth"
+    raw.write_bytes(pickle.dumps(_Evil(marker)))
+    zipped = tmp_path / "zipped.pth"
+    torch.save({"image_encoder.pos_embed": _Evil(marker)}, zipped)
+    for path in (raw, zipped):
+        with pytest.raises(WeightsError, match="refused for safety"):
+            load_sam(path)
+    assert not marker.exists()
+
+
+# --- prediction equals SamPredictor -----------------------------------------------------------------
+
+PROMPTS = {
+    "one_positive": dict(points=[[30, 20]], labels=[1]),
+    "positive_negative": dict(points=[[30, 20], [70, 40]], labels=[1, 0]),
+    "box": dict(box=[15, 8, 45, 30]),
+    "points_and_box": dict(points=[[30, 20], [5, 5]], labels=[1, 0], box=[15, 8, 45, 30]),
+}
+
+
+@pytest.mark.parametrize("name", list(PROMPTS))
+@pytest.mark.parametrize("multimask", [None, True, False])
+def test_predict_equals_sam_predictor(sam, name, multimask):
+    prompt = {k: np.array(v) for k, v in PROMPTS[name].items()}
+    img = _image(2)
+    seg = Segmenter(sam, "custom")
+    seg.set_image(img)
+    result = seg.predict(**prompt, multimask=multimask)
+    expected_multi = name == "one_positive" if multimask is None else multimask
+    pred = SamPredictor(sam)
+    pred.set_image(img)
+    ref = pred.predict(
+        point_coords=prompt.get("points"),
+        point_labels=prompt.get("labels"),
+        box=prompt.get("box"),
+        multimask_output=expected_multi,
+    )
+    _assert_same(result, ref)
+    assert len(result) == (3 if expected_multi else 1)
+    assert result.masks.shape[1:] == img.shape[:2]
+    assert result.logits.shape[1:] == (seg.low_res_size, seg.low_res_size) == (16, 16)
+
+
+def test_refinement_with_previous_logits_equals_sam_predictor(sam):
+    img = _image(3)
+    seg = Segmenter(sam, "custom")
+    seg.set_image(img)
+    pred = SamPredictor(sam)
+    pred.set_image(img)
+    first = seg.predict(np.array([[30, 20]]), np.array([1]))
+    _, ref_scores, ref_logits = pred.predict(np.array([[30, 20]]), np.array([1]), multimask_output=True)
+    np.testing.assert_array_equal(first.logits, ref_logits)
+    chosen = first.mask_input()
+    assert chosen.shape == (1, 16, 16)
+    np.testing.assert_array_equal(chosen[0], ref_logits[np.argmax(ref_scores)])
+    pts, lbl = np.array([[30, 20], [70, 40]]), np.array([1, 0])
+    second = seg.predict(pts, lbl, mask_input=chosen)
+    assert len(second) == 1
+    _assert_same(second, pred.predict(pts, lbl, mask_input=chosen, multimask_output=False))
+    mask_only = seg.predict(mask_input=chosen)
+    _assert_same(mask_only, pred.predict(mask_input=chosen, multimask_output=False))
+
+
+def test_result_helpers(sam):
+    seg = Segmenter(sam, "custom")
+    seg.set_image(_image(4))
+    r = seg.predict(np.array([[30, 20]]), np.array([1]))
+    assert r.best == int(np.argmax(r.scores))
+    np.testing.assert_array_equal(r.mask(), r.masks[r.best])
+    np.testing.assert_array_equal(r.mask(0), r.masks[0])
+    with pytest.raises(AttributeError):
+        r.masks = r.masks  # frozen
+
+
+def test_predict_refusals(sam):
+    seg = Segmenter(sam, "custom")
+    with pytest.raises(ValueError, match="No image"):
+        seg.predict(np.array([[1, 1]]), np.array([1]))
+    seg.set_image(_image(5))
+    with pytest.raises(ValueError, match="No prompt"):
+        seg.predict()
+    with pytest.raises(ValueError, match="labels"):
+        seg.predict(np.array([[1, 1]]))
+    with pytest.raises(ValueError, match="N x 2"):
+        seg.predict(np.array([1, 1, 1]), np.array([1]))
+    with pytest.raises(ValueError, match="mask_input"):
+        seg.predict(np.array([[1, 1]]), np.array([1]), mask_input=np.zeros((1, 256, 256)))
+    with pytest.raises(ValueError):
+        seg.set_image(np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError):
+        seg.set_image(np.zeros((8, 8, 3), np.float32))
+
+
+def test_cuda_oom_becomes_typed_error(sam, monkeypatch):
+    seg = Segmenter(sam, "custom")
+
+    def boom(*_a, **_k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(seg._predictor, "set_image", boom)
+    with pytest.raises(OutOfMemoryError, match="ran out of memory"):
+        seg.set_image(_image(6))
+    assert not seg.has_image
+    monkeypatch.undo()
+    seg.set_image(_image(6))
+    monkeypatch.setattr(seg, "_predict_low_res", boom)
+    with pytest.raises(OutOfMemoryError, match="predicting"):
+        seg.predict(np.array([[1, 1]]), np.array([1]))
+
+
+# --- embedding cache ------------------------------------------------------------------------------
+
+
+def test_embedding_cache_lru(sam):
+    calls = []
+    handle = sam.image_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        seg = Segmenter(sam, "custom", cache_size=2)
+        a, b, c = _image(10), _image(11), _image(12, h=64, w=40)
+        pts, lbl = np.array([[20, 20]]), np.array([1])
+        assert seg.set_image(a) is True
+        first_a = seg.predict(pts, lbl)
+        assert seg.set_image(a.copy()) is False  # same content, new array
+        assert (len(calls), seg.encoder_calls) == (1, 1)
+        assert seg.set_image(b) is True
+        assert (len(calls), seg.encoder_calls) == (2, 2)
+        assert seg.set_image(a) is False  # back to a cached image: identical results
+        _assert_same(seg.predict(pts, lbl), (first_a.masks, first_a.scores, first_a.logits))
+        assert (len(calls), seg.encoder_calls) == (2, 2)
+        assert seg.set_image(c) is True  # evicts b (least recently used), keeps a
+        assert len(seg.cached_keys()) == 2
+        assert seg.predict(pts, lbl).masks.shape[1:] == (64, 40)
+        assert seg.set_image(a) is False
+        assert seg.set_image(b) is True
+        assert (len(calls), seg.encoder_calls) == (4, 4)
+        seg.clear_cache()
+        assert not seg.has_image and seg.cached_keys() == []
+        assert seg.set_image(a) is True
+    finally:
+        handle.remove()
