@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from maskpix_desktop.core.errors import MaskPixError
 log = logging.getLogger("maskpix.cli")
 
 EXIT_OK, EXIT_ERROR, EXIT_MISSING = 0, 1, 2
+SUMMARY = "metrics.csv"  # all cases' metrics, beside the case folders
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -130,7 +132,18 @@ def _case_mask(case: Any, image: Any, service: Any) -> Any:
         labels=np.asarray(case.labels, np.int32) if case.points else None,
         box=np.asarray(case.box, np.float32) if case.box is not None else None,
     )
+    if case.candidate is not None and case.candidate >= len(res):
+        raise MaskPixError(
+            f"case '{case.name}': candidate {case.candidate} asked for, but SAM gave {len(res)} mask(s) "
+            "for these prompts (3 only for a single point)"
+        )
     return res.mask(case.candidate if case.candidate is not None else res.best)
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -143,6 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cases = load_cases(args.cases)
     for case in cases:  # fail before any model work on a missing input
+        if case.name.lower() == SUMMARY:
+            raise MaskPixError(f"case name '{case.name}' is reserved for the summary file; rename the case")
         if not case.image.is_file():
             raise MaskPixError(f"case '{case.name}': image not found: {case.image}")
         if case.mask is not None and not case.mask.is_file():
@@ -150,6 +165,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if not args.overwrite:
         clash = [c.name for c in cases if (out / c.name).exists()]
+        if (out / SUMMARY).exists():
+            clash.append(SUMMARY)
         if clash:
             raise MaskPixError(f"output exists for {', '.join(clash)} in {out}; use --overwrite")
     choice = ModelChoice(
@@ -184,6 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             # Write into a temp folder, then rename: a case folder is complete or absent.
             tmp = Path(tempfile.mkdtemp(prefix=f".{case.name}.", dir=out))
             try:
+                os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
                 export.export_result(result, tmp, stem=case.name)
                 final = out / case.name
                 if final.exists():
@@ -198,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             summary_rows += [f"{case.name},{line}" for line in csv_lines[1:]]
             bar.n = base + case.params.steps * (1 if case.params.mask_mode == "pixel" else 2)
             bar.refresh()
-    images.atomic_write_text(out / "metrics.csv", "\n".join(summary_rows) + "\n")
+    images.atomic_write_text(out / SUMMARY, "\n".join(summary_rows) + "\n")
     print(f"wrote {len(cases)} case(s) to {out}")
     return EXIT_OK
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -22,6 +23,12 @@ class CaseError(MaskPixError):
 
 
 _PARAM_KEYS = set(EditParams.__dataclass_fields__)
+# TOML value types per parameter (annotations are strings under ``from __future__ import annotations``).
+_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str}
+_TYPE_NAMES = {int: "an integer", (int, float): "a number", str: "a string"}
+_PARAM_TYPES = {
+    name: _TYPES[str(f.type)] for name, f in EditParams.__dataclass_fields__.items() if str(f.type) in _TYPES
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,31 @@ class Case:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "case"
+    """A safe folder name: never "." or ".." (the CLI replaces case folders) nor hidden (temp folders)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "case"
+
+
+def _as_list(value: Any) -> list[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError("not a list")
+    return list(value)
+
+
+def _numbers(value: Any, n: int) -> tuple[float, ...]:
+    """``n`` finite numbers from a TOML array; TypeError/ValueError otherwise (bools and strings refused)."""
+    items = _as_list(value)
+    if len(items) != n or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in items):
+        raise ValueError(f"expected {n} numbers")
+    out = tuple(float(v) for v in items)
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError("not finite")
+    return out
+
+
+def _label(value: Any) -> int:
+    if isinstance(value, bool) or value not in (0, 1):
+        raise ValueError("label must be 0 or 1")
+    return int(value)
 
 
 def parse_case(raw: dict[str, Any], base: Path, index: int) -> Case:
@@ -55,21 +86,41 @@ def parse_case(raw: dict[str, Any], base: Path, index: int) -> Case:
         raise CaseError(f"{where}: 'image' is required")
     if "instruction" not in raw or not str(raw["instruction"]).strip():
         raise CaseError(f"{where}: 'instruction' is required")
+    for key, value in raw.items():
+        kind = _PARAM_TYPES.get(key)
+        if kind is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise CaseError(f"{where}: '{key}' must be {_TYPE_NAMES[kind]}, got {value!r}")
     try:
         params = EditParams(**{k: v for k, v in raw.items() if k in _PARAM_KEYS})
     except (TypeError, ValueError) as exc:
         raise CaseError(f"{where}: {exc}") from exc
-    points = tuple(tuple(float(c) for c in p) for p in raw.get("points", []))
-    if any(len(p) != 2 for p in points):
-        raise CaseError(f"{where}: each point must be [x, y]")
-    labels = tuple(int(v) for v in raw.get("labels", [1] * len(points)))
-    if len(labels) != len(points) or any(v not in (0, 1) for v in labels):
+    try:
+        points = tuple(_numbers(p, 2) for p in _as_list(raw.get("points", [])))
+    except (TypeError, ValueError):
+        raise CaseError(f"{where}: 'points' must be a list of [x, y] pixel positions") from None
+    try:
+        labels: tuple[int, ...] | None = tuple(
+            _label(v) for v in _as_list(raw.get("labels", [1] * len(points)))
+        )
+    except (TypeError, ValueError):
+        labels = None
+    if labels is None or len(labels) != len(points):
         raise CaseError(f"{where}: 'labels' must have one 1 (keep) or 0 (exclude) per point")
     box = raw.get("box")
     if box is not None:
-        if len(box) != 4:
-            raise CaseError(f"{where}: 'box' must be [x0, y0, x1, y1]")
-        box = tuple(float(v) for v in box)
+        try:
+            box = _numbers(box, 4)
+        except (TypeError, ValueError):
+            raise CaseError(f"{where}: 'box' must be [x0, y0, x1, y1] (numbers)") from None
+        if not (box[2] > box[0] and box[3] > box[1]):
+            raise CaseError(
+                f"{where}: 'box' must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {list(box)}"
+            )
+    candidate = raw.get("candidate")
+    if candidate is not None and (
+        isinstance(candidate, bool) or not isinstance(candidate, int) or not 0 <= candidate <= 2
+    ):
+        raise CaseError(f"{where}: 'candidate' must be a SAM candidate index (0, 1 or 2), got {candidate!r}")
     mask = raw.get("mask")
     mask_path = None if mask is None else (base / str(mask)).resolve()
     if mask_path is None and not points and box is None:
@@ -83,7 +134,7 @@ def parse_case(raw: dict[str, Any], base: Path, index: int) -> Case:
         points=points,
         labels=labels,
         box=box,
-        candidate=raw.get("candidate"),
+        candidate=candidate,
         extra={k: v for k, v in raw.items() if k not in known},
     )
 
@@ -98,13 +149,15 @@ def load_cases(path: str | Path) -> list[Case]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CaseError(f"{path} is not valid TOML: {exc}") from exc
     raw_cases = data.get("case", [])
+    if not isinstance(raw_cases, list) or not all(isinstance(c, dict) for c in raw_cases):
+        raise CaseError(f"{path}: cases must be [[case]] tables (an array of tables)")
     if not raw_cases:
         raise CaseError(f"{path} has no [[case]] tables")
     cases, seen = [], set()
     for i, raw in enumerate(raw_cases):
         case = parse_case(raw, path.parent, i)
-        if case.name in seen:
+        if case.name.lower() in seen:  # case-insensitive: the folders must differ on every file system
             raise CaseError(f"case name '{case.name}' appears twice in {path}")
-        seen.add(case.name)
+        seen.add(case.name.lower())
         cases.append(case)
     return cases

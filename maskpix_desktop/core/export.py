@@ -1,7 +1,10 @@
 """Writing results: images with PNG text chunks, a comparison grid, metrics CSV and a JSON sidecar.
 
 Used by the CLI and the GUI's export dialog alike. Nothing is overwritten silently and every file is
-written atomically (temp file + rename), so a full disk leaves no partial file.
+written atomically (temp file + rename), so a full disk leaves no partial file; a failed export removes
+the files it had created. JSON (sidecar and the ``maskpix`` PNG text chunk) is strict: non-finite
+numbers (an untouched background has an infinite PSNR) are written as the strings "inf", "-inf" and
+"nan", as in the CSV, and ``float()`` reads them back.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,7 +83,7 @@ def _fmt(value: Any) -> str:
 def png_text(metadata: dict[str, Any]) -> dict[str, str]:
     """PNG text chunks: the full JSON under ``maskpix`` plus the most asked-for fields on their own."""
     p = metadata.get("params", {})
-    text = {"maskpix": json.dumps(metadata, sort_keys=True, default=_json_default)}
+    text = {"maskpix": to_json(metadata, indent=None)}
     for key in ("instruction", "seed", "steps", "text_scale", "image_scale", "mask_mode"):
         if key in p:
             text[key] = str(p[key])
@@ -87,12 +91,29 @@ def png_text(metadata: dict[str, Any]) -> dict[str, str]:
     return text
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
+def json_safe(obj: Any) -> Any:
+    """``obj`` with numpy scalars made plain, paths as strings and non-finite floats as "inf"/"-inf"/"nan"."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else _fmt(v)
     if isinstance(obj, Path):
         return str(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+def to_json(obj: Any, *, indent: int | None = 2) -> str:
+    """Strict JSON text (no NaN/Infinity tokens; see :func:`json_safe`), keys sorted."""
+    return json.dumps(json_safe(obj), indent=indent, sort_keys=True, allow_nan=False)
 
 
 def planned_paths(
@@ -104,9 +125,19 @@ def planned_paths(
     for item in items:
         if item not in EXPORT_ITEMS:
             raise ValueError(f"unknown export item {item!r}; choose from {EXPORT_ITEMS}")
-        name = pattern.format(item=_FILE_ITEM.get(item, item), **fields)
+        try:
+            name = pattern.format(item=_FILE_ITEM.get(item, item), **fields)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"bad file name pattern {pattern!r}: {exc!r}; use {{item}}, {{stem}}, ..."
+            ) from None
         suffix = ".csv" if item == "metrics_csv" else ".json" if item == "json" else ext
-        paths[item] = out_dir / f"{name}{suffix}"
+        path = out_dir / f"{name}{suffix}"
+        if path in paths.values():
+            raise ValueError(
+                f"pattern {pattern!r} gives two items the same file name {path.name}; add {{item}}"
+            )
+        paths[item] = path
     return paths
 
 
@@ -147,11 +178,20 @@ def export_result(
             ["Original", "Mask", "Baseline (IP2P)", f"Blended ({p.mask_mode})"],
         ),
     }
-    for item, path in paths.items():
-        if item in pictures:
-            images.save_image(path, pictures[item](), text=text, quality=quality)
-        elif item == "metrics_csv":
-            images.atomic_write_text(path, metrics_csv(result.metrics))
-        elif item == "json":
-            images.atomic_write_text(path, json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
+    existed = {item for item, path in paths.items() if path.exists()}
+    written: list[Path] = []
+    try:
+        for item, path in paths.items():
+            if item in pictures:
+                images.save_image(path, pictures[item](), text=text, quality=quality, overwrite=overwrite)
+            elif item == "metrics_csv":
+                images.atomic_write_text(path, metrics_csv(result.metrics), overwrite=overwrite)
+            elif item == "json":
+                images.atomic_write_text(path, to_json(meta), overwrite=overwrite)
+            if item not in existed:
+                written.append(path)
+    except BaseException:
+        for path in written:  # all or nothing for the files this call created
+            path.unlink(missing_ok=True)
+        raise
     return paths

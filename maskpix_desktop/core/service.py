@@ -92,6 +92,7 @@ class ModelService:
         self._segmenter: Any = None
         self._editor: Any = None
         self._clip: Any = None
+        self._sam_path: Path | None = None
         self.clip_error: str | None = None
 
     def check(self, *, sam: bool = True, ip2p: bool = True) -> None:
@@ -108,6 +109,7 @@ class ModelService:
 
                 path, model_type = self.choice.sam_checkpoint()
                 self._segmenter = Segmenter.from_checkpoint(path, model_type=model_type, device=self.device)
+                self._sam_path = path
             return self._segmenter
 
     def editor(self):
@@ -140,6 +142,7 @@ class ModelService:
         """Drop every model (e.g. after the model settings changed) and free GPU memory."""
         with self._lock:
             self._segmenter = self._editor = self._clip = None
+            self._sam_path = None
             self.clip_error = None
             if self.device.startswith("cuda"):
                 import torch
@@ -150,7 +153,8 @@ class ModelService:
         info = {"device": self.device}
         if self._segmenter is not None:
             info["sam"] = getattr(self._segmenter, "model_type", "")
-            info["sam_fingerprint"] = getattr(self._segmenter, "fingerprint", "")
+            # The Segmenter does not know its file: sha256 of the checkpoint (cached per path/mtime/size).
+            info["sam_fingerprint"] = models.file_fingerprint(self._sam_path) if self._sam_path else ""
         if self._clip is not None:
             info["clip"] = self._clip.name
         return info

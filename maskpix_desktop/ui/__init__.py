@@ -1,0 +1,1 @@
+"""Qt widgets, canvas, dialogs and the model-service worker. No model maths here."""

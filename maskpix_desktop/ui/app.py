@@ -1,0 +1,131 @@
+"""Start-up, done once: logging to a rotating file, Qt messages into the log, an excepthook dialog."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import sys
+import traceback
+from pathlib import Path
+
+log = logging.getLogger("maskpix")
+
+APP_NAME = "MaskPix Desktop"
+ORG_NAME = "MaskPix"
+
+
+def log_dir() -> Path:
+    import platformdirs
+
+    return platformdirs.user_log_path("maskpix", appauthor=False)
+
+
+def setup_logging(level: int = logging.INFO) -> Path:
+    """Log to stderr (when there is one) and to a rotating file under the user's log folder."""
+    folder = log_dir()
+    path = folder / "maskpix.log"
+    root = logging.getLogger()
+    root.setLevel(level)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+        )
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    except OSError:
+        path = Path(os.devnull)
+    if sys.stderr is not None:
+        stream = logging.StreamHandler()
+        stream.setFormatter(fmt)
+        stream.setLevel(logging.WARNING)
+        root.addHandler(stream)
+    return path
+
+
+def _redirect_missing_streams() -> None:
+    """Windowed (frozen) builds have no stdout/stderr; tqdm and transformers write to them."""
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+
+
+def install_qt_message_handler() -> None:
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    qt_log = logging.getLogger("qt")
+    levels = {
+        QtMsgType.QtDebugMsg: logging.DEBUG,
+        QtMsgType.QtInfoMsg: logging.INFO,
+        QtMsgType.QtWarningMsg: logging.WARNING,
+        QtMsgType.QtCriticalMsg: logging.ERROR,
+        QtMsgType.QtFatalMsg: logging.CRITICAL,
+    }
+
+    def handler(mode, context, message):  # noqa: ANN001
+        qt_log.log(levels.get(mode, logging.WARNING), "%s", message)
+
+    qInstallMessageHandler(handler)
+
+
+def install_excepthook(log_path: Path) -> None:
+    """Unexpected exceptions on the GUI thread: log with traceback and show a dialog; the app goes on."""
+
+    def hook(exc_type, exc, tb):  # noqa: ANN001
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        log.error("Unexpected error:\n%s", text)
+        try:
+            from PySide6.QtWidgets import QApplication, QMessageBox
+
+            if QApplication.instance() is not None:
+                box = QMessageBox(QMessageBox.Icon.Critical, APP_NAME, f"Unexpected error: {exc}")
+                box.setInformativeText(f"Details were written to {log_path}. Your work is still open.")
+                box.setDetailedText(text)
+                box.exec()
+        except Exception:  # pragma: no cover - never let the hook itself raise
+            pass
+
+    sys.excepthook = hook
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="maskpix", description="MaskPix Desktop")
+    p.add_argument("image", nargs="?", help="image to open")
+    p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
+    p.add_argument("--device", default=None, help="auto | cuda | cpu | mps")
+    p.add_argument("--no-models", action="store_true", help="do not load models at start")
+    return p.parse_args(argv)
+
+
+def create_app(argv: list[str] | None = None):
+    """The QApplication (created once) with names set so QSettings and log folders are right."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(["maskpix", *(argv or [])])
+    app.setOrganizationName(ORG_NAME)
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName(APP_NAME)
+    return app
+
+
+def run_app(argv: list[str]) -> int:
+    _redirect_missing_streams()
+    args = parse_args(argv)
+    log_path = setup_logging()
+    app = create_app()
+    install_qt_message_handler()
+    install_excepthook(log_path)
+    from maskpix_desktop.ui.main_window import MainWindow
+
+    window = MainWindow(models_dir=args.models_dir, device=args.device, load_models=not args.no_models)
+    window.log_path = log_path
+    window.show()
+    if args.image:
+        window.open_image(args.image)
+    return app.exec()

@@ -1,0 +1,187 @@
+"""The edit panel: instruction, IP2P parameters, mask mode, Run / Cancel and step progress."""
+
+from __future__ import annotations
+
+import random
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from maskpix_desktop.core.blend import MASK_MODES
+from maskpix_desktop.core.jobs import EditParams
+
+WORKING_SIZES = (256, 384, 512, 640, 768, 1024)
+MODE_TIPS = {
+    "pixel": "Edit the whole image, then keep the edit only inside the mask (outside = original, exactly).",
+    "latent": "Pin the background latents to the source at every denoising step, then composite.",
+    "crop": "Edit only the mask's padded bounding box at full working resolution, then paste back.",
+}
+
+
+class EditPanel(QWidget):
+    """Collects :class:`EditParams`; emits ``runRequested`` (Run or Enter) and ``cancelRequested``."""
+
+    runRequested = Signal()
+    cancelRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.instruction = QLineEdit()
+        self.instruction.setPlaceholderText("Instruction, e.g. “make the jacket red leather”  (Enter runs)")
+        self.instruction.setClearButtonEnabled(True)
+        self.instruction.returnPressed.connect(self._on_return)
+
+        self.steps = QSpinBox(minimum=1, maximum=200, value=20)
+        self.steps.setToolTip("Denoising steps: more is slower and usually cleaner.")
+        self.text_scale = QDoubleSpinBox(minimum=0.0, maximum=30.0, value=7.5, singleStep=0.5, decimals=1)
+        self.text_scale.setToolTip("Text guidance s_T: how strongly the edit follows the instruction.")
+        self.image_scale = QDoubleSpinBox(minimum=1.0, maximum=10.0, value=1.5, singleStep=0.1, decimals=2)
+        self.image_scale.setToolTip("Image guidance s_I: how strongly the result stays close to the photo.")
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=1234)
+        self.seed_lock = QCheckBox("lock")
+        self.seed_lock.setChecked(True)
+        self.seed_lock.setToolTip("Locked: every run uses this seed. Unlocked: a new random seed per run.")
+        dice = QToolButton(text="🎲")
+        dice.setToolTip("New random seed")
+        dice.clicked.connect(self.randomize_seed)
+        seed_row = QHBoxLayout()
+        seed_row.setContentsMargins(0, 0, 0, 0)
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(dice)
+        seed_row.addWidget(self.seed_lock)
+
+        self.long_side = QComboBox()
+        for size in WORKING_SIZES:
+            self.long_side.addItem(f"{size} px", size)
+        self.long_side.setCurrentIndex(WORKING_SIZES.index(512))
+        self.long_side.setToolTip("The edit runs at this long side, then is resized back to the photo.")
+        self.mask_mode = QComboBox()
+        for mode in MASK_MODES:
+            self.mask_mode.addItem(mode, mode)
+            self.mask_mode.setItemData(
+                self.mask_mode.count() - 1, MODE_TIPS[mode], Qt.ItemDataRole.ToolTipRole
+            )
+        self.mask_mode.setToolTip("\n".join(f"{m}: {t}" for m, t in MODE_TIPS.items()))
+        self.dilate = QSpinBox(minimum=0, maximum=200, value=0, suffix=" px")
+        self.dilate.setToolTip("Grow the mask before blending.")
+        self.feather = QDoubleSpinBox(minimum=0.0, maximum=100.0, value=2.0, singleStep=0.5, suffix=" px")
+        self.feather.setToolTip("Soften the mask edge (Gaussian sigma). 0 = hard edge.")
+        self.poisson = QCheckBox("Poisson seam")
+        self.poisson.setToolTip("Blend the seam with Poisson image editing (cv2.seamlessClone).")
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Steps", self.steps)
+        form.addRow("Text guidance", self.text_scale)
+        form.addRow("Image guidance", self.image_scale)
+        form.addRow("Seed", seed_row)
+        form.addRow("Working size", self.long_side)
+        form.addRow("Mask mode", self.mask_mode)
+        form.addRow("Dilate", self.dilate)
+        form.addRow("Feather", self.feather)
+        form.addRow("", self.poisson)
+
+        self.run_button = QPushButton("Run edit")
+        self.run_button.setDefault(True)
+        self.run_button.setToolTip("Run InstructPix2Pix (Enter in the instruction field)")
+        self.run_button.clicked.connect(self.runRequested)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.cancel_button)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("idle")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("<b>Instruction</b>"))
+        layout.addWidget(self.instruction)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+    # ------------------------------------------------------------------ params
+    def randomize_seed(self) -> None:
+        self.seed.setValue(random.randrange(0, 2**31 - 1))
+
+    def params(self) -> EditParams:
+        """Current settings as EditParams (draws a new seed first when the seed is unlocked)."""
+        return EditParams(
+            instruction=self.instruction.text().strip(),
+            steps=self.steps.value(),
+            text_scale=self.text_scale.value(),
+            image_scale=self.image_scale.value(),
+            seed=self.seed.value(),
+            mask_mode=self.mask_mode.currentData(),
+            long_side=self.long_side.currentData(),
+            dilate=self.dilate.value(),
+            feather=self.feather.value(),
+            seam="poisson" if self.poisson.isChecked() else "none",
+        )
+
+    def next_params(self) -> EditParams:
+        """Params for a new run: an unlocked seed is re-drawn first."""
+        if not self.seed_lock.isChecked():
+            self.randomize_seed()
+        return self.params()
+
+    def set_params(self, p: EditParams) -> None:
+        self.instruction.setText(p.instruction)
+        self.steps.setValue(p.steps)
+        self.text_scale.setValue(p.text_scale)
+        self.image_scale.setValue(p.image_scale)
+        self.seed.setValue(p.seed)
+        self.mask_mode.setCurrentIndex(max(0, self.mask_mode.findData(p.mask_mode)))
+        idx = self.long_side.findData(p.long_side)
+        if idx < 0:
+            self.long_side.addItem(f"{p.long_side} px", p.long_side)
+            idx = self.long_side.count() - 1
+        self.long_side.setCurrentIndex(idx)
+        self.dilate.setValue(p.dilate)
+        self.feather.setValue(p.feather)
+        self.poisson.setChecked(p.seam == "poisson")
+
+    # ------------------------------------------------------------------ run state
+    def _on_return(self) -> None:
+        if self.run_button.isEnabled():
+            self.runRequested.emit()
+
+    def set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if running:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat("starting…")
+        else:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("idle")
+
+    def set_progress(self, done: int, total: int, eta_s: float | None = None, stage: str = "") -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        left = f" · {eta_s:.0f} s left" if eta_s is not None and done < total else ""
+        label = f"{stage} · " if stage else ""
+        self.progress.setFormat(f"{label}step {done}/{total}{left}")

@@ -1,0 +1,234 @@
+"""Export dialog: choose items, folder, file-name pattern and format; never overwrites without asking."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from maskpix_desktop.core import export
+from maskpix_desktop.core.errors import MaskPixError
+from maskpix_desktop.core.jobs import EditResult
+
+#: Checkbox label per export item, in the order they are shown.
+ITEM_LABELS: dict[str, str] = {
+    "blended": "Blended",
+    "baseline": "Baseline",
+    "mask": "Mask",
+    "original": "Original",
+    "grid": "Comparison grid",
+    "metrics_csv": "Metrics CSV",
+    "json": "JSON sidecar",
+}
+FORMAT_LABELS = {"png": "PNG", "jpeg": "JPEG", "webp": "WebP"}
+DEFAULT_PATTERN = "{stem}_{item}"
+
+
+def _ask_overwrite(parent: QWidget, names: list[str]) -> bool:
+    """Default overwrite question (QMessageBox); True = replace."""
+    n = len(names)
+    text = f"Replace {n} existing file{'s' if n != 1 else ''}?\n\n" + "\n".join(names)
+    buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+    answer = QMessageBox.question(parent, "Replace files?", text, buttons, QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def _show_error(parent: QWidget, message: str) -> None:
+    """Default error report (QMessageBox.critical)."""
+    QMessageBox.critical(parent, "Export failed", message)
+
+
+class ExportDialog(QDialog):
+    """Write a result's images, grid, metrics CSV and JSON sidecar; OK exports, errors keep it open."""
+
+    #: Hooks (replaceable in tests, on the class or an instance): overwrite question and error report.
+    ask_overwrite: Callable[[QWidget, list[str]], bool] = staticmethod(_ask_overwrite)
+    show_error: Callable[[QWidget, str], None] = staticmethod(_show_error)
+
+    def __init__(
+        self, result: EditResult, default_dir: Path, parent: QWidget | None = None, *, stem: str = "image"
+    ):
+        super().__init__(parent)
+        self.setWindowTitle("Export result")
+        self.edit_result = result
+        self.stem = stem
+        self.exported_paths: dict[str, Path] = {}
+
+        items_box = QGroupBox("Items")
+        grid = QGridLayout(items_box)
+        self.checks: dict[str, QCheckBox] = {}
+        for i, item in enumerate(ITEM_LABELS):
+            box = QCheckBox(ITEM_LABELS[item])
+            box.setChecked(True)
+            box.toggled.connect(self._update_preview)
+            self.checks[item] = box
+            grid.addWidget(box, i // 2, i % 2)
+
+        self.folder_edit = QLineEdit(str(default_dir))
+        self.folder_edit.textChanged.connect(self._update_preview)
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.clicked.connect(self._browse)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder_edit, 1)
+        folder_row.addWidget(self.browse_button)
+
+        self.pattern_edit = QLineEdit(DEFAULT_PATTERN)
+        self.pattern_edit.setToolTip("Fields: {stem}, {item}, {seed}, {mode}")
+        self.pattern_edit.textChanged.connect(self._update_preview)
+
+        self.format_combo = QComboBox()
+        for key, label in FORMAT_LABELS.items():
+            self.format_combo.addItem(label, key)
+        self.format_combo.currentIndexChanged.connect(self._on_format)
+        self.quality_spin = QSpinBox()
+        self.quality_spin.setRange(1, 100)
+        self.quality_spin.setValue(95)
+        self.quality_spin.setToolTip("JPEG/WebP quality (WebP is lossless at 100)")
+        format_row = QHBoxLayout()
+        format_row.addWidget(self.format_combo)
+        format_row.addWidget(QLabel("Quality"))
+        format_row.addWidget(self.quality_spin)
+        format_row.addStretch(1)
+
+        self.preview_label = QLabel()
+        self.preview_label.setWordWrap(True)
+        self.preview_label.setTextFormat(Qt.TextFormat.PlainText)
+
+        form = QFormLayout()
+        form.addRow("Folder", folder_row)
+        form.addRow("File names", self.pattern_edit)
+        form.addRow("Format", format_row)
+        form.addRow("Will write", self.preview_label)
+
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.export_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.export_button.setText("Export")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(items_box)
+        layout.addLayout(form)
+        layout.addWidget(self.buttons)
+        self._on_format()
+
+    # state -----------------------------------------------------------------------------------------
+    def selected_items(self) -> list[str]:
+        """Checked items in core.export.EXPORT_ITEMS order."""
+        return [item for item in export.EXPORT_ITEMS if item in self.checks and self.checks[item].isChecked()]
+
+    def folder(self) -> Path:
+        return Path(self.folder_edit.text().strip()).expanduser()
+
+    def image_format(self) -> str:
+        return str(self.format_combo.currentData())
+
+    def planned(self) -> dict[str, Path]:
+        """Target path per checked item; ValueError/KeyError/IndexError for a bad pattern."""
+        p = self.edit_result.request.params
+        if not self.pattern_edit.text().strip():
+            raise ValueError("the pattern is empty")
+        paths = export.planned_paths(
+            self.folder(),
+            self.selected_items(),
+            pattern=self.pattern_edit.text(),
+            fmt=self.image_format(),
+            stem=self.stem,
+            seed=str(p.seed),
+            mode=p.mask_mode,
+        )
+        if len(set(paths.values())) < len(paths):
+            raise ValueError("two items would get the same file name; put {item} in the pattern")
+        return paths
+
+    # export ----------------------------------------------------------------------------------------
+    def do_export(self, overwrite: bool = False) -> bool:
+        """Export the checked items; True on success (``exported_paths`` set), False when nothing was done."""
+        if not self.folder_edit.text().strip():
+            self._hook("show_error")(self, "Choose a folder to export to.")
+            return False
+        if not self.selected_items():
+            self._hook("show_error")(self, "Choose at least one item to export.")
+            return False
+        try:
+            planned = self.planned()
+        except (KeyError, ValueError, IndexError) as exc:
+            self._hook("show_error")(self, f"Invalid file name pattern: {exc}")
+            return False
+        try:
+            paths = export.export_result(
+                self.edit_result,
+                self.folder(),
+                items=self.selected_items(),
+                pattern=self.pattern_edit.text(),
+                fmt=self.image_format(),
+                quality=self.quality_spin.value(),
+                overwrite=overwrite,
+                stem=self.stem,
+            )
+        except FileExistsError:
+            if overwrite:
+                raise
+            existing = [path.name for path in planned.values() if path.exists()]
+            if self._hook("ask_overwrite")(self, existing):
+                return self.do_export(overwrite=True)
+            return False
+        except (MaskPixError, OSError) as exc:
+            self._hook("show_error")(self, str(exc))
+            return False
+        self.exported_paths = paths
+        return True
+
+    def accept(self) -> None:
+        if self.do_export():
+            super().accept()
+
+    # internals -------------------------------------------------------------------------------------
+    def _hook(self, name: str) -> Callable:
+        """A hook as stored (instance or class), unbound: hooks take the dialog as first argument."""
+        hook = inspect.getattr_static(self, name)
+        return hook.__func__ if isinstance(hook, staticmethod) else hook
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export folder", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def _on_format(self) -> None:
+        self.quality_spin.setEnabled(self.image_format() in ("jpeg", "webp"))
+        self._update_preview()
+
+    def _update_preview(self) -> None:
+        try:
+            planned = self.planned()
+        except (KeyError, ValueError, IndexError) as exc:
+            self.preview_label.setText(f"Invalid pattern: {exc}")
+            self.preview_label.setStyleSheet("color: #c0392b;")
+            self.export_button.setEnabled(False)
+            return
+        self.preview_label.setStyleSheet("")
+        names = [path.name + ("  (exists)" if path.exists() else "") for path in planned.values()]
+        self.preview_label.setText("\n".join(names) if names else "Nothing selected.")
+        self.export_button.setEnabled(bool(names) and bool(self.folder_edit.text().strip()))

@@ -1,0 +1,598 @@
+"""The main window: canvas + tools, edit panel, results, menus, status bar; talks to the model worker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QActionGroup, QColor, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QColorDialog,
+    QDockWidget,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from maskpix_desktop.core import images
+from maskpix_desktop.core.errors import MaskPixError
+from maskpix_desktop.core.jobs import EditRequest
+from maskpix_desktop.core.service import ModelChoice
+from maskpix_desktop.ui.canvas import ImageCanvas, Prompts
+from maskpix_desktop.ui.edit_panel import EditPanel
+from maskpix_desktop.ui.results import ResultsPanel
+from maskpix_desktop.ui.worker import JobMessage, ModelClient, SegmentJob
+
+log = logging.getLogger(__name__)
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.bmp *.gif);;All files (*)"
+MAX_RECENT = 10
+SEGMENT_DELAY_MS = 30
+
+
+def resources_dir() -> Path:
+    """``resources/`` beside the package (source checkout) or inside a frozen bundle."""
+    frozen = getattr(sys, "_MEIPASS", None)
+    if frozen:
+        return Path(frozen) / "resources"
+    return Path(__file__).resolve().parents[2] / "resources"
+
+
+def _service_factory(choice: ModelChoice):
+    def build():
+        from maskpix_desktop.core.service import ModelService
+
+        return ModelService(choice)
+
+    return build
+
+
+class Banner(QWidget):
+    """A dismissible message strip at the top of the window (errors, missing models)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.action_button = QPushButton()
+        self.action_button.hide()
+        close = QToolButton(text="✕")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(10, 6, 6, 6)
+        row.addWidget(self.label, 1)
+        row.addWidget(self.action_button)
+        row.addWidget(close)
+        self._callback = None
+        self.action_button.clicked.connect(lambda: self._callback and self._callback())
+        self.hide()
+
+    def show_message(self, text: str, level: str = "error", action: str = "", callback=None) -> None:
+        colours = {"error": "#5c1f24", "warning": "#5a4a1a", "info": "#1f3d5c"}
+        self.setStyleSheet(f"background:{colours.get(level, colours['info'])}; color:#f2f2f2;")
+        self.label.setText(text)
+        self._callback = callback
+        self.action_button.setVisible(bool(action))
+        self.action_button.setText(action)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    """MaskPix's window. ``service_factory`` lets tests inject a fake model service."""
+
+    def __init__(
+        self,
+        *,
+        models_dir: str | None = None,
+        device: str | None = None,
+        load_models: bool = True,
+        service_factory: Any = None,
+        settings: QSettings | None = None,
+    ):
+        super().__init__()
+        self.setWindowTitle("MaskPix Desktop")
+        self.setAcceptDrops(True)
+        self.settings = settings or QSettings()
+        self.log_path: Path | None = None
+        self.image_path: Path | None = None
+        self.choice = self._load_choice(models_dir, device)
+        self._segment_job = 0
+        self._edit_job = 0
+        self._load_job = 0
+        self._candidates: Any = None
+        self._chosen_logits: np.ndarray | None = None
+        self._models_ready = False
+
+        self.banner = Banner()
+        self.canvas = ImageCanvas()
+        self.results = ResultsPanel()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.canvas, "Mask")
+        self.tabs.addTab(self.results, "Results")
+        self.tabs.setTabToolTip(0, "Click points (left keep, right exclude), drag a box, paint with B / E")
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        self.empty_hint = QLabel(
+            "<h2>Open a photo to start</h2><p>Drag and drop an image here, use File &gt; Open (Ctrl+O), "
+            "or try a sample from File &gt; Samples.</p>"
+        )
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setParent(self.canvas.viewport())
+
+        self.edit_panel = EditPanel()
+        self._build_tools_dock()
+        self._build_menus()
+        self._build_status_bar()
+
+        self.client = ModelClient(service_factory or _service_factory(self.choice), self)
+        self.client.message.connect(self._on_message)
+        self._segment_timer = QTimer(self, singleShot=True, interval=SEGMENT_DELAY_MS)
+        self._segment_timer.timeout.connect(self._request_segment)
+        self.canvas.promptsChanged.connect(self._segment_timer.start)
+        self.canvas.cursorMoved.connect(lambda x, y: self.cursor_label.setText(f"{x}, {y}"))
+        self.edit_panel.runRequested.connect(self.run_edit)
+        self.edit_panel.cancelRequested.connect(self.cancel_edit)
+        self.results.exportRequested.connect(self.export_current)
+        self.results.rerunRequested.connect(self._use_params)
+
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 900)
+        self._want_models = load_models
+        QTimer.singleShot(0, self._start_models)
+
+    # ------------------------------------------------------------------ layout
+    def _build_tools_dock(self) -> None:
+        c = self.canvas
+        tools = QGroupBox("Mask tools")
+        grid = QGridLayout(tools)
+        self.tool_group = QActionGroup(self)
+        self.tool_actions: dict[str, QAction] = {}
+        for col, (name, label, key, tip) in enumerate(
+            (
+                ("prompt", "Points / box", "P", "Left click keep, right click exclude, drag a box (P)"),
+                ("brush", "Brush", "B", "Paint the mask (B); [ and ] change the size"),
+                ("eraser", "Eraser", "E", "Erase the mask (E)"),
+            )
+        ):
+            act = QAction(label, self, checkable=True, shortcut=QKeySequence(key), toolTip=tip)
+            act.triggered.connect(lambda _=False, n=name: self.set_tool(n))
+            self.tool_group.addAction(act)
+            self.tool_actions[name] = act
+            btn = QToolButton()
+            btn.setDefaultAction(act)
+            btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            grid.addWidget(btn, 0, col)
+        self.tool_actions["prompt"].setChecked(True)
+        self.addActions(list(self.tool_actions.values()))
+
+        self.brush_slider = QSlider(Qt.Orientation.Horizontal, minimum=1, maximum=400, value=c.brush_size)
+        self.brush_slider.valueChanged.connect(lambda v: setattr(c, "brush_size", v))
+        self.hardness_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=80)
+        self.hardness_slider.valueChanged.connect(lambda v: setattr(c, "brush_hardness", v / 100))
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=50)
+        self.opacity_slider.valueChanged.connect(lambda v: c.set_overlay_opacity(v / 100))
+        colour = QPushButton("Colour…")
+        colour.clicked.connect(self._pick_overlay_colour)
+        self.show_overlay = QCheckBox("Show mask", checked=True)
+        self.show_overlay.toggled.connect(c.set_overlay_visible)
+        self.show_prompts = QCheckBox("Show prompts", checked=True)
+        self.show_prompts.toggled.connect(c.set_prompts_visible)
+        form = QFormLayout()
+        form.addRow("Brush size", self.brush_slider)
+        form.addRow("Hardness", self.hardness_slider)
+        form.addRow("Overlay", self.opacity_slider)
+        row = QHBoxLayout()
+        row.addWidget(self.show_overlay)
+        row.addWidget(self.show_prompts)
+        row.addWidget(colour)
+        form.addRow(row)
+        grid.addLayout(form, 1, 0, 1, 3)
+        ops = QHBoxLayout()
+        for name in ("dilate", "erode", "feather", "invert", "clear"):
+            b = QPushButton(name.capitalize())
+            b.setToolTip(f"{name.capitalize()} the mask (undoable)")
+            b.clicked.connect(lambda _=False, n=name: self.canvas.apply_mask_op(n))
+            ops.addWidget(b)
+        grid.addLayout(ops, 2, 0, 1, 3)
+        clear_prompts = QPushButton("Clear prompts (Esc)")
+        clear_prompts.clicked.connect(self.canvas.clear_prompts)
+        grid.addWidget(clear_prompts, 3, 0, 1, 3)
+
+        cands = QGroupBox("SAM candidates")
+        cl = QVBoxLayout(cands)
+        self.candidate_list = QListWidget()
+        self.candidate_list.setMaximumHeight(84)
+        self.candidate_list.setToolTip("A single click gives three masks; pick one (predicted IoU shown)")
+        self.candidate_list.currentRowChanged.connect(self._choose_candidate)
+        cl.addWidget(self.candidate_list)
+
+        side = QWidget()
+        sl = QVBoxLayout(side)
+        sl.addWidget(tools)
+        sl.addWidget(cands)
+        edit_box = QGroupBox("Edit")
+        el = QVBoxLayout(edit_box)
+        el.setContentsMargins(4, 4, 4, 4)
+        el.addWidget(self.edit_panel)
+        sl.addWidget(edit_box, 1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(side)
+        scroll.setMinimumWidth(340)
+        dock = QDockWidget("Tools", self)
+        dock.setObjectName("tools_dock")
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        dock.setWidget(scroll)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        file = mb.addMenu("&File")
+        file.addAction("&Open image…", QKeySequence.StandardKey.Open, self.open_dialog)
+        self.recent_menu = file.addMenu("Open &recent")
+        self.samples_menu = file.addMenu("&Samples")
+        for path in sorted(resources_dir().glob("samples/*.jpg")):
+            self.samples_menu.addAction(path.stem, lambda p=path: self.open_image(p))
+        file.addSeparator()
+        self.export_action = file.addAction("&Export result…", QKeySequence("Ctrl+E"), self.export_current)
+        file.addSeparator()
+        file.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
+        self._refresh_recent()
+
+        edit = mb.addMenu("&Edit")
+        undo = self.canvas.undo_stack.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence.StandardKey.Undo)
+        redo = self.canvas.undo_stack.createRedoAction(self, "&Redo")
+        redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence.StandardKey.Redo])
+        edit.addAction(undo)
+        edit.addAction(redo)
+        self.undo_action, self.redo_action = undo, redo
+        edit.addSeparator()
+        edit.addAction("Clear prompts", self.canvas.clear_prompts)
+        edit.addAction("Run edit", QKeySequence("Ctrl+Return"), self.run_edit)
+
+        view = mb.addMenu("&View")
+        view.addAction(self.canvas.fit_action)
+        view.addAction(self.canvas.actual_size_action)
+        view.addAction("Mask canvas", QKeySequence("Ctrl+Shift+1"), lambda: self.tabs.setCurrentIndex(0))
+        view.addAction("Results", QKeySequence("Ctrl+Shift+2"), lambda: self.tabs.setCurrentIndex(1))
+
+        models = mb.addMenu("&Models")
+        models.addAction("Model &settings…", self.open_model_settings)
+        models.addAction("&Reload models", self._start_models)
+        help_menu = mb.addMenu("&Help")
+        help_menu.addAction("Open log folder", self._open_log_folder)
+        help_menu.addAction("About MaskPix", self._about)
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.device_label = QLabel("device: …")
+        self.model_label = QLabel("models: not loaded")
+        self.cursor_label = QLabel("")
+        self.cursor_label.setMinimumWidth(90)
+        for w in (self.cursor_label, self.model_label, self.device_label):
+            sb.addPermanentWidget(w)
+
+    # ------------------------------------------------------------------ settings
+    def _load_choice(self, models_dir: str | None, device: str | None) -> ModelChoice:
+        raw = self.settings.value("models/choice")
+        data: dict[str, Any] = {}
+        if raw:
+            try:
+                data = json.loads(raw)
+            except (TypeError, ValueError):
+                data = {}
+        fields = {k: v for k, v in data.items() if k in ModelChoice.__dataclass_fields__ and k != "extra"}
+        if models_dir:
+            fields["models_dir"] = models_dir
+        if device:
+            fields["device"] = device
+        return ModelChoice(**fields)
+
+    def _save_choice(self) -> None:
+        data = asdict(self.choice)
+        data.pop("extra", None)
+        self.settings.setValue("models/choice", json.dumps(data))
+
+    # ------------------------------------------------------------------ models
+    def _start_models(self) -> None:
+        self.client.start()
+        if not self._want_models:
+            self.model_label.setText("models: load on first use")
+            return
+        self.model_label.setText("models: loading…")
+        self._load_job = self.client.load_models()
+
+    def open_model_settings(self) -> None:
+        from maskpix_desktop.ui.model_dialog import ModelDialog
+
+        dlg = ModelDialog(self.choice, self)
+        if dlg.exec():
+            self.choice = dlg.choice()
+            self._save_choice()
+            self.client.set_service_factory(_service_factory(self.choice))
+            self._want_models = True
+            self._models_ready = False
+            self._start_models()
+
+    # ------------------------------------------------------------------ images
+    def open_dialog(self) -> None:
+        start = str(self.image_path.parent) if self.image_path else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", start, IMAGE_FILTER)
+        if path:
+            self.open_image(path)
+
+    def open_image(self, path: str | Path) -> bool:
+        """Load an image into the canvas; a bad file gives a message and changes nothing."""
+        path = Path(path)
+        try:
+            image = images.load_image(path)
+        except MaskPixError as exc:
+            self.banner.show_message(str(exc), "error")
+            self.statusBar().showMessage(f"Could not open {path.name}", 5000)
+            return False
+        self.image_path = path
+        self.canvas.set_image(image)
+        self.empty_hint.hide()
+        self._candidates = None
+        self._chosen_logits = None
+        self.candidate_list.clear()
+        self.tabs.setCurrentIndex(0)
+        self.setWindowTitle(f"{path.name} — MaskPix Desktop")
+        h, w = image.shape[:2]
+        self.statusBar().showMessage(f"Opened {path.name} ({w}×{h})", 5000)
+        self.banner.hide()
+        self._add_recent(path)
+        self._segment_job = self.client.segment(SegmentJob(image=image, points=None, labels=None, box=None))
+        return True
+
+    def _add_recent(self, path: Path) -> None:
+        recent = [p for p in self._recent() if p != str(path)]
+        recent.insert(0, str(path))
+        self.settings.setValue("files/recent", json.dumps(recent[:MAX_RECENT]))
+        self._refresh_recent()
+
+    def _recent(self) -> list[str]:
+        try:
+            return list(json.loads(self.settings.value("files/recent", "[]")))
+        except (TypeError, ValueError):
+            return []
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self._recent():
+            self.recent_menu.addAction(p, lambda p=p: self.open_image(p))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                self.open_image(url.toLocalFile())
+                break
+
+    # ------------------------------------------------------------------ tools
+    def set_tool(self, name: str) -> None:
+        self.canvas.set_tool(name)
+        self.tool_actions[name].setChecked(True)
+        self.tabs.setCurrentIndex(0)
+
+    def _pick_overlay_colour(self) -> None:
+        colour = QColorDialog.getColor(QColor(255, 40, 90), self, "Mask colour")
+        if colour.isValid():
+            self.canvas.set_overlay_color(colour)
+
+    # ------------------------------------------------------------------ SAM
+    def _request_segment(self) -> None:
+        image = self.canvas.image()
+        if image is None:
+            return
+        prompts: Prompts = self.canvas.prompts()
+        if prompts.is_empty():
+            self._chosen_logits = None
+            self._candidates = None
+            self.candidate_list.clear()
+            return
+        pts = np.asarray(prompts.points, np.float32) if prompts.points else None
+        labels = np.asarray(prompts.labels, np.int32) if prompts.points else None
+        box = np.asarray(prompts.box, np.float32) if prompts.box is not None else None
+        refine = self._chosen_logits if (len(prompts.points) > 1 or box is not None) else None
+        if box is not None and len(prompts.points) == 0:
+            refine = None
+        self._segment_job = self.client.segment(
+            SegmentJob(image=image, points=pts, labels=labels, box=box, mask_input=refine)
+        )
+
+    def _show_candidates(self, res: Any) -> None:
+        self._candidates = res
+        self.candidate_list.blockSignals(True)
+        self.candidate_list.clear()
+        order = np.argsort(-np.asarray(res.scores))
+        for rank, i in enumerate(order):
+            area = int(res.masks[i].sum())
+            item = QListWidgetItem(f"Mask {rank + 1} — IoU {float(res.scores[i]):.2f} · {area:,} px")
+            item.setData(Qt.ItemDataRole.UserRole, int(i))
+            self.candidate_list.addItem(item)
+        self.candidate_list.blockSignals(False)
+        self.candidate_list.setCurrentRow(0)
+        if len(order) == 1:
+            self._choose_candidate(0)
+
+    def _choose_candidate(self, row: int) -> None:
+        if self._candidates is None or row < 0:
+            return
+        i = self.candidate_list.item(row).data(Qt.ItemDataRole.UserRole)
+        self._chosen_logits = np.asarray(self._candidates.logits[i : i + 1])
+        self.canvas.set_mask(self._candidates.masks[i], text="SAM mask")
+
+    # ------------------------------------------------------------------ edit
+    def run_edit(self) -> None:
+        image = self.canvas.image()
+        if image is None:
+            self.banner.show_message("Open an image first.", "info")
+            return
+        if self.client.is_busy() and self._edit_job:
+            return
+        try:
+            params = self.edit_panel.next_params()
+        except ValueError as exc:
+            self.banner.show_message(str(exc), "error")
+            return
+        if not params.instruction:
+            self.banner.show_message("Type an instruction first, e.g. “make the jacket red leather”.", "info")
+            self.edit_panel.instruction.setFocus()
+            return
+        mask = self.canvas.mask()
+        if not mask.any():
+            self.statusBar().showMessage("The mask is empty: editing the whole image.", 6000)
+            mask_arg = None
+        else:
+            mask_arg = mask.astype(np.float32) / 255.0
+        request = EditRequest(image=image, mask=mask_arg, params=params)
+        self.banner.hide()
+        self.edit_panel.set_running(True)
+        self._edit_job = self.client.edit(request)
+
+    def cancel_edit(self) -> None:
+        if self._edit_job:
+            self.client.cancel(self._edit_job)
+            self.edit_panel.progress.setFormat("cancelling…")
+
+    def _use_params(self, params: Any) -> None:
+        self.edit_panel.set_params(params)
+        self.tabs.setCurrentIndex(0)
+
+    def export_current(self) -> None:
+        result = self.results.current_result()
+        if result is None:
+            self.banner.show_message("Nothing to export yet: run an edit first.", "info")
+            return
+        from maskpix_desktop.ui.export_dialog import ExportDialog
+
+        default = self.settings.value("export/dir") or str(
+            (self.image_path.parent if self.image_path else Path.home()) / "maskpix-exports"
+        )
+        stem = self.image_path.stem if self.image_path is not None else "image"
+        dlg = ExportDialog(result, Path(default), self, stem=stem)
+        if dlg.exec() and dlg.exported_paths:
+            folder = next(iter(dlg.exported_paths.values())).parent
+            self.settings.setValue("export/dir", str(folder))
+            self.statusBar().showMessage(f"Exported {len(dlg.exported_paths)} files to {folder}", 8000)
+
+    # ------------------------------------------------------------------ messages
+    def _on_message(self, msg: JobMessage) -> None:
+        if msg.task == "load":
+            self._on_load_message(msg)
+        elif msg.task == "segment" and msg.job_id == self._segment_job:
+            if msg.kind == "finished" and msg.result is not None:
+                self._show_candidates(msg.result)
+            elif msg.kind == "failed":
+                self.banner.show_message(
+                    f"Segmentation failed: {msg.error}", "error", "Model settings…", self.open_model_settings
+                )
+        elif msg.task == "edit" and msg.job_id == self._edit_job:
+            self._on_edit_message(msg)
+
+    def _on_load_message(self, msg: JobMessage) -> None:
+        if msg.kind == "progress":
+            self.model_label.setText(f"models: loading {msg.stage} ({msg.done}/{msg.total})")
+        elif msg.kind == "finished":
+            info = msg.result or {}
+            self._models_ready = True
+            self.device_label.setText(info.get("device_label", info.get("device", "")))
+            clip = info.get("clip") or "no CLIP"
+            self.model_label.setText(f"models: ready ({clip})")
+            if info.get("clip_error"):
+                self.statusBar().showMessage(f"CLIP scores unavailable: {info['clip_error']}", 10000)
+        elif msg.kind == "failed":
+            self.model_label.setText("models: missing")
+            self.banner.show_message(msg.error, "warning", "Model settings…", self.open_model_settings)
+
+    def _on_edit_message(self, msg: JobMessage) -> None:
+        panel = self.edit_panel
+        if msg.kind == "started":
+            panel.progress.setFormat("encoding…")
+        elif msg.kind == "progress":
+            panel.set_progress(msg.done, msg.total, msg.eta_s, msg.stage)
+        elif msg.kind == "finished":
+            panel.set_running(False)
+            self._edit_job = 0
+            result = msg.result
+            self.results.add_result(result)
+            self.tabs.setCurrentIndex(1)
+            note = " (safety filter triggered)" if getattr(result, "nsfw", False) else ""
+            self.statusBar().showMessage(f"Edit finished in {msg.seconds:.1f} s{note}", 8000)
+        elif msg.kind == "cancelled":
+            panel.set_running(False)
+            self._edit_job = 0
+            self.statusBar().showMessage("Edit cancelled.", 6000)
+        elif msg.kind == "failed":
+            panel.set_running(False)
+            self._edit_job = 0
+            log.error("edit failed: %s\n%s", msg.error, msg.detail)
+            self.banner.show_message(f"The edit failed: {msg.error}", "error")
+
+    # ------------------------------------------------------------------ misc
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.empty_hint.resize(self.canvas.viewport().size())
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        self.empty_hint.resize(self.canvas.viewport().size())
+        self.empty_hint.setVisible(not self.canvas.has_image())
+
+    def _open_log_folder(self) -> None:
+        from maskpix_desktop.ui.app import log_dir
+
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(log_dir())))
+
+    def _about(self) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        from maskpix_desktop import __version__
+
+        QMessageBox.about(
+            self,
+            "About MaskPix Desktop",
+            f"<b>MaskPix Desktop {__version__}</b><p>Segment Anything masks + InstructPix2Pix edits, "
+            "blended only where you want them, with leakage metrics.</p>",
+        )
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.client.shutdown()
+        super().closeEvent(event)

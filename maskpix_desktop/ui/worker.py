@@ -1,0 +1,470 @@
+"""The model-service worker: one QThread owns every torch model; the GUI talks to it through queued signals.
+
+``ModelClient`` (GUI thread) numbers jobs, posts them to a ``_Worker`` living on its own QThread and
+re-emits the worker's :class:`JobMessage` objects on the GUI thread. Every job ends with exactly one of
+"finished", "cancelled" or "failed", except a segment job superseded by a newer one, which ends
+silently (its messages are dropped as stale). Cancel is a ``threading.Event`` per job; the editor checks
+it after every denoising step. The thread is never terminated: ``shutdown()`` cancels, quits and waits.
+
+Arrays inside jobs (images, masks, prompts) are handed over, not copied: do not mutate them afterwards.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from maskpix_desktop.core.errors import Cancelled, MaskPixError, OutOfMemoryError
+from maskpix_desktop.core.jobs import EditRequest
+
+__all__ = ["JobMessage", "ModelClient", "SegmentJob"]
+
+log = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"finished", "cancelled", "failed"})
+PROGRESS_INTERVAL_S = 1 / 30  # at most ~30 progress messages a second (first, last and stage changes always)
+_QUEUED = Qt.ConnectionType.QueuedConnection
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    """One event in a job's life: started / progress / finished / cancelled / failed."""
+
+    job_id: int
+    task: str  # "load" | "segment" | "edit"
+    kind: str  # "started" | "progress" | "finished" | "cancelled" | "failed"
+    done: int = 0
+    total: int = 0
+    stage: str = ""
+    result: Any = None  # load: dict; segment: SegmentResult; edit: EditResult with metrics
+    error: str = ""  # user-facing message
+    detail: str = ""  # traceback text for the log
+    seconds: float = 0.0  # wall time of the job (terminal messages)
+    eta_s: float | None = None  # progress: estimated seconds left
+
+    @property
+    def final(self) -> bool:
+        """True for the job's last message (finished, cancelled or failed)."""
+        return self.kind in TERMINAL
+
+
+@dataclass(frozen=True)
+class SegmentJob:
+    """A SAM request: the image (re-encoded only when it changes) and the prompts."""
+
+    image: np.ndarray
+    points: np.ndarray | None
+    labels: np.ndarray | None
+    box: np.ndarray | None
+    mask_input: np.ndarray | None = None
+    multimask: bool | None = None
+
+
+# ------------------------------------------------------------------------------------ shared job state
+
+_WAITING, _RUNNING, _DONE = "waiting", "running", "done"
+
+
+class _Job:
+    """A job as both threads see it; ``state`` changes only under the table's lock."""
+
+    __slots__ = ("job_id", "task", "payload", "cancel", "state")
+
+    def __init__(self, job_id: int, task: str):
+        self.job_id = job_id
+        self.task = task
+        self.payload: Any = None
+        self.cancel = threading.Event()
+        self.state = _WAITING
+
+
+@dataclass(frozen=True)
+class _SetFactory:
+    """Control item: unload the current service; the next job builds one with ``factory``."""
+
+    factory: Callable[[], Any]
+
+
+class _Stale(Exception):
+    """A segment job was superseded while it ran; it ends without a message."""
+
+
+class _JobTable:
+    """Thread-safe registry of undelivered jobs, the latest segment id and the closed flag."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[int, _Job] = {}
+        self._next_id = 0
+        self.latest_segment = 0
+        self.closed = False
+
+    def add(self, task: str) -> _Job:
+        with self._lock:
+            self._next_id += 1
+            job = _Job(self._next_id, task)
+            self._jobs[job.job_id] = job
+            if task == "segment":
+                self.latest_segment = job.job_id
+            return job
+
+    def is_stale(self, job: _Job) -> bool:
+        return job.task == "segment" and job.job_id < self.latest_segment
+
+    def begin(self, job: _Job) -> bool:
+        """Worker: waiting -> running; False for a job already reported cancelled or superseded."""
+        with self._lock:
+            if self.closed or job.state != _WAITING:
+                return False
+            if self.is_stale(job):
+                job.state = _DONE
+                self._jobs.pop(job.job_id, None)
+                return False
+            job.state = _RUNNING
+            return True
+
+    def finish(self, job: _Job, *, silent: bool = False) -> None:
+        """Worker: the job is over; a silent end (no terminal message coming) forgets it at once."""
+        with self._lock:
+            job.state = _DONE
+            if silent:
+                self._jobs.pop(job.job_id, None)
+
+    def cancel(self, job_id: int | None) -> list[_Job]:
+        """Set cancel events; return the waiting jobs that are now over (the caller reports them)."""
+        with self._lock:
+            if job_id is None:
+                targets = list(self._jobs.values())
+            else:
+                targets = [self._jobs[job_id]] if job_id in self._jobs else []
+            ended = []
+            for job in targets:
+                job.cancel.set()
+                if job.state == _WAITING:
+                    job.state = _DONE
+                    ended.append(job)
+            return ended
+
+    def close(self) -> None:
+        """Cancel everything for good: waiting jobs never start, the running one stops at its next check."""
+        with self._lock:
+            self.closed = True
+            for job in self._jobs.values():
+                job.cancel.set()
+                if job.state == _WAITING:
+                    job.state = _DONE
+            self._jobs.clear()
+
+    def forget(self, job_id: int) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def busy(self) -> bool:
+        with self._lock:
+            return any(job.task in ("edit", "load") for job in self._jobs.values())
+
+
+# -------------------------------------------------------------------------------------- worker thread
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, OutOfMemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+def _free_cuda_memory() -> None:
+    """Release cached CUDA blocks after an out-of-memory error (only if torch is already imported)."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # cleanup must never turn a failure report into a crash
+        log.exception("torch.cuda.empty_cache() failed")
+
+
+class _Worker(QObject):
+    """Lives on the model-service QThread; owns the service; runs one job at a time."""
+
+    message = Signal(object)
+
+    def __init__(self, factory: Callable[[], Any], table: _JobTable):
+        super().__init__()
+        self._factory = factory
+        self._table = table
+        self._service: Any = None
+
+    def _service_now(self) -> Any:
+        if self._service is None:
+            self._service = self._factory()
+        return self._service
+
+    def _emit(self, job: _Job, kind: str, **fields: Any) -> None:
+        self.message.emit(JobMessage(job.job_id, job.task, kind, **fields))
+
+    @Slot(object)
+    def run(self, item: Any) -> None:
+        """Entry point of every queued item (a job or a control item)."""
+        if isinstance(item, _SetFactory):
+            self._replace_factory(item.factory)
+            return
+        job: _Job = item
+        if not self._table.begin(job):
+            return
+        t0 = time.perf_counter()
+        silent = False
+        try:
+            handler = {"load": self._load, "segment": self._segment, "edit": self._edit}[job.task]
+            result = handler(job, t0)
+        except _Stale:
+            silent = True
+        except Cancelled:
+            self._emit(job, "cancelled", seconds=time.perf_counter() - t0)
+        except Exception as exc:
+            self._emit_failure(job, exc, time.perf_counter() - t0)
+        else:
+            self._emit(job, "finished", result=result, seconds=time.perf_counter() - t0)
+        finally:
+            self._table.finish(job, silent=silent)
+
+    def _emit_failure(self, job: _Job, exc: Exception, seconds: float) -> None:
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if _is_oom(exc):
+            _free_cuda_memory()
+        if isinstance(exc, MaskPixError):
+            error = str(exc)
+            log.warning("%s job %d failed: %s", job.task, job.job_id, error)
+        else:
+            error = f"Unexpected error: {type(exc).__name__}: {exc}"
+            log.exception("%s job %d failed", job.task, job.job_id)
+        self._emit(job, "failed", error=error, detail=detail, seconds=seconds)
+
+    def _replace_factory(self, factory: Callable[[], Any]) -> None:
+        old, self._service, self._factory = self._service, None, factory
+        if old is not None:
+            try:
+                old.unload()
+            except Exception:
+                log.exception("unloading the previous model service failed")
+
+    @staticmethod
+    def _check(job: _Job, what: str) -> None:
+        if job.cancel.is_set():
+            raise Cancelled(f"{what} cancelled.")
+
+    # ---------------------------------------------------------------- jobs
+    def _load(self, job: _Job, t0: float) -> dict[str, Any]:
+        from maskpix_desktop.core.models import device_label
+
+        wanted: dict[str, bool] = job.payload
+        names = [name for name in ("sam", "ip2p", "clip") if wanted[name]]
+        self._emit(job, "started", total=len(names), stage=names[0] if names else "")
+        service = self._service_now()
+        service.check(sam=wanted["sam"], ip2p=wanted["ip2p"])  # fail fast, before any slow load
+        clip = None
+        for i, name in enumerate(names):
+            self._check(job, "Loading")
+            if name == "sam":
+                service.segmenter()
+            elif name == "ip2p":
+                service.editor()
+            else:
+                clip = service.clip()
+            self._emit(job, "progress", done=i + 1, total=len(names), stage=name)
+        self._check(job, "Loading")
+        device = str(service.device)
+        return {
+            "device": device,
+            "device_label": device_label(device),
+            "sam": wanted["sam"],
+            "ip2p": wanted["ip2p"],
+            "clip": None if clip is None else str(clip.name),
+            "clip_error": getattr(service, "clip_error", None) if wanted["clip"] else None,
+        }
+
+    def _segment(self, job: _Job, t0: float) -> Any:
+        seg: SegmentJob = job.payload
+        self._emit(job, "started")
+        segmenter = self._service_now().segmenter()
+        segmenter.set_image(seg.image)  # the slow part when the image is new
+        if self._table.is_stale(job):
+            raise _Stale
+        self._check(job, "Segmentation")
+        return segmenter.predict(seg.points, seg.labels, seg.box, seg.mask_input, seg.multimask)
+
+    def _edit(self, job: _Job, t0: float) -> Any:
+        request, want_metrics = job.payload
+        self._emit(job, "started")  # the step total arrives with the first progress message
+        service = self._service_now()
+        editor = service.editor()
+        last = {"t": 0.0, "stage": ""}
+
+        def on_step(done: int, total: int, stage: str) -> None:
+            now = time.perf_counter()
+            if done < total and stage == last["stage"] and now - last["t"] < PROGRESS_INTERVAL_S:
+                return
+            last["t"], last["stage"] = now, stage
+            eta = (now - t0) / done * (total - done) if done > 0 else None
+            self._emit(job, "progress", done=done, total=total, stage=stage, eta_s=eta)
+
+        result = editor.run(request, on_step, job.cancel)
+        self._check(job, "Edit")
+        if want_metrics:
+            result = self._with_metrics(service, result)
+            self._check(job, "Edit")
+        return result
+
+    @staticmethod
+    def _with_metrics(service: Any, result: Any) -> Any:
+        """Attach baseline/blended metrics; a metrics failure is logged and never loses the edit."""
+        from maskpix_desktop.core.metrics import compare, metrics_provenance
+
+        req = result.request
+        mask = req.mask if req.mask is not None else np.ones(req.image.shape[:2], bool)
+        model = dict(result.model)
+        try:
+            clip = service.clip()
+            scores = compare(
+                req.image, result.baseline, result.blended, mask, text=req.params.instruction, clip=clip
+            )
+        except Exception as exc:
+            if _is_oom(exc):
+                _free_cuda_memory()
+            log.exception("metrics failed for edit job %d", req.job_id)
+            model["metrics_error"] = f"{type(exc).__name__}: {exc}"
+            return replace(result, model=model)
+        model.update({k: str(v) for k, v in service.model_info().items()})
+        model.update(metrics_provenance(clip))
+        return replace(result, metrics=scores, model=model)
+
+
+# ---------------------------------------------------------------------------------------- GUI side
+
+_LIVE: dict[int, tuple[QThread, _Worker, _JobTable]] = {}  # threads not yet seen to stop
+
+
+@atexit.register
+def _stop_live_threads() -> None:
+    """Safety net for clients dropped without shutdown(): never let Python destroy a running QThread."""
+    for thread, _worker, table in list(_LIVE.values()):
+        table.close()
+        thread.quit()
+        thread.wait(15000)
+    _LIVE.clear()
+
+
+class ModelClient(QObject):
+    """GUI-side handle of the model service: submit jobs, cancel them, receive :class:`JobMessage`."""
+
+    message = Signal(object)  # JobMessage on the GUI thread; stale segment messages are never emitted
+    _submit = Signal(object)
+    _local = Signal(object)
+
+    def __init__(self, service_factory: Callable[[], Any], parent: QObject | None = None):
+        super().__init__(parent)
+        self._factory = service_factory
+        self._table = _JobTable()
+        self._thread: QThread | None = None
+        self._worker: _Worker | None = None
+        self._closed = False
+        self._local.connect(self._deliver, _QUEUED)
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Create the model-service thread and its worker (the service is built at the first job)."""
+        if self._closed:
+            raise RuntimeError("ModelClient was shut down")
+        if self._thread is not None:
+            return
+        thread = QThread()
+        thread.setObjectName("maskpix-model-service")
+        worker = _Worker(self._factory, self._table)
+        worker.moveToThread(thread)
+        self._submit.connect(worker.run, _QUEUED)
+        worker.message.connect(self._deliver, _QUEUED)
+        thread.finished.connect(worker.deleteLater)
+        self._thread, self._worker = thread, worker
+        _LIVE[id(thread)] = (thread, worker, self._table)
+        thread.start()
+
+    def shutdown(self, timeout_ms: int = 15000) -> bool:
+        """Cancel everything, let the current job stop, quit the thread and wait; True if it stopped."""
+        self._closed = True
+        self._table.close()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.quit()
+        if not thread.wait(max(0, int(timeout_ms))):
+            log.warning("model-service thread still busy after %d ms; it stops after its job", timeout_ms)
+            return False
+        _LIVE.pop(id(thread), None)
+        self._thread = self._worker = None
+        return True
+
+    def is_running(self) -> bool:
+        """True while the worker thread exists and has not stopped."""
+        return self._thread is not None and self._thread.isRunning()
+
+    # ---------------------------------------------------------------- jobs
+    def _post(self, task: str, make_payload: Callable[[int], Any]) -> int:
+        if self._closed:
+            raise RuntimeError("ModelClient was shut down")
+        self.start()
+        job = self._table.add(task)
+        job.payload = make_payload(job.job_id)
+        self._submit.emit(job)
+        return job.job_id
+
+    def load_models(self, *, sam: bool = True, ip2p: bool = True, clip: bool = True) -> int:
+        """Load the chosen models now (one progress message per model, stage "sam"/"ip2p"/"clip")."""
+        return self._post("load", lambda _id: {"sam": sam, "ip2p": ip2p, "clip": clip})
+
+    def segment(self, job: SegmentJob) -> int:
+        """Queue a SAM prediction; older segment jobs are skipped and their messages dropped."""
+        return self._post("segment", lambda _id: job)
+
+    def edit(self, request: EditRequest, *, metrics: bool = True) -> int:
+        """Queue an IP2P edit; the result's ``request.job_id`` is the returned id."""
+        return self._post("edit", lambda job_id: (replace(request, job_id=job_id), metrics))
+
+    def cancel(self, job_id: int | None = None) -> None:
+        """Cancel one job, or every unfinished one (None); waiting jobs report "cancelled" at once."""
+        for job in self._table.cancel(job_id):
+            self._local.emit(JobMessage(job.job_id, job.task, "cancelled"))
+
+    def set_service_factory(self, factory: Callable[[], Any]) -> None:
+        """Model settings changed: the worker unloads the current service; the next job builds a new one."""
+        self._factory = factory
+        if self._thread is not None and not self._closed:
+            self._submit.emit(_SetFactory(factory))
+
+    def is_busy(self) -> bool:
+        """True while an edit or load job is waiting or running (until its last message is delivered)."""
+        return self._table.busy()
+
+    @property
+    def latest_segment_id(self) -> int:
+        return self._table.latest_segment
+
+    # ---------------------------------------------------------------- delivery (GUI thread)
+    @Slot(object)
+    def _deliver(self, msg: JobMessage) -> None:
+        if self._closed:
+            return
+        if msg.kind in TERMINAL:
+            self._table.forget(msg.job_id)
+        if msg.task == "segment" and msg.job_id < self._table.latest_segment:
+            return
+        self.message.emit(msg)

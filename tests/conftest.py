@@ -1,0 +1,68 @@
+"""Shared pytest fixtures: tiny offline models, a loaded tiny editor, deterministic test images.
+
+Everything expensive is session-scoped and built lazily (only when a test asks for it), so test files
+that do not need models pay nothing. Keep fixtures here generic; file-specific ones live in the file.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports Qt or huggingface_hub (both read these at import time).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def make_rng_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Deterministic ``HxWx3`` uint8 image: smooth colour ramps plus seeded noise (never constant)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    ramps = np.stack(
+        [
+            255.0 * xx / max(w - 1, 1),
+            255.0 * yy / max(h - 1, 1),
+            127.5 + 100.0 * np.sin((xx + 2 * yy + 7 * seed) / 9.0),
+        ],
+        axis=-1,
+    )
+    noisy = ramps + rng.normal(0.0, 24.0, size=(h, w, 3))
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def rng_image() -> Callable[..., np.ndarray]:
+    """``rng_image(h, w, seed=0)`` -> deterministic HxWx3 uint8 image (see :func:`make_rng_image`)."""
+    return make_rng_image
+
+
+@pytest.fixture(scope="session")
+def tiny_ip2p_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight InstructPix2Pix diffusers folder (model_index.json, unet/, vae/, ...)."""
+    from maskpix_desktop.testing.tiny_ip2p import save_tiny_ip2p
+
+    return save_tiny_ip2p(tmp_path_factory.mktemp("tiny_ip2p") / "tiny-ip2p", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete tiny models folder (IP2P, SAM, CLIP and the maskpix-models.json manifest)."""
+    from maskpix_desktop.testing.tiny_models import make_tiny_models
+
+    return make_tiny_models(tmp_path_factory.mktemp("tiny_models"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def editor(tiny_ip2p_dir: Path):
+    """One :class:`~maskpix_desktop.core.editor.Editor` on the tiny IP2P folder, on CPU, for the session.
+
+    Shared: tests must not leave it modified (use ``monkeypatch`` for any patching).
+    """
+    from maskpix_desktop.core.editor import Editor
+
+    return Editor.load(str(tiny_ip2p_dir), device="cpu")
