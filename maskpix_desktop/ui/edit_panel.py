@@ -55,7 +55,7 @@ class EditPanel(QWidget):
         self.seed_lock = QCheckBox("lock")
         self.seed_lock.setChecked(True)
         self.seed_lock.setToolTip("Locked: every run uses this seed. Unlocked: a new random seed per run.")
-        dice = QToolButton(text="🎲")
+        dice = QToolButton(text="Random")
         dice.setToolTip("New random seed")
         dice.clicked.connect(self.randomize_seed)
         seed_row = QHBoxLayout()

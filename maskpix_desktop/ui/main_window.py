@@ -373,7 +373,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opened {path.name} ({w}×{h})", 5000)
         self.banner.hide()
         self._add_recent(path)
-        self._segment_job = self.client.segment(SegmentJob(image=image, points=None, labels=None, box=None))
+        self._encode_job = self.client.segment(SegmentJob(image=image, points=None, labels=None, box=None))
         return True
 
     def _add_recent(self, path: Path) -> None:

@@ -12,6 +12,8 @@ Arrays inside jobs (images, masks, prompts) are handed over, not copied: do not 
 from __future__ import annotations
 
 import atexit
+import gc
+import importlib
 import logging
 import sys
 import threading
@@ -27,7 +29,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from maskpix_desktop.core.errors import Cancelled, MaskPixError, OutOfMemoryError
 from maskpix_desktop.core.jobs import EditRequest
 
-__all__ = ["JobMessage", "ModelClient", "SegmentJob"]
+__all__ = ["JobMessage", "ModelClient", "SegmentJob", "preload_model_libraries"]
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +196,52 @@ def _free_cuda_memory() -> None:
         log.exception("torch.cuda.empty_cache() failed")
 
 
+_HEAVY_IMPORTS = (
+    ("torch", None),
+    ("maskpix_desktop.core.segmenter", None),  # segment_anything
+    ("diffusers", "StableDiffusionInstructPix2PixPipeline"),  # lazy modules: touch the class itself
+    ("transformers", "CLIPTextModel"),
+    ("open_clip", None),
+)
+_imports_lock = threading.Lock()
+_imports_done = False
+
+
+def preload_model_libraries(cancel: threading.Event | None = None) -> None:
+    """Import the model libraries once, with the cyclic GC paused, then ``gc.freeze()`` what exists.
+
+    The worker calls this before building its first service. These imports create about 300,000
+    objects, and the full collections they trigger hold the GIL for 100-400 ms each: the GUI thread
+    froze during the first load. Module objects live as long as the process, so freezing them only
+    keeps later full collections short (frozen objects are still freed by reference counting).
+    ``import torch`` itself holds the GIL for ~0.3 s in its C initialisation; to avoid even that hitch,
+    call this on the GUI thread at start-up, before the main window shows.
+    """
+    global _imports_done
+    with _imports_lock:
+        if _imports_done:
+            return
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for module, attr in _HEAVY_IMPORTS:
+                if cancel is not None and cancel.is_set():
+                    return  # e.g. the app is quitting: importing during interpreter shutdown can crash
+                try:
+                    mod = importlib.import_module(module)
+                    if attr is not None:
+                        getattr(mod, attr)
+                except Exception as exc:  # the job that needs it reports the real error
+                    if cancel is not None and cancel.is_set():
+                        return
+                    log.warning("could not import %s: %s", module, exc)
+            _imports_done = True
+        finally:
+            gc.freeze()
+            if was_enabled:
+                gc.enable()
+
+
 class _Worker(QObject):
     """Lives on the model-service QThread; owns the service; runs one job at a time."""
 
@@ -205,8 +253,10 @@ class _Worker(QObject):
         self._table = table
         self._service: Any = None
 
-    def _service_now(self) -> Any:
+    def _service_now(self, job: _Job) -> Any:
         if self._service is None:
+            preload_model_libraries(job.cancel)
+            self._check(job, "Loading")
             self._service = self._factory()
         return self._service
 
@@ -270,7 +320,7 @@ class _Worker(QObject):
         wanted: dict[str, bool] = job.payload
         names = [name for name in ("sam", "ip2p", "clip") if wanted[name]]
         self._emit(job, "started", total=len(names), stage=names[0] if names else "")
-        service = self._service_now()
+        service = self._service_now(job)
         service.check(sam=wanted["sam"], ip2p=wanted["ip2p"])  # fail fast, before any slow load
         clip = None
         for i, name in enumerate(names):
@@ -296,17 +346,19 @@ class _Worker(QObject):
     def _segment(self, job: _Job, t0: float) -> Any:
         seg: SegmentJob = job.payload
         self._emit(job, "started")
-        segmenter = self._service_now().segmenter()
+        segmenter = self._service_now(job).segmenter()
         segmenter.set_image(seg.image)  # the slow part when the image is new
         if self._table.is_stale(job):
             raise _Stale
         self._check(job, "Segmentation")
+        if seg.points is None and seg.box is None and seg.mask_input is None:
+            return None  # encode only: the first click then runs just the decoder
         return segmenter.predict(seg.points, seg.labels, seg.box, seg.mask_input, seg.multimask)
 
     def _edit(self, job: _Job, t0: float) -> Any:
         request, want_metrics = job.payload
         self._emit(job, "started")  # the step total arrives with the first progress message
-        service = self._service_now()
+        service = self._service_now(job)
         editor = service.editor()
         last = {"t": 0.0, "stage": ""}
 
