@@ -369,3 +369,20 @@ def test_result_metadata_is_json(base_result, tiny_ip2p_dir):
     assert loaded["image_size"] == [H, W] and loaded["working_size"] == [H, W]
     assert set(loaded["timings"]) >= {"baseline_s", "blend_s", "total_s"}
     assert EditParams.from_dict(loaded["params"]) == base_result.request.params
+
+
+def test_fp16_only_folder_loads_on_cpu(tmp_path, rng_image):
+    """The registry folder holds only ``*.fp16.safetensors`` weights: CPU loads them as float32."""
+    import torch
+
+    from maskpix_desktop.testing.tiny_ip2p import build_tiny_ip2p
+
+    folder = tmp_path / "ip2p-fp16"
+    build_tiny_ip2p().to(torch.float16).save_pretrained(folder, variant="fp16", safe_serialization=True)
+    assert any(p.name.endswith(".fp16.safetensors") for p in (folder / "unet").iterdir())
+    ed = Editor.load(str(folder), device="cpu")
+    assert ed.dtype == torch.float32
+    res = ed.run(
+        EditRequest(image=rng_image(64, 64), mask=None, params=EditParams("make it red", steps=2, seed=1))
+    )
+    assert res.baseline.shape == (64, 64, 3)

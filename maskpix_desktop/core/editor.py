@@ -54,6 +54,13 @@ class _Progress:
         return cb
 
 
+def _diffusers_takes_dtype() -> bool:
+    """Newer diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns); detect, don't guess."""
+    from diffusers.pipelines import pipeline_utils
+
+    return hasattr(pipeline_utils, "_resolve_dtype")
+
+
 class Editor:
     """Owns one ``StableDiffusionInstructPix2PixPipeline``; ndarray in, :class:`EditResult` out."""
 
@@ -85,29 +92,42 @@ class Editor:
         path_or_id, local_only = models.resolve_ip2p(None if source is None else str(source), models_dir)
         dev = models.resolve_device(device)
         dtype = models.default_dtype(dev, precision)
-        kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": local_only}
-        try:
+        local = Path(str(path_or_id))
+        # The registry folder holds fp16 weights only and no safety checker (a research tool; the
+        # checker would black out whole results). A hub id gets the fp16 variant on fp16 devices.
+        if local.is_dir():
+            variants = [models.detect_variant(local)]
+        else:
+            variants = ["fp16", None] if dtype == torch.float16 else [None]
+        dtype_key = "dtype" if _diffusers_takes_dtype() else "torch_dtype"
+        kwargs: dict[str, Any] = {
+            dtype_key: dtype,
+            "local_files_only": local_only,
+            "safety_checker": None,
+            "requires_safety_checker": False,
+        }
+        pipe = None
+        for i, variant in enumerate(variants):
             try:
                 pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
-                    path_or_id, variant="fp16" if dtype == torch.float16 else None, **kwargs
+                    path_or_id, variant=variant, **kwargs
                 )
-            except (OSError, ValueError):
-                if dtype != torch.float16:
-                    raise
-                pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(path_or_id, **kwargs)
-        except MissingWeightsError:
-            raise
-        except Exception as exc:  # diffusers raises many types for broken folders
-            if local_only and not Path(str(path_or_id)).exists():
-                raise MissingWeightsError("ip2p", path_or_id, "maskpix-cli models download ip2p") from exc
-            raise WeightsError(f"Could not load InstructPix2Pix from {path_or_id}: {exc}") from exc
+                break
+            except (OSError, ValueError) as exc:
+                if i + 1 < len(variants):
+                    continue
+                if local_only and not local.exists():
+                    raise MissingWeightsError("ip2p", path_or_id, "maskpix-cli models download ip2p") from exc
+                raise WeightsError(f"Could not load InstructPix2Pix from {path_or_id}: {exc}") from exc
+            except Exception as exc:  # diffusers raises many types for broken folders
+                raise WeightsError(f"Could not load InstructPix2Pix from {path_or_id}: {exc}") from exc
+        assert pipe is not None
         try:
             pipe = pipe.to(dev)
         except Exception as exc:
             if _is_oom(exc):
                 raise OutOfMemoryError(f"Not enough {dev} memory to load InstructPix2Pix.") from exc
             raise
-        local = Path(str(path_or_id))
         fingerprint = models.file_fingerprint(local) if local.exists() else str(path_or_id)
         return cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
 
