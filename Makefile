@@ -27,5 +27,9 @@ test-all: lint
 samples: $(STAMP)
 	$(PY) scripts/make_samples.py
 
+# Lab bundle: dist/maskpix/ (PyInstaller, build.spec), then its self-tests; see README "Lab machines".
+bundle: $(STAMP)
+	VENV=$(VENV) bash scripts/build_bundle.sh
+
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -1,4 +1,8 @@
-"""``maskpix``: start the desktop app (``python -m maskpix_desktop``)."""
+"""``maskpix``: start the desktop app (``python -m maskpix_desktop``).
+
+``maskpix --self-test [--quiet]`` runs :mod:`maskpix_desktop.selftest` instead, before anything imports Qt
+widgets (it also works from the frozen bundle, see ``build.spec``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "--self-test" in argv:
+        from maskpix_desktop.selftest import main as self_test
+
+        return self_test([a for a in argv if a != "--self-test"])
     try:
         from maskpix_desktop.ui.app import run_app
     except ImportError:

@@ -56,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("make-tiny-models", help="write tiny random-weight models (tests, demos)")
     tiny.add_argument("folder", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
+
+    st = sub.add_parser("self-test", help="check this install with tiny models (no weights, no network)")
+    st.add_argument("-q", "--quiet", action="store_true", help="only the PASS/FAIL lines")
+
+    from maskpix_desktop.eval_cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
+
+    from maskpix_desktop.automask_cli import add_parser as add_automask_parser
+
+    add_automask_parser(sub)
     return parser
 
 
@@ -74,6 +85,18 @@ def main(argv: list[str] | None = None) -> int:
 
             print(make_tiny_models(args.folder, seed=args.seed))
             return EXIT_OK
+        if args.command == "eval":
+            from maskpix_desktop.eval_cli import cmd_eval
+
+            return cmd_eval(args)
+        if args.command == "eval-automask":
+            from maskpix_desktop.automask_cli import cmd_eval_automask
+
+            return cmd_eval_automask(args)
+        if args.command == "self-test":
+            from maskpix_desktop.selftest import run_self_test
+
+            return run_self_test(verbose=not args.quiet)
     except MaskPixError as exc:
         from maskpix_desktop.core.errors import MissingWeightsError
 
@@ -95,7 +118,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         for row in models.list_models(args.models_dir):
             mark = "present" if row["present"] else "missing"
             size = f"{row['size'] / 1e6:,.0f} MB" if row.get("size") else "?"
-            print(f"  {row['name']:<10} {mark:<8} {size:>10}  {row['description']}")
+            print(f"  {row['name']:<14} {mark:<8} {size:>10}  {row['description']}")
         return EXIT_OK
     names = args.names or [models.DEFAULT_SAM, models.DEFAULT_IP2P, models.DEFAULT_CLIP]
     from tqdm import tqdm
@@ -125,6 +148,10 @@ def _case_mask(case: Any, image: Any, service: Any) -> Any:
 
     if case.mask is not None:
         return images.load_mask(case.mask, size=image.shape[:2])
+    if getattr(case, "auto_mask", False):
+        from maskpix_desktop.automask_cli import case_auto_mask
+
+        return case_auto_mask(case, image, service)
     seg = service.segmenter()
     seg.set_image(image)
     res = seg.predict(

@@ -66,3 +66,15 @@ def editor(tiny_ip2p_dir: Path):
     from maskpix_desktop.core.editor import Editor
 
     return Editor.load(str(tiny_ip2p_dir), device="cpu")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Windows built by any test autosave into a temporary folder, never the user's data folder."""
+    before = os.environ.get("MASKPIX_DATA_DIR")
+    os.environ["MASKPIX_DATA_DIR"] = str(tmp_path_factory.mktemp("maskpix-data"))
+    yield
+    if before is None:
+        os.environ.pop("MASKPIX_DATA_DIR", None)
+    else:
+        os.environ["MASKPIX_DATA_DIR"] = before

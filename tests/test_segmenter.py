@@ -297,3 +297,157 @@ def test_embedding_cache_lru(sam):
         assert seg.set_image(a) is True
     finally:
         handle.remove()
+
+
+# --- speed paths: lazy full-size masks, re-used image tokens (still exact) ---------------------------
+
+LARGE = [(300, 400), (512, 320), (90, 1000)]  # second resize well above the small-output threshold
+
+
+@pytest.fixture
+def threads():
+    """Run a test body at a chosen torch thread count, restoring the default afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("hw", LARGE)
+def test_lazy_masks_equal_sam_predictor_on_large_images(sam, threads, n_threads, hw):
+    threads(n_threads)
+    img = _image(20, *hw)
+    h, w = hw
+    seg = Segmenter(sam, "custom")
+    seg.set_image(img)
+    pred = SamPredictor(sam)
+    pred.set_image(img)
+    pts, lbl = np.array([[w // 3, h // 3]]), np.array([1])
+    result = seg.predict(pts, lbl)
+    ref = pred.predict(pts, lbl, multimask_output=True)
+    assert result.best in result.computed()  # the best candidate is ready when predict returns
+    for i in range(len(result)):
+        np.testing.assert_array_equal(result.mask(i), ref[0][i])
+    _assert_same(result, ref)
+    box = np.array([w // 5, h // 5, 4 * w // 5, 4 * h // 5])
+    single = seg.predict(pts, lbl, box=box, mask_input=result.mask_input())
+    _assert_same(
+        single, pred.predict(pts, lbl, box=box, mask_input=result.mask_input(), multimask_output=False)
+    )
+
+
+def test_only_the_requested_candidate_is_upsampled(sam, monkeypatch):
+    from maskpix_desktop.core import segmenter as segmod
+
+    monkeypatch.setattr(segmod, "_single_channel_exact", lambda k, t: True)
+    seg = Segmenter(sam, "custom")
+    seg.set_image(_image(21, 300, 400))
+    r = seg.predict(np.array([[100, 80]]), np.array([1]))
+    assert r.computed() == [r.best]
+    other = (r.best + 1) % 3
+    m = r.mask(other)
+    assert m.shape == (300, 400) and m.dtype == bool
+    assert sorted(r.computed()) == sorted({r.best, other})
+    assert r.mask(other) is m  # kept, not recomputed
+    assert r.masks.shape == (3, 300, 400) and r.computed() == [0, 1, 2]
+    np.testing.assert_array_equal(r.masks[other], m)
+
+
+def test_k_way_resize_when_one_channel_would_round_differently(sam, monkeypatch):
+    """Where PyTorch would use another kernel for one channel, the first request resizes all K."""
+    from maskpix_desktop.core import segmenter as segmod
+
+    monkeypatch.setattr(segmod, "_single_channel_exact", lambda k, t: False)
+    img = _image(22, 300, 400)
+    seg = Segmenter(sam, "custom")
+    seg.set_image(img)
+    pred = SamPredictor(sam)
+    pred.set_image(img)
+    pts, lbl = np.array([[100, 80]]), np.array([1])
+    r = seg.predict(pts, lbl)
+    assert r.computed() == [0, 1, 2]
+    _assert_same(r, pred.predict(pts, lbl, multimask_output=True))
+
+
+def test_single_channel_check_matches_pytorch_itself():
+    """The check's verdict agrees with a direct comparison on SAM-like shapes."""
+    import torch.nn.functional as F
+
+    from maskpix_desktop.core.segmenter import _single_channel_exact
+
+    gen = torch.Generator().manual_seed(5)
+    for k in (1, 3):
+        mid = (torch.randn((1, k, 70, 90), generator=gen) * 3)[..., :64, :80]
+        full = F.interpolate(mid, (400, 500), mode="bilinear", align_corners=False)
+        one = torch.cat(
+            [
+                F.interpolate(mid[:, j : j + 1], (400, 500), mode="bilinear", align_corners=False)
+                for j in range(k)
+            ],
+            dim=1,
+        )
+        if _single_channel_exact(k, torch.get_num_threads()):
+            assert torch.equal(full, one)
+
+
+def test_image_tokens_are_reused_and_exact(sam, threads):
+    img = _image(23, 300, 400)
+    seg = Segmenter(sam, "custom")
+    assert seg.reuse_image_tokens
+    seg.set_image(img)
+    prompts = [
+        dict(points=np.array([[100, 80]]), labels=np.array([1])),
+        dict(
+            points=np.array([[100, 80], [300, 200]]),
+            labels=np.array([1, 0]),
+            box=np.array([50, 40, 250, 200]),
+        ),
+        dict(box=np.array([50, 40, 250, 200])),
+    ]
+    first = seg.predict(**prompts[0])
+    tokens = seg._tokens
+    assert tokens is not None
+    outs = [seg.predict(**p) for p in prompts]
+    assert seg._tokens is tokens  # computed once for this image
+    refined = seg.predict(**prompts[1], mask_input=first.mask_input())
+    seg.reuse_image_tokens = False
+    plain = [seg.predict(**p) for p in prompts]
+    plain_refined = seg.predict(**prompts[1], mask_input=first.mask_input())
+    for a, b in zip([*outs, refined], [*plain, plain_refined], strict=True):
+        _assert_same(a, (b.masks, b.scores, b.logits))
+    seg.reuse_image_tokens = True
+    threads(1 if torch.get_num_threads() != 1 else 2)
+    seg.predict(**prompts[0])
+    assert seg._tokens is not tokens  # BLAS results are only reproducible at the same thread count
+    seg.set_image(_image(24, 300, 400))
+    again = seg.predict(**prompts[0])
+    assert seg._tokens.features is seg._predictor.features
+    pred = SamPredictor(sam)
+    pred.set_image(_image(24, 300, 400))
+    _assert_same(again, pred.predict(prompts[0]["points"], prompts[0]["labels"], multimask_output=True))
+
+
+def test_non_standard_decoder_runs_unchanged(sam):
+    from maskpix_desktop.core.segmenter import _standard_decoder
+
+    assert _standard_decoder(sam.mask_decoder)
+    assert not _standard_decoder(torch.nn.Linear(2, 2))
+
+
+def test_result_from_arrays_and_frozen():
+    from dataclasses import FrozenInstanceError
+
+    from maskpix_desktop.core.segmenter import SegmentResult
+
+    m = np.zeros((2, 4, 5), bool)
+    m[1, 1:3, 1:4] = True
+    r = SegmentResult(m, np.array([0.2, 0.9], np.float32), np.zeros((2, 8, 8), np.float32))
+    assert len(r) == 2 and r.best == 1 and r.computed() == [0, 1]
+    assert r.mask().sum() == 6 and r.mask(-2).sum() == 0
+    assert r.mask_input().shape == (1, 8, 8)
+    with pytest.raises(IndexError):
+        r.mask(2)
+    with pytest.raises(FrozenInstanceError):
+        r.scores = None
+    with pytest.raises(ValueError):
+        SegmentResult(None, r.scores, r.logits)

@@ -33,7 +33,7 @@ _PARAM_TYPES = {
 
 @dataclass(frozen=True)
 class Case:
-    """One batch item: an image, a mask source (file or SAM prompts) and the edit parameters."""
+    """One batch item: an image, a mask source (file, SAM prompts or ``mask = "auto"``), edit parameters."""
 
     name: str
     image: Path
@@ -44,10 +44,11 @@ class Case:
     box: tuple[float, float, float, float] | None = None
     candidate: int | None = None  # which SAM candidate to use; None = highest predicted IoU
     extra: dict[str, Any] = field(default_factory=dict)
+    auto_mask: bool = False  # mask = "auto": proposed from the instruction (core.automask)
 
     @property
     def uses_sam(self) -> bool:
-        return self.mask is None and (bool(self.points) or self.box is not None)
+        return self.mask is None and (self.auto_mask or bool(self.points) or self.box is not None)
 
 
 def _slug(text: str) -> str:
@@ -122,9 +123,12 @@ def parse_case(raw: dict[str, Any], base: Path, index: int) -> Case:
     ):
         raise CaseError(f"{where}: 'candidate' must be a SAM candidate index (0, 1 or 2), got {candidate!r}")
     mask = raw.get("mask")
-    mask_path = None if mask is None else (base / str(mask)).resolve()
-    if mask_path is None and not points and box is None:
-        raise CaseError(f"{where}: give a 'mask' file, or SAM 'points'/'box' prompts")
+    auto_mask = isinstance(mask, str) and mask.strip().lower() == "auto"
+    if auto_mask and (points or box is not None):
+        raise CaseError(f"{where}: mask = \"auto\" cannot be combined with SAM 'points'/'box' prompts")
+    mask_path = None if mask is None or auto_mask else (base / str(mask)).resolve()
+    if mask_path is None and not auto_mask and not points and box is None:
+        raise CaseError(f"{where}: give a 'mask' file, or SAM 'points'/'box' prompts (or mask = \"auto\")")
     known = _PARAM_KEYS | {"name", "image", "mask", "points", "labels", "box", "candidate"}
     return Case(
         name=name,
@@ -136,6 +140,7 @@ def parse_case(raw: dict[str, Any], base: Path, index: int) -> Case:
         box=box,
         candidate=candidate,
         extra={k: v for k, v in raw.items() if k not in known},
+        auto_mask=auto_mask,
     )
 
 

@@ -44,3 +44,7 @@ class OutOfMemoryError(MaskPixError):
 
 class Cancelled(MaskPixError):
     """A job was cancelled by the user; raised from inside a step callback."""
+
+
+class ProjectError(MaskPixError):
+    """A project file (.maskpix) or an export's metadata cannot be read (damaged, incomplete, too new)."""

@@ -60,7 +60,7 @@ class ModelFile:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registry entry. ``kind`` is "sam", "ip2p" or "clip"."""
+    """A registry entry. ``kind`` is "sam", "ip2p", "clip" or "grounding"."""
 
     name: str
     kind: str
@@ -151,6 +151,28 @@ _CLIP_FILE = ModelFile(
     605_143_284,
 )
 
+# GroundingDINO (Swin-T) for the auto mask's text grounding, loaded with transformers
+# AutoModelForZeroShotObjectDetection from a local folder. The revision is the commit several public
+# download scripts pin for IDEA-Research/grounding-dino-tiny; model.safetensors is about 689 MB
+# (689,359,096 bytes per a public model catalog). No sha256 was found in a public source we could read,
+# so the files are unpinned (None): download() then logs "no sha256 pinned" — pin them from the hub's LFS
+# metadata on a connected machine. Not checked against the live hub (no network here).
+_GROUNDING_REPO = "IDEA-Research/grounding-dino-tiny"
+_GROUNDING_REVISION = "a2bb814dd30d776dcf7e30523b00659f4f141c71"
+_GROUNDING_FILES = tuple(
+    _hf_file(_GROUNDING_REPO, _GROUNDING_REVISION, f, None)
+    for f in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "added_tokens.json",
+    )
+)
+
 REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in (
@@ -199,15 +221,25 @@ REGISTRY: dict[str, ModelSpec] = {
             clip_pretrained="openai",
             clip_quick_gelu=True,
         ),
+        ModelSpec(
+            name="grounding_dino",
+            kind="grounding",
+            description="GroundingDINO tiny for Auto mask grounding (IDEA-Research, Apache-2.0, ~690 MB)",
+            files=_GROUNDING_FILES,
+            hf_repo=_GROUNDING_REPO,
+            hf_revision=_GROUNDING_REVISION,
+        ),
     )
 }
 
 DEFAULT_SAM = "sam_vit_h"
 DEFAULT_IP2P = "ip2p"
 DEFAULT_CLIP = "clip"
+DEFAULT_GROUNDING = "grounding_dino"
 
 IP2P_FOLDER = "instruct-pix2pix"
 CLIP_FOLDER = "clip"
+GROUNDING_FOLDER = "grounding-dino-tiny"
 
 
 # --------------------------------------------------------------------------------------------- paths
@@ -246,6 +278,8 @@ def local_path(name: str, models_dir: str | Path | None = None) -> Path:
     root = _models_root(models_dir)
     if spec.kind == "ip2p":
         return root / IP2P_FOLDER
+    if spec.kind == "grounding":
+        return root / GROUNDING_FOLDER
     if spec.kind == "clip":
         return root / CLIP_FOLDER / spec.files[0].filename
     return root / spec.files[0].filename
@@ -262,6 +296,8 @@ def is_present(name: str, models_dir: str | Path | None = None) -> bool:
     path = local_path(name, models_dir)
     if spec.kind == "ip2p":
         return diffusers_folder_complete(path)
+    if spec.kind == "grounding":
+        return transformers_folder_complete(path)
     return _file_matches_size(path, spec.files[0].size_bytes)
 
 
@@ -302,6 +338,19 @@ def diffusers_folder_complete(folder: str | Path) -> bool:
         ):
             return False
     return True
+
+
+def transformers_folder_complete(folder: str | Path) -> bool:
+    """True for a transformers model folder: ``config.json``, weights, tokenizer and processor files."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        return False
+    weights = [p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES]
+    if not weights or any(p.stat().st_size == 0 for p in weights):
+        return False
+    return any(
+        (folder / n).is_file() for n in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+    ) and any((folder / n).is_file() for n in ("preprocessor_config.json", "processor_config.json"))
 
 
 def detect_variant(folder: str | Path) -> str | None:
@@ -463,7 +512,8 @@ def verify(name: str, models_dir: str | Path | None = None) -> bool:
     if not is_present(name, models_dir):
         return False
     path = local_path(name, models_dir)
-    files = [(path / f.filename, f) for f in spec.files] if spec.kind == "ip2p" else [(path, spec.files[0])]
+    folder = spec.kind in ("ip2p", "grounding")
+    files = [(path / f.filename, f) for f in spec.files] if folder else [(path, spec.files[0])]
     return all(f.sha256 is None or sha256_file(p) == f.sha256 for p, f in files)
 
 
@@ -511,7 +561,7 @@ def download(
             f"Cannot download '{name}': offline mode is on ({ENV_OFFLINE}). Copy the weights to {dest} "
             f"or run '{fetch_command(name, models_dir)}' on a connected machine."
         )
-    if spec.kind == "ip2p":
+    if spec.kind in ("ip2p", "grounding"):
         return _download_snapshot(spec, dest, progress=progress, cancel=cancel)
     mf = spec.files[0]
     url = url_override or mf.url
@@ -723,7 +773,8 @@ def _download_snapshot(
         done += p.stat().st_size
     if progress is not None:
         progress(done, done)
-    if not diffusers_folder_complete(dest):
+    complete = transformers_folder_complete if spec.kind == "grounding" else diffusers_folder_complete
+    if not complete(dest):
         raise DownloadError(f"{dest} is still incomplete after the download of '{spec.name}'.")
     return dest
 

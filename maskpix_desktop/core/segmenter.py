@@ -4,22 +4,31 @@ Checkpoints are read with ``torch.load(weights_only=True)`` only; the architectu
 or a custom size such as the tiny test model) is inferred from the state dict's shapes and built with
 ``segment_anything.modeling`` exactly as ``segment_anything.build_sam._build_sam`` does. Predictions go
 through the same steps as ``SamPredictor.predict`` and are bit-for-bit equal to it.
+
+Speed (see docs/PERFORMANCE.md): the mask decoder re-uses, per image, the work that does not depend on
+the prompts (the dense positional encoding and the first transformer layer's projections of the image
+tokens), and full-size masks are produced lazily: ``predict`` upsamples only the best candidate on the
+CPU, the others when asked for. Both are exact: the same tensors go through the same kernels.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from segment_anything import SamPredictor
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 
 from maskpix_desktop.core.errors import MissingWeightsError, OutOfMemoryError, WeightsError
 from maskpix_desktop.core.images import image_hash
@@ -222,7 +231,15 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any reader failure means the file is unusable
-        if "weights only load failed" in str(exc).lower():
+        # torch says "weights only load failed" for any pickle stream it refuses, text files included:
+        # only a file that is a pickle (protocol byte 0x80) or a torch zip holds refused objects.
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(2)
+        except OSError:
+            head = b""
+        pickled = head in (b"PK", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+        if pickled and "weights only load failed" in str(exc).lower():
             reason = "it holds pickled code or objects other than tensors, which are refused for safety"
         else:
             reason = f"it is corrupt, truncated or not a PyTorch weights file ({type(exc).__name__})"
@@ -288,17 +305,155 @@ def load_sam(
     return sam, detected
 
 
-@dataclass(frozen=True, eq=False)
+class _Upscaler:
+    """Low-res logits -> full-size bool masks, exactly as ``Sam.postprocess_masks`` + threshold does.
+
+    ``postprocess_masks`` resizes all K candidates to the encoder input size (cheap), crops, then resizes
+    to the image size (the cost: K x H x W). Here the first resize runs once for all K candidates, as
+    SamPredictor runs it, and the second one per candidate, on demand. On the CPU PyTorch's bilinear
+    kernel may pick a different code path (and so round differently) for one channel than for K, so a
+    one-candidate resize is used only when :func:`_single_channel_exact` has checked that it gives the
+    same bits as the K-channel resize; otherwise the first request resizes all K at once.
+    """
+
+    def __init__(self, model: Sam, low_res: torch.Tensor, input_size: tuple[int, int], size: tuple[int, int]):
+        self._model = model
+        self._low_res = low_res  # (K, L, L) on the model's device
+        self._input_size = input_size
+        self._size = size
+        self._threshold = float(model.mask_threshold)
+        self._mid: torch.Tensor | None = None
+        self._lock = threading.Lock()
+        # Decided here, on the thread (and at the thread count) where predict ran, as SamPredictor would.
+        h, w = size
+        self._single = (
+            low_res.device.type == "cpu"
+            and h + w > _SMALL_OUTPUT
+            and _single_channel_exact(self.count, torch.get_num_threads())
+        )
+
+    @property
+    def count(self) -> int:
+        return int(self._low_res.shape[0])
+
+    def all(self) -> np.ndarray:
+        """(K, H, W) bool: every candidate in one go (``postprocess_masks`` unchanged)."""
+        with self._lock, torch.inference_mode():
+            up = self._model.postprocess_masks(self._low_res[None], self._input_size, self._size)[0]
+            return (up > self._threshold).cpu().numpy()
+
+    def single_exact(self) -> bool:
+        """True when one candidate can be resized on its own with results identical to the K-way resize.
+
+        A one-channel resize always takes PyTorch's generic kernel, whose per-pixel arithmetic does not
+        depend on the thread count, so ``one`` may run later on another thread (the GUI's).
+        """
+        return self._single
+
+    def one(self, i: int) -> np.ndarray:
+        """(H, W) bool mask of candidate ``i``; the caller checked :meth:`single_exact`."""
+        with self._lock, torch.inference_mode():
+            if self._mid is None:
+                img = self._model.image_encoder.img_size
+                mid = F.interpolate(self._low_res[None], (img, img), mode="bilinear", align_corners=False)
+                self._mid = mid[..., : self._input_size[0], : self._input_size[1]]
+            up = F.interpolate(self._mid[:, i : i + 1], self._size, mode="bilinear", align_corners=False)
+            return (up[0, 0] > self._threshold).numpy()
+
+
+# PyTorch's CPU bilinear kernel takes a vectorised path for small outputs (height + width <= 128); such
+# masks are cheap, so they always go through the K-channel resize.
+_SMALL_OUTPUT = 160
+_SINGLE_EXACT: dict[tuple[int, int], bool] = {}
+
+
+def _single_channel_exact(k: int, threads: int) -> bool:
+    """Does resizing channel j alone give the same bits as resizing all ``k`` channels together?
+
+    Checked once per (k, thread count) on random data shaped like SAM's second resize (a cropped view,
+    an output well above the small-output threshold). With one thread and k == 3, PyTorch uses its
+    channels-last kernel, which rounds differently from the generic kernel used for one channel.
+    """
+    key = (k, threads)
+    if key not in _SINGLE_EXACT:
+        gen = torch.Generator().manual_seed(1234)
+        big = torch.randn((1, k, 72, 96), generator=gen) * 4
+        mid = big[..., :61, :89]
+        with torch.inference_mode():
+            ref = F.interpolate(mid, (233, 347), mode="bilinear", align_corners=False)
+            same = all(
+                torch.equal(
+                    F.interpolate(mid[:, j : j + 1], (233, 347), mode="bilinear", align_corners=False)[:, 0],
+                    ref[:, j],
+                )
+                for j in range(k)
+            )
+        _SINGLE_EXACT[key] = same
+    return _SINGLE_EXACT[key]
+
+
 class SegmentResult:
-    """Candidate masks for one prompt set.
+    """Candidate masks for one prompt set (immutable).
 
     masks: (K, H, W) bool at image size; scores: (K,) float32 predicted IoU;
     logits: (K, L, L) float32 low-res logits (L = 256 for official SAM) to feed back as ``mask_input``.
+
+    Built by :meth:`Segmenter.predict` the full-size masks are computed lazily: ``mask(i)`` computes
+    (and keeps) only candidate ``i``; ``masks`` computes every candidate. Either way the bits equal
+    ``SamPredictor.predict``'s. A result may also be built from ready arrays: ``SegmentResult(m, s, l)``.
     """
 
-    masks: np.ndarray
-    scores: np.ndarray
-    logits: np.ndarray
+    __slots__ = ("scores", "logits", "_masks", "_one", "_source", "_lock")
+
+    def __init__(
+        self,
+        masks: np.ndarray | None,
+        scores: np.ndarray,
+        logits: np.ndarray,
+        *,
+        source: _Upscaler | None = None,
+    ):
+        if masks is None and source is None:
+            raise ValueError("SegmentResult needs masks or a source to compute them from")
+        setter = object.__setattr__
+        setter(self, "scores", scores)
+        setter(self, "logits", logits)
+        setter(self, "_masks", masks)
+        setter(self, "_one", {})
+        setter(self, "_source", source)
+        setter(self, "_lock", threading.Lock())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field '{name}'")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field '{name}'")
+
+    def __repr__(self) -> str:
+        return f"SegmentResult(candidates={len(self)}, scores={np.asarray(self.scores).tolist()})"
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(K, H, W) bool masks of every candidate (computed on first access, then kept)."""
+        with self._lock:
+            if self._masks is None:
+                src = self._source
+                assert src is not None
+                if src.single_exact():
+                    parts = [self._one.get(i) for i in range(src.count)]
+                    parts = [p if p is not None else src.one(i) for i, p in enumerate(parts)]
+                    masks = np.stack(parts)
+                else:
+                    masks = src.all()
+                object.__setattr__(self, "_masks", masks)
+                self._one.clear()
+            return self._masks
+
+    def computed(self) -> list[int]:
+        """Indices of the candidates whose full-size mask exists already (for tests and the benchmark)."""
+        if self._masks is not None:
+            return list(range(len(self)))
+        return sorted(self._one)
 
     @property
     def best(self) -> int:
@@ -306,11 +461,26 @@ class SegmentResult:
         return int(np.argmax(self.scores))
 
     def __len__(self) -> int:
-        return int(self.masks.shape[0])
+        return int(np.asarray(self.scores).shape[0])
 
     def mask(self, i: int | None = None) -> np.ndarray:
-        """(H, W) bool mask of candidate ``i`` (default: best)."""
-        return self.masks[self.best if i is None else i]
+        """(H, W) bool mask of candidate ``i`` (default: best); computes only that candidate if needed."""
+        i = self.best if i is None else int(i)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"candidate {i} out of range ({len(self)} candidates)")
+        i %= len(self)
+        with self._lock:
+            if self._masks is not None:
+                return self._masks[i]
+            hit = self._one.get(i)
+            if hit is not None:
+                return hit
+            src = self._source
+            assert src is not None
+            if src.single_exact():
+                self._one[i] = src.one(i)
+                return self._one[i]
+        return self.masks[i]  # K-channel resize needed for identical bits: compute all, keep all
 
     def mask_input(self, i: int | None = None) -> np.ndarray:
         """(1, L, L) low-res logits of candidate ``i`` (default: best), ready for ``predict(mask_input=)``."""
@@ -322,6 +492,129 @@ class _Embedding:
     features: torch.Tensor
     original_size: tuple[int, int]
     input_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _ImageTokens:
+    """Prompt-independent tensors of one decode without ``mask_input``, computed once per image.
+
+    ``src`` = embedding + no-mask embedding; in the first transformer layer the image tokens are not yet
+    updated, so ``k`` = tokens + positional encoding and its projections by the token-to-image keys,
+    values and the image-to-token queries are the same for every click on the image.
+    """
+
+    features: torch.Tensor  # the embedding these belong to (identity check)
+    threads: int  # BLAS results are only reproducible at the same thread count
+    src: torch.Tensor
+    k: torch.Tensor
+    tti_k: torch.Tensor
+    tti_v: torch.Tensor
+    itt_q: torch.Tensor
+
+
+def _attention(
+    attn: Attention,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    q_proj: torch.Tensor | None = None,
+    k_proj: torch.Tensor | None = None,
+    v_proj: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``Attention.forward`` step for step, with optional precomputed projections."""
+    q = attn.q_proj(q) if q_proj is None else q_proj
+    k = attn.k_proj(k) if k_proj is None else k_proj
+    v = attn.v_proj(v) if v_proj is None else v_proj
+    q = attn._separate_heads(q, attn.num_heads)
+    k = attn._separate_heads(k, attn.num_heads)
+    v = attn._separate_heads(v, attn.num_heads)
+    _, _, _, c_per_head = q.shape
+    a = q @ k.permute(0, 1, 3, 2)
+    a = a / math.sqrt(c_per_head)
+    a = torch.softmax(a, dim=-1)
+    out = a @ v
+    out = attn._recombine_heads(out)
+    return attn.out_proj(out)
+
+
+def _add_pe(keys: torch.Tensor, key_pe: torch.Tensor, key_pe_c: torch.Tensor | None) -> torch.Tensor:
+    """``keys + key_pe`` with the same values and memory layout, faster when possible.
+
+    ``key_pe`` is a transposed view; added to contiguous ``keys`` the result is contiguous (it follows the
+    first operand), so adding a contiguous copy of ``key_pe`` gives the same tensor without the strided
+    reads. ``key_pe_c`` is None where that layout rule was not confirmed (see ``_follows_first``).
+    """
+    if key_pe_c is not None and keys.is_contiguous():
+        return keys + key_pe_c
+    return keys + key_pe
+
+
+def _follows_first(keys_shape: torch.Size, key_pe: torch.Tensor) -> bool:
+    """Does contiguous + ``key_pe``-strided give a contiguous result? Asked of PyTorch on the meta device."""
+    a = torch.empty(keys_shape, device="meta")
+    b = torch.empty_strided(key_pe.shape, key_pe.stride(), device="meta")
+    return (a + b).is_contiguous()
+
+
+def _block(
+    layer: TwoWayAttentionBlock,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    query_pe: torch.Tensor,
+    key_pe: torch.Tensor,
+    pre: _ImageTokens | None,
+    key_pe_c: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``TwoWayAttentionBlock.forward`` step for step; ``pre`` holds the first layer's image-only work.
+
+    Exact rewrites: ``keys + key_pe`` is computed once (SAM computes it twice from the same tensors) and
+    via :func:`_add_pe`; ``keys + attn_out`` before ``norm4`` is summed as ``attn_out + keys`` (IEEE
+    addition commutes), which is contiguous already, so LayerNorm needs no copy: same values, same LN.
+    """
+    if layer.skip_first_layer_pe:
+        queries = layer.self_attn(q=queries, k=queries, v=queries)
+    else:
+        q = queries + query_pe
+        attn_out = layer.self_attn(q=q, k=q, v=queries)
+        queries = queries + attn_out
+    queries = layer.norm1(queries)
+
+    q = queries + query_pe
+    if pre is None:
+        k = _add_pe(keys, key_pe, key_pe_c)
+        attn_out = _attention(layer.cross_attn_token_to_image, q, k, keys)
+    else:
+        attn_out = _attention(
+            layer.cross_attn_token_to_image, q, pre.k, keys, k_proj=pre.tti_k, v_proj=pre.tti_v
+        )
+    queries = queries + attn_out
+    queries = layer.norm2(queries)
+
+    mlp_out = layer.mlp(queries)
+    queries = queries + mlp_out
+    queries = layer.norm3(queries)
+
+    q = queries + query_pe
+    if pre is None:
+        attn_out = _attention(layer.cross_attn_image_to_token, k, q, queries)  # k: unchanged keys + key_pe
+    else:
+        attn_out = _attention(layer.cross_attn_image_to_token, pre.k, q, queries, q_proj=pre.itt_q)
+    keys = attn_out + keys
+    keys = layer.norm4(keys)
+    return queries, keys
+
+
+def _standard_decoder(decoder: torch.nn.Module) -> bool:
+    """True when the decoder is segment_anything's own (so its forward can be mirrored step for step)."""
+    tr = getattr(decoder, "transformer", None)
+    return (
+        type(decoder) is MaskDecoder
+        and type(tr) is TwoWayTransformer
+        and len(tr.layers) > 0
+        and all(type(layer) is TwoWayAttentionBlock for layer in tr.layers)
+        and type(tr.final_attn_token_to_image) is Attention
+    )
 
 
 class Segmenter:
@@ -341,6 +634,11 @@ class Segmenter:
         self._predictor = SamPredictor(self.model)
         self._cache: OrderedDict[str, _Embedding] = OrderedDict()
         self._current: str | None = None
+        # Exact shortcuts of the decoder (see the module docstring); False runs SAM's modules unchanged.
+        self.reuse_image_tokens = _standard_decoder(self.model.mask_decoder)
+        self._dense_pe: torch.Tensor | None = None
+        self._pos_src: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._tokens: _ImageTokens | None = None
 
     @classmethod
     def from_checkpoint(
@@ -377,6 +675,7 @@ class Segmenter:
         self._cache.clear()
         self._predictor.reset_image()
         self._current = None
+        self._tokens = None
 
     @contextmanager
     def _oom_guard(self, action: str) -> Iterator[None]:
@@ -446,14 +745,16 @@ class Segmenter:
         pts, lbl, bx, mi = self._check_prompts(points, labels, box, mask_input)
         if multimask is None:
             multimask = pts is not None and len(pts) == 1 and bx is None and mi is None
+        p = self._predictor
         with self._oom_guard("predicting a mask"), torch.inference_mode():
             low_res, iou = self._predict_low_res(pts, lbl, bx, mi, multimask)
-            masks = self._upscale(low_res)
-            return SegmentResult(
-                masks=masks.cpu().numpy(),
-                scores=iou.cpu().numpy(),
-                logits=low_res.cpu().numpy(),
-            )
+            source = _Upscaler(self.model, low_res, tuple(p.input_size), tuple(p.original_size))
+            scores, logits = iou.cpu().numpy(), low_res.cpu().numpy()
+            if self.device.type != "cpu":  # the GPU resizes all candidates in a blink
+                return SegmentResult(source.all(), scores, logits)
+            result = SegmentResult(None, scores, logits, source=source)
+            result.mask()  # the best candidate now, on this (worker) thread; the others on demand
+            return result
 
     def _check_prompts(
         self,
@@ -514,14 +815,106 @@ class Segmenter:
         sparse, dense = self.model.prompt_encoder(
             points=(coords_t, labels_t) if coords_t is not None else None, boxes=box_t, masks=mask_t
         )
-        low_res, iou = self.model.mask_decoder(
-            image_embeddings=p.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
+        if not self.reuse_image_tokens:
+            low_res, iou = self.model.mask_decoder(
+                image_embeddings=p.features,
+                image_pe=self.model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
+        else:
+            low_res, iou = self._decode(sparse, dense, multimask, reuse=mask_t is None)
         return low_res[0], iou[0]
+
+    def _image_pe(self) -> torch.Tensor:
+        """``prompt_encoder.get_dense_pe()`` (a pure function of the weights), computed once."""
+        if self._dense_pe is None:
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
+        return self._dense_pe
+
+    def _positional(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pos_src as the decoder builds it, a contiguous copy of its token view or None), computed once."""
+        if self._pos_src is None:
+            pos_src = torch.repeat_interleave(self._image_pe(), 1, dim=0)
+            key_pe = pos_src.flatten(2).permute(0, 2, 1)
+            shape = torch.Size((1, key_pe.shape[1], key_pe.shape[2]))
+            self._pos_src = (pos_src, key_pe.contiguous() if _follows_first(shape, key_pe) else None)
+        return self._pos_src
+
+    def _image_tokens(self, dense: torch.Tensor, pos_src: torch.Tensor) -> _ImageTokens:
+        """The current image's prompt-independent first-layer tensors (no ``mask_input``), cached."""
+        features = self._predictor.features
+        threads = torch.get_num_threads()
+        t = self._tokens
+        if t is not None and t.features is features and t.threads == threads:
+            return t
+        layer = self.model.mask_decoder.transformer.layers[0]
+        src = torch.repeat_interleave(features, 1, dim=0)
+        src = src + dense
+        keys = src.flatten(2).permute(0, 2, 1)
+        k = keys + pos_src.flatten(2).permute(0, 2, 1)
+        t = _ImageTokens(
+            features=features,
+            threads=threads,
+            src=src,
+            k=k,
+            tti_k=layer.cross_attn_token_to_image.k_proj(k),
+            tti_v=layer.cross_attn_token_to_image.v_proj(keys),
+            itt_q=layer.cross_attn_image_to_token.q_proj(k),
+        )
+        self._tokens = t
+        return t
+
+    def _decode(
+        self, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool, *, reuse: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``MaskDecoder.forward`` (predict_masks + TwoWayTransformer) step for step, same kernels and
+        layouts, re-using the dense positional encoding and, without ``mask_input``, the first layer's
+        image-only projections. Bit-for-bit equal to the module (tests/test_segmenter.py)."""
+        md = self.model.mask_decoder
+        tr = md.transformer
+        features = self._predictor.features
+        output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(sparse.size(0), -1, -1)
+        tokens = torch.cat((output_tokens, sparse), dim=1)
+        if tokens.shape[0] == 1:
+            pos_src, key_pe_c = self._positional()
+        else:
+            pos_src, key_pe_c = torch.repeat_interleave(self._image_pe(), tokens.shape[0], dim=0), None
+        pre = self._image_tokens(dense, pos_src) if reuse and tokens.shape[0] == 1 else None
+        if pre is not None:
+            src = pre.src
+        else:
+            src = torch.repeat_interleave(features, tokens.shape[0], dim=0)
+            src = src + dense
+        b, c, h, w = src.shape
+
+        # TwoWayTransformer.forward
+        keys = src.flatten(2).permute(0, 2, 1)
+        key_pe = pos_src.flatten(2).permute(0, 2, 1)
+        queries = tokens
+        for i, layer in enumerate(tr.layers):
+            queries, keys = _block(layer, queries, keys, tokens, key_pe, pre if i == 0 else None, key_pe_c)
+        q = queries + tokens
+        k = _add_pe(keys, key_pe, key_pe_c)
+        attn_out = _attention(tr.final_attn_token_to_image, q, k, keys)
+        queries = queries + attn_out
+        hs = tr.norm_final_attn(queries)
+
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : (1 + md.num_mask_tokens), :]
+        src = keys.transpose(1, 2).view(b, c, h, w)
+        upscaled = md.output_upscaling(src)
+        hyper_in = torch.stack(
+            [md.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in range(md.num_mask_tokens)],
+            dim=1,
+        )
+        b, c, h, w = upscaled.shape
+        masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+        iou_pred = md.iou_prediction_head(iou_token_out)
+        sl = slice(1, None) if multimask else slice(0, 1)
+        return masks[:, sl, :, :], iou_pred[:, sl]
 
     def _upscale(self, low_res: torch.Tensor) -> torch.Tensor:
         """(K, L, L) logits -> (K, H, W) bool masks at the original image size."""

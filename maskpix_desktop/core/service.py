@@ -2,7 +2,8 @@
 
 Qt-free: the CLI uses it directly; the GUI runs one instance on its model-service QThread. A models folder
 may hold a ``maskpix-models.json`` manifest naming custom weights (fine-tunes, the tiny test models):
-``{"sam": "file.pth", "ip2p": "folder", "clip": {"model_name": ..., "pretrained": ..., "config_path": ...}}``
+``{"sam": "file.pth", "ip2p": "folder", "clip": {"model_name": ..., "pretrained": ..., "config_path": ...},
+"grounding": "folder"}``
 with paths relative to the folder.
 """
 
@@ -28,12 +29,14 @@ SAM_VARIANTS = ("vit_h", "vit_l", "vit_b")
 class ModelChoice:
     """Which models to load and where. ``sam``: a variant (vit_h/vit_l/vit_b) or a .pth path;
     ``ip2p``: None (registry folder), a diffusers folder or a Hugging Face id; ``clip``: kwargs of
-    ``ClipScorer.load`` or None for the registry CLIP."""
+    ``ClipScorer.load`` or None for the registry CLIP; ``grounding``: None (registry GroundingDINO folder),
+    a transformers folder or a cached Hugging Face id."""
 
     models_dir: str | None = None
     sam: str = "vit_h"
     ip2p: str | None = None
     clip: dict[str, str] | None = None
+    grounding: str | None = None
     device: str = "auto"
     precision: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +65,8 @@ class ModelChoice:
                 if key in clip and not Path(clip[key]).is_absolute():
                     clip[key] = str(self.root / clip[key])
             changes["clip"] = clip
+        if self.grounding is None and "grounding" in data:
+            changes["grounding"] = str(self.root / data["grounding"])
         return replace(self, **changes)
 
     def sam_checkpoint(self) -> tuple[Path, str | None]:
@@ -92,6 +97,7 @@ class ModelService:
         self._segmenter: Any = None
         self._editor: Any = None
         self._clip: Any = None
+        self._grounding: Any = None
         self._sam_path: Path | None = None
         self.clip_error: str | None = None
 
@@ -138,10 +144,21 @@ class ModelService:
                     log.warning("CLIP metrics unavailable: %s", exc)
             return self._clip
 
+    def grounding(self):
+        """The GroundingDINO detector (auto mask); MissingWeightsError with the fetch command when absent."""
+        with self._lock:
+            if self._grounding is None:
+                from maskpix_desktop.core.grounding import GroundingDetector
+
+                self._grounding = GroundingDetector.load(
+                    self.choice.grounding, self.device, models_dir=self.choice.models_dir
+                )
+            return self._grounding
+
     def unload(self) -> None:
         """Drop every model (e.g. after the model settings changed) and free GPU memory."""
         with self._lock:
-            self._segmenter = self._editor = self._clip = None
+            self._segmenter = self._editor = self._clip = self._grounding = None
             self._sam_path = None
             self.clip_error = None
             if self.device.startswith("cuda"):
@@ -157,4 +174,6 @@ class ModelService:
             info["sam_fingerprint"] = models.file_fingerprint(self._sam_path) if self._sam_path else ""
         if self._clip is not None:
             info["clip"] = self._clip.name
+        if self._grounding is not None:
+            info["grounding"] = self._grounding.model_id
         return info

@@ -94,7 +94,7 @@ def install_excepthook(log_path: Path) -> None:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="maskpix", description="MaskPix Desktop")
-    p.add_argument("image", nargs="?", help="image to open")
+    p.add_argument("image", nargs="?", help="image or .maskpix project to open")
     p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
     p.add_argument("--device", default=None, help="auto | cuda | cpu | mps")
     p.add_argument("--no-models", action="store_true", help="do not load models at start")
@@ -114,6 +114,76 @@ def create_app(argv: list[str] | None = None):
     return app
 
 
+ENV_RESTORE = "MASKPIX_RESTORE"  # "yes" / "no": answer the restore question without asking (automation)
+
+
+def _ask_restore(window, description: str) -> bool:
+    from PySide6.QtWidgets import QMessageBox
+
+    buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+    answer = QMessageBox.question(
+        window,
+        "Restore your last session?",
+        "MaskPix did not close cleanly last time. Restore the autosaved session?\n\n"
+        f"{description}\n\nNo keeps it as previous.maskpix in the autosave folder.",
+        buttons,
+        QMessageBox.StandardButton.Yes,
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def offer_restore(window, ask=None) -> bool | None:
+    """If a session ended without a clean exit, offer to restore its autosave into ``window``.
+
+    ``ask(window, description) -> bool`` defaults to a question box; the environment variable
+    ``MASKPIX_RESTORE=yes|no`` answers without asking. Returns None when there was nothing to offer,
+    else whether a session was restored. A declined (or unreadable) autosave is kept as
+    ``previous.maskpix``; either way it is not offered again.
+    """
+    from maskpix_desktop.core import session as sessions
+
+    if window.autosaver is None:
+        return None
+    found = sessions.find_recoverable(window.autosaver.folder)
+    if not found:
+        return None
+    rec = found[0]
+    preset = os.environ.get(ENV_RESTORE, "").strip().lower()
+    if preset in ("yes", "y", "1", "true"):
+        wanted = True
+    elif preset in ("no", "n", "0", "false"):
+        wanted = False
+    else:
+        wanted = bool((ask or _ask_restore)(window, rec.describe()))
+    restored = wanted and window.open_project(rec.path, recovered=True)
+    if wanted and not restored:
+        log.warning("could not restore the autosave %s", rec.path)
+    sessions.resolve_recoverable(rec, keep_copy=not restored)
+    return restored
+
+
+def build_window(args: argparse.Namespace, *, ask_restore=None, **window_kwargs):
+    """The main window as the app starts it: shown, a crashed session offered back, the image opened.
+
+    ``window_kwargs`` go to :class:`MainWindow` (tests pass their own ``settings``).
+    """
+    from maskpix_desktop.ui.main_window import MainWindow
+
+    window = MainWindow(
+        models_dir=args.models_dir, device=args.device, load_models=not args.no_models, **window_kwargs
+    )
+    window.show()
+    restored = offer_restore(window, ask_restore)
+    if args.image:
+        if restored:
+            window.banner.show_message(
+                f"Restored your previous session; {args.image} was not opened.", "info"
+            )
+        else:
+            window.open_image(args.image)
+    return window
+
+
 def run_app(argv: list[str]) -> int:
     _redirect_missing_streams()
     args = parse_args(argv)
@@ -121,11 +191,6 @@ def run_app(argv: list[str]) -> int:
     app = create_app()
     install_qt_message_handler()
     install_excepthook(log_path)
-    from maskpix_desktop.ui.main_window import MainWindow
-
-    window = MainWindow(models_dir=args.models_dir, device=args.device, load_models=not args.no_models)
+    window = build_window(args)
     window.log_path = log_path
-    window.show()
-    if args.image:
-        window.open_image(args.image)
     return app.exec()

@@ -37,6 +37,7 @@ class EditPanel(QWidget):
 
     runRequested = Signal()
     cancelRequested = Signal()
+    paramsChanged = Signal()  # any parameter widget changed (autosave listens)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -122,23 +123,42 @@ class EditPanel(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+        # Values set by set_params() that the widgets cannot show exactly (rounding, no widget at all):
+        # params() returns them for as long as the user leaves the widget at what set_params() showed.
+        self._exact: dict[str, tuple[object, object]] = {}
+        self._hidden: dict[str, object] = {}
+        self.instruction.textChanged.connect(self.paramsChanged)
+        for spin in (self.steps, self.text_scale, self.image_scale, self.seed, self.dilate, self.feather):
+            spin.valueChanged.connect(self.paramsChanged)
+        for combo in (self.long_side, self.mask_mode):
+            combo.currentIndexChanged.connect(self.paramsChanged)
+        self.poisson.toggled.connect(self.paramsChanged)
+
     # ------------------------------------------------------------------ params
     def randomize_seed(self) -> None:
         self.seed.setValue(random.randrange(0, 2**31 - 1))
 
     def params(self) -> EditParams:
-        """Current settings as EditParams (draws a new seed first when the seed is unlocked)."""
+        """Current settings as EditParams (values loaded by :meth:`set_params` come back exactly)."""
+        shown = {
+            "instruction": self.instruction.text(),
+            "text_scale": self.text_scale.value(),
+            "image_scale": self.image_scale.value(),
+            "feather": self.feather.value(),
+        }
+        exact = {k: v for k, (w, v) in self._exact.items() if shown.get(k) == w}
         return EditParams(
-            instruction=self.instruction.text().strip(),
+            instruction=str(exact.get("instruction", shown["instruction"].strip())),
             steps=self.steps.value(),
-            text_scale=self.text_scale.value(),
-            image_scale=self.image_scale.value(),
+            text_scale=float(exact.get("text_scale", shown["text_scale"])),
+            image_scale=float(exact.get("image_scale", shown["image_scale"])),
             seed=self.seed.value(),
             mask_mode=self.mask_mode.currentData(),
             long_side=self.long_side.currentData(),
             dilate=self.dilate.value(),
-            feather=self.feather.value(),
+            feather=float(exact.get("feather", shown["feather"])),
             seam="poisson" if self.poisson.isChecked() else "none",
+            **self._hidden,
         )
 
     def next_params(self) -> EditParams:
@@ -162,6 +182,13 @@ class EditPanel(QWidget):
         self.dilate.setValue(p.dilate)
         self.feather.setValue(p.feather)
         self.poisson.setChecked(p.seam == "poisson")
+        self._exact = {
+            "instruction": (self.instruction.text(), p.instruction),
+            "text_scale": (self.text_scale.value(), p.text_scale),
+            "image_scale": (self.image_scale.value(), p.image_scale),
+            "feather": (self.feather.value(), p.feather),
+        }
+        self._hidden = {k: getattr(p, k) for k in ("negative_prompt", "latent_dilate", "crop_pad")}
 
     # ------------------------------------------------------------------ run state
     def _on_return(self) -> None:

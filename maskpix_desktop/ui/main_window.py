@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, QUrl
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QActionGroup, QColor, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMessageBox,
     QPushButton,
     QScrollArea,
     QSlider,
@@ -35,8 +37,9 @@ from PySide6.QtWidgets import (
 )
 
 from maskpix_desktop.core import images
+from maskpix_desktop.core import session as sessions
 from maskpix_desktop.core.errors import MaskPixError
-from maskpix_desktop.core.jobs import EditRequest
+from maskpix_desktop.core.jobs import EditParams, EditRequest
 from maskpix_desktop.core.service import ModelChoice
 from maskpix_desktop.ui.canvas import ImageCanvas, Prompts
 from maskpix_desktop.ui.edit_panel import EditPanel
@@ -46,8 +49,12 @@ from maskpix_desktop.ui.worker import JobMessage, ModelClient, SegmentJob
 log = logging.getLogger(__name__)
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.bmp *.gif);;All files (*)"
+PROJECT_FILTER = "MaskPix projects (*.maskpix);;All files (*)"
+SIDECAR_FILTER = "MaskPix exports (*.json *.png *.jpg *.jpeg *.webp *.tif *.tiff);;All files (*)"
 MAX_RECENT = 10
 SEGMENT_DELAY_MS = 30
+AUTOSAVE_DELAY_MS = 2000
+ENV_AUTOSAVE_MS = "MASKPIX_AUTOSAVE_MS"  # tests and power users: the autosave debounce in milliseconds
 
 
 def resources_dir() -> Path:
@@ -99,8 +106,58 @@ class Banner(QWidget):
         self.show()
 
 
+class _AutosaveBridge(QObject):
+    """Carries the autosave thread's reports onto the GUI thread (queued signals)."""
+
+    failed = Signal(str)
+    saved = Signal(str)
+
+
+def _ask_discard(parent: QWidget) -> bool:
+    """Default question before replacing a modified session (Yes = go ahead)."""
+    buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+    answer = QMessageBox.question(
+        parent,
+        "Replace the current session?",
+        "The current session has changes that are not saved in a project file. Replace it?",
+        buttons,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def _freeze(result: Any) -> None:
+    """Results are immutable: make their arrays read-only (autosave then need not re-hash them)."""
+    req = getattr(result, "request", None)
+    for arr in (
+        getattr(result, "baseline", None),
+        getattr(result, "blended", None),
+        getattr(result, "edit", None),
+        getattr(result, "mask_used", None),
+        getattr(req, "image", None),
+        getattr(req, "mask", None),
+    ):
+        if isinstance(arr, np.ndarray):
+            arr.flags.writeable = False
+
+
+def _autosave_delay_ms() -> int:
+    try:
+        return max(0, int(os.environ.get(ENV_AUTOSAVE_MS, AUTOSAVE_DELAY_MS)))
+    except ValueError:
+        return AUTOSAVE_DELAY_MS
+
+
 class MainWindow(QMainWindow):
-    """MaskPix's window. ``service_factory`` lets tests inject a fake model service."""
+    """MaskPix's window. ``service_factory`` lets tests inject a fake model service.
+
+    The session (image, prompts, mask, parameters, results) autosaves ``AUTOSAVE_DELAY_MS`` after each
+    change into ``autosave_dir`` (default: :func:`maskpix_desktop.core.session.autosave_dir`); pass
+    ``autosave=False`` to turn that off.
+    """
+
+    #: Replaceable (class or instance) for tests: asked before a project replaces a modified session.
+    ask_discard = staticmethod(_ask_discard)
 
     def __init__(
         self,
@@ -110,6 +167,8 @@ class MainWindow(QMainWindow):
         load_models: bool = True,
         service_factory: Any = None,
         settings: QSettings | None = None,
+        autosave: bool = True,
+        autosave_dir: str | Path | None = None,
     ):
         super().__init__()
         self.setWindowTitle("MaskPix Desktop")
@@ -117,6 +176,12 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings()
         self.log_path: Path | None = None
         self.image_path: Path | None = None
+        self.project_path: Path | None = None
+        self.modified = False
+        self._recovered = False
+        self._restoring = False
+        self._autosave_error: str | None = None
+        self._closed = False
         self.choice = self._load_choice(models_dir, device)
         self._segment_job = 0
         self._edit_job = 0
@@ -161,6 +226,22 @@ class MainWindow(QMainWindow):
         self.edit_panel.cancelRequested.connect(self.cancel_edit)
         self.results.exportRequested.connect(self.export_current)
         self.results.rerunRequested.connect(self._use_params)
+
+        self._autosave_bridge = _AutosaveBridge(self)
+        self._autosave_bridge.failed.connect(self._on_autosave_failed)
+        self._autosave_bridge.saved.connect(self._on_autosaved)
+        self.autosaver: sessions.Autosaver | None = None
+        if autosave:
+            self.autosaver = sessions.Autosaver(
+                autosave_dir,
+                on_error=self._autosave_bridge.failed.emit,
+                on_saved=lambda path: self._autosave_bridge.saved.emit(str(path)),
+            )
+        self._autosave_timer = QTimer(self, singleShot=True, interval=_autosave_delay_ms())
+        self._autosave_timer.timeout.connect(self.autosave_now)
+        self.canvas.maskEdited.connect(self._changed)
+        self.canvas.promptsChanged.connect(self._changed)
+        self.edit_panel.paramsChanged.connect(self._changed)
 
         geometry = self.settings.value("window/geometry")
         if geometry is not None:
@@ -259,12 +340,22 @@ class MainWindow(QMainWindow):
         mb = self.menuBar()
         file = mb.addMenu("&File")
         file.addAction("&Open image…", QKeySequence.StandardKey.Open, self.open_dialog)
+        file.addAction("Open &project…", QKeySequence("Ctrl+Shift+O"), self.open_project_dialog)
         self.recent_menu = file.addMenu("Open &recent")
         self.samples_menu = file.addMenu("&Samples")
         for path in sorted(resources_dir().glob("samples/*.jpg")):
             self.samples_menu.addAction(path.stem, lambda p=path: self.open_image(p))
         file.addSeparator()
+        self.save_project_action = file.addAction(
+            "&Save project", QKeySequence.StandardKey.Save, self.save_project
+        )
+        self.save_project_as_action = file.addAction(
+            "Save project &as…", QKeySequence("Ctrl+Shift+S"), self.save_project_as
+        )
+        file.addSeparator()
         self.export_action = file.addAction("&Export result…", QKeySequence("Ctrl+E"), self.export_current)
+        self.rerun_file_action = file.addAction("Re-run from e&xported file…", self.rerun_dialog)
+        file.addAction("Open e&valuation results…", self.open_eval_results)
         file.addSeparator()
         file.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
         self._refresh_recent()
@@ -290,6 +381,8 @@ class MainWindow(QMainWindow):
         models = mb.addMenu("&Models")
         models.addAction("Model &settings…", self.open_model_settings)
         models.addAction("&Reload models", self._start_models)
+        self.cancel_load_action = models.addAction("&Cancel loading", self.cancel_loading)
+        self.cancel_load_action.setEnabled(False)
         help_menu = mb.addMenu("&Help")
         help_menu.addAction("Open log folder", self._open_log_folder)
         help_menu.addAction("About MaskPix", self._about)
@@ -326,12 +419,21 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ models
     def _start_models(self) -> None:
+        if self._closed:
+            return  # closed before the start-up timer fired
         self.client.start()
         if not self._want_models:
             self.model_label.setText("models: load on first use")
             return
         self.model_label.setText("models: loading…")
         self._load_job = self.client.load_models()
+        self.cancel_load_action.setEnabled(True)
+
+    def cancel_loading(self) -> None:
+        """Stop a model load between models; models then load on first use."""
+        if self._load_job:
+            self.client.cancel(self._load_job)
+            self.model_label.setText("models: cancelling…")
 
     def open_model_settings(self) -> None:
         from maskpix_desktop.ui.model_dialog import ModelDialog
@@ -353,28 +455,228 @@ class MainWindow(QMainWindow):
             self.open_image(path)
 
     def open_image(self, path: str | Path) -> bool:
-        """Load an image into the canvas; a bad file gives a message and changes nothing."""
+        """Load an image into the canvas; a bad file gives a message and changes nothing.
+
+        A ``.maskpix`` path opens as a project.
+        """
         path = Path(path)
+        if path.suffix.lower() == sessions.PROJECT_SUFFIX:
+            return self.open_project(path)
         try:
             image = images.load_image(path)
         except MaskPixError as exc:
             self.banner.show_message(str(exc), "error")
             self.statusBar().showMessage(f"Could not open {path.name}", 5000)
             return False
+        except MemoryError:
+            self.banner.show_message(f"Cannot open '{path}': not enough memory to decode it.", "error")
+            return False
+        self._show_image(image, path)
+        h, w = image.shape[:2]
+        self.statusBar().showMessage(f"Opened {path.name} ({w}×{h})", 5000)
+        self.banner.hide()
+        self._add_recent(path)
+        return True
+
+    def _show_image(self, image: np.ndarray, path: Path | None, name: str = "") -> None:
+        """Put a decoded image on the canvas (empty mask, no prompts) and start its SAM encoding."""
         self.image_path = path
+        self._image_name = path.name if path is not None else name
         self.canvas.set_image(image)
         self.empty_hint.hide()
         self._candidates = None
         self._chosen_logits = None
         self.candidate_list.clear()
         self.tabs.setCurrentIndex(0)
-        self.setWindowTitle(f"{path.name} — MaskPix Desktop")
-        h, w = image.shape[:2]
-        self.statusBar().showMessage(f"Opened {path.name} ({w}×{h})", 5000)
+        self._update_title()
+        self._changed()
+        self._encode_job = self.client.segment(
+            SegmentJob(image=self.canvas.image(), points=None, labels=None, box=None)
+        )
+
+    def _update_title(self) -> None:
+        parts = []
+        if self.project_path is not None:
+            parts.append(self.project_path.name + (" *" if self.modified else ""))
+        name = getattr(self, "_image_name", "") or (self.image_path.name if self.image_path else "")
+        if name:
+            parts.append(name)
+        if self._recovered:
+            parts.append("(recovered)")
+        self.setWindowTitle(" — ".join([*parts, "MaskPix Desktop"]))
+
+    # ------------------------------------------------------------------ session, projects, autosave
+    def session(self) -> sessions.Session:
+        """A snapshot of everything the user would lose (arrays are shared read-only or copied)."""
+        image = self.canvas.image()
+        prompts = self.canvas.prompts()
+        try:
+            params = self.edit_panel.params()
+        except ValueError:
+            params = EditParams("")
+        return sessions.Session(
+            image=image,
+            image_name=getattr(self, "_image_name", "") or (self.image_path.name if self.image_path else ""),
+            image_path=str(self.image_path) if self.image_path is not None else None,
+            points=[tuple(p) for p in prompts.points],
+            labels=list(prompts.labels),
+            box=prompts.box,
+            mask=self.canvas.mask() if image is not None else None,
+            params=params,
+            history=self.results.history(),
+            current=self.results.current_index(),
+        )
+
+    def restore_session(self, s: sessions.Session) -> None:
+        """Show ``s`` exactly: image, prompts (no SAM run: the saved mask wins), mask, params, results."""
+        self._restoring = True
+        try:
+            for result in s.history:
+                _freeze(result)
+            self.results.set_history(s.history)
+            if 0 <= s.current < len(s.history):
+                self.results.show_result(s.current)
+            if s.image is not None:
+                path = Path(s.image_path) if s.image_path else None
+                self._show_image(s.image, path, s.image_name)
+                self._image_name = s.image_name or (path.name if path else "")
+                self.canvas.set_prompts(Prompts(tuple(map(tuple, s.points)), tuple(s.labels), s.box))
+                self._segment_timer.stop()
+                if s.mask is not None:
+                    self.canvas.set_mask(s.mask, undoable=False)
+            self.edit_panel.set_params(s.params)
+            self.tabs.setCurrentIndex(0)
+        finally:
+            self._restoring = False
+        self._update_title()
+
+    def open_project_dialog(self) -> None:
+        if self.modified and self.canvas.has_image() and not self._hook("ask_discard")(self):
+            return
+        start = str(self.project_path.parent) if self.project_path else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", start, PROJECT_FILTER)
+        if path:
+            self.open_project(path)
+
+    def open_project(self, path: str | Path, *, recovered: bool = False) -> bool:
+        """Replace the session with a ``.maskpix`` project; a bad file gives a message and changes nothing."""
+        path = Path(path)
+        try:
+            s = sessions.load_project(path)
+        except MaskPixError as exc:
+            self.banner.show_message(str(exc), "error")
+            self.statusBar().showMessage(f"Could not open {path.name}", 5000)
+            return False
+        self.restore_session(s)
+        self._recovered = recovered
+        self.project_path = None if recovered else path
+        self.modified = recovered
         self.banner.hide()
-        self._add_recent(path)
-        self._encode_job = self.client.segment(SegmentJob(image=image, points=None, labels=None, box=None))
+        if recovered:
+            self.statusBar().showMessage("Restored the session that did not close cleanly.", 8000)
+            self._changed()
+        else:
+            self.statusBar().showMessage(f"Opened project {path.name}", 5000)
+        self._update_title()
         return True
+
+    def save_project(self) -> bool:
+        """Save to the current project file (asks for one the first time)."""
+        if self.project_path is None:
+            return self.save_project_as()
+        return self.write_project(self.project_path)
+
+    def save_project_as(self) -> bool:
+        start = self.project_path or (
+            self.image_path.with_suffix(sessions.PROJECT_SUFFIX) if self.image_path else Path.home()
+        )
+        path, _ = QFileDialog.getSaveFileName(self, "Save project", str(start), PROJECT_FILTER)
+        if not path:
+            return False
+        path = Path(path)
+        if path.suffix.lower() != sessions.PROJECT_SUFFIX:
+            path = path.with_name(path.name + sessions.PROJECT_SUFFIX)
+        return self.write_project(path)
+
+    def write_project(self, path: str | Path) -> bool:
+        """Write the session to ``path`` (atomic); errors (disk full, read-only) go to the banner."""
+        path = Path(path)
+        try:
+            sessions.save_project(path, self.session())
+        except MaskPixError as exc:
+            self.banner.show_message(f"The project was not saved. {exc}", "error")
+            return False
+        self.project_path = path
+        self.modified = False
+        self._recovered = False
+        self._update_title()
+        self.statusBar().showMessage(f"Saved project {path.name}", 5000)
+        return True
+
+    def _changed(self) -> None:
+        """Something the user would miss changed: mark modified and (re)start the autosave countdown."""
+        if not self.modified and not self._restoring:
+            self.modified = True
+            self._update_title()
+        if self.autosaver is not None and not self.autosaver.closed:
+            self._autosave_timer.start()
+
+    def autosave_now(self, *, wait: bool = False) -> None:
+        """Hand the current session to the autosave thread (``wait``: write it before returning)."""
+        self._autosave_timer.stop()
+        if self.autosaver is None or self.autosaver.closed:
+            return
+        s = self.session()
+        if s.is_empty():
+            return
+        if wait:
+            self.autosaver.save_now(s)
+        else:
+            self.autosaver.save(s)
+
+    def _on_autosave_failed(self, message: str) -> None:
+        if message != self._autosave_error:
+            self.banner.show_message(
+                f"Autosave failed: {message} Use File > Save project to keep your work.", "warning"
+            )
+        self._autosave_error = message
+
+    def _on_autosaved(self, path: str) -> None:
+        if self._autosave_error is not None:
+            self._autosave_error = None
+            self.statusBar().showMessage("Autosave works again.", 5000)
+
+    # ------------------------------------------------------------------ re-run from an export
+    def rerun_dialog(self) -> None:
+        start = self.settings.value("export/dir") or str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Re-run from exported file", str(start), SIDECAR_FILTER)
+        if path:
+            self.rerun_from_file(path)
+
+    def rerun_from_file(self, path: str | Path) -> bool:
+        """Load the image, mask and parameters an exported result was made with (Run reproduces it)."""
+        path = Path(path)
+        try:
+            request = sessions.rerun_from_sidecar(path)
+        except MaskPixError as exc:
+            self.banner.show_message(str(exc), "error")
+            return False
+        self._show_image(request.image, None, name=f"{path.stem} (re-run)")
+        self.canvas.set_mask(request.mask, text="Mask from export", undoable=False)
+        self.edit_panel.set_params(request.params)
+        self.edit_panel.seed_lock.setChecked(True)
+        self.banner.show_message(
+            f"Loaded the image, mask and settings of {path.name}: Run edit reproduces it "
+            f"(seed {request.params.seed}).",
+            "info",
+        )
+        return True
+
+    def _hook(self, name: str):
+        import inspect
+
+        hook = inspect.getattr_static(self, name)
+        return hook.__func__ if isinstance(hook, staticmethod) else hook
 
     def _add_recent(self, path: Path) -> None:
         recent = [p for p in self._recent() if p != str(path)]
@@ -401,7 +703,7 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event) -> None:  # noqa: N802
         for url in event.mimeData().urls():
             if url.isLocalFile():
-                self.open_image(url.toLocalFile())
+                self.open_image(url.toLocalFile())  # .maskpix files open as projects
                 break
 
     # ------------------------------------------------------------------ tools
@@ -493,6 +795,7 @@ class MainWindow(QMainWindow):
 
     def _use_params(self, params: Any) -> None:
         self.edit_panel.set_params(params)
+        self.edit_panel.seed_lock.setChecked(True)
         self.tabs.setCurrentIndex(0)
 
     def export_current(self) -> None:
@@ -502,9 +805,10 @@ class MainWindow(QMainWindow):
             return
         from maskpix_desktop.ui.export_dialog import ExportDialog
 
-        default = self.settings.value("export/dir") or str(
-            (self.image_path.parent if self.image_path else Path.home()) / "maskpix-exports"
-        )
+        here = self.image_path.parent if self.image_path is not None else None
+        if here is None or not here.is_dir():  # e.g. a project made on another machine
+            here = self.project_path.parent if self.project_path is not None else Path.home()
+        default = self.settings.value("export/dir") or str(here / "maskpix-exports")
         stem = self.image_path.stem if self.image_path is not None else "image"
         dlg = ExportDialog(result, Path(default), self, stem=stem)
         if dlg.exec() and dlg.exported_paths:
@@ -527,8 +831,13 @@ class MainWindow(QMainWindow):
             self._on_edit_message(msg)
 
     def _on_load_message(self, msg: JobMessage) -> None:
+        if msg.final and msg.job_id == self._load_job:
+            self.cancel_load_action.setEnabled(False)
         if msg.kind == "progress":
             self.model_label.setText(f"models: loading {msg.stage} ({msg.done}/{msg.total})")
+        elif msg.kind == "cancelled":
+            self.model_label.setText("models: load on first use")
+            self.statusBar().showMessage("Model loading cancelled: models load when first needed.", 6000)
         elif msg.kind == "finished":
             info = msg.result or {}
             self._models_ready = True
@@ -538,7 +847,8 @@ class MainWindow(QMainWindow):
             if info.get("clip_error"):
                 self.statusBar().showMessage(f"CLIP scores unavailable: {info['clip_error']}", 10000)
         elif msg.kind == "failed":
-            self.model_label.setText("models: missing")
+            missing = "missing" in msg.error.lower()
+            self.model_label.setText("models: missing" if missing else "models: failed to load")
             self.banner.show_message(msg.error, "warning", "Model settings…", self.open_model_settings)
 
     def _on_edit_message(self, msg: JobMessage) -> None:
@@ -551,7 +861,9 @@ class MainWindow(QMainWindow):
             panel.set_running(False)
             self._edit_job = 0
             result = msg.result
+            _freeze(result)
             self.results.add_result(result)
+            self._changed()
             self.tabs.setCurrentIndex(1)
             note = " (safety filter triggered)" if getattr(result, "nsfw", False) else ""
             self.statusBar().showMessage(f"Edit finished in {msg.seconds:.1f} s{note}", 8000)
@@ -575,6 +887,12 @@ class MainWindow(QMainWindow):
         self.empty_hint.resize(self.canvas.viewport().size())
         self.empty_hint.setVisible(not self.canvas.has_image())
 
+    def open_eval_results(self) -> None:
+        """File menu: pick a ``maskpix-cli eval`` output folder and browse it in its own window."""
+        from maskpix_desktop.ui.results_browser import open_results_browser
+
+        open_results_browser(self)
+
     def _open_log_folder(self) -> None:
         from maskpix_desktop.ui.app import log_dir
 
@@ -594,5 +912,10 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.settings.setValue("window/geometry", self.saveGeometry())
+        self._closed = True
+        self._autosave_timer.stop()
+        self._segment_timer.stop()
         self.client.shutdown()
+        if self.autosaver is not None:
+            self.autosaver.close()  # clean exit: the next launch offers nothing
         super().closeEvent(event)

@@ -1,0 +1,1032 @@
+"""The document: image, prompts, mask, parameters and result history; ``.maskpix`` project files, autosave
+and crash recovery, and re-running an exported result from its metadata.
+
+No Qt here (the main window snapshots its widgets into a :class:`Session` and restores from one).
+
+Project file (``.maskpix``): a zip written atomically (temp file + rename) holding
+
+* ``manifest.json`` -- ``{"format": "maskpix-project", "version": 1, ...}`` with the image's name and path,
+  the mask layers, the current result and one entry per history result;
+* ``image.png`` -- the original image, lossless;
+* ``layers/mask.png`` -- the mask (8-bit, soft edges kept);
+* ``prompts.json`` and ``params.json``;
+* ``history/NNN/metadata.json`` plus that result's images (``baseline.png``, ``blended.png``, ``edit.png``,
+  ``mask_used`` and ``request_mask``). Identical arrays are stored once (a later reference points at the
+  first file). Float masks that are exact multiples of 1/255 are PNGs with ``"scale": 255``; any other
+  array is stored as a compressed ``.npz`` (key ``array``), so that every array reads back bit for bit.
+
+Autosave: one :class:`Autosaver` per window writes ``<data dir>/autosave/session.maskpix`` (another running
+instance gets ``session-2`` and so on); its arrays live beside it in ``session.blobs/``, one file per
+distinct array named by its hash, written once, so an autosave after a brush stroke writes the new mask
+and a few kilobytes of JSON however many results the session holds. The Autosaver holds an OS lock on
+the matching ``.lock`` marker for as long as the window is open; a clean exit removes the marker. The OS
+drops the lock when a process dies (crash, kill, power loss), so a marker that can be locked belongs to
+a dead session: :func:`find_recoverable` lists those and the app offers to restore them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskpix_desktop.core import images
+from maskpix_desktop.core.errors import ImageLoadError, ImageSaveError, MaskPixError, ProjectError
+from maskpix_desktop.core.export import json_safe
+from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
+
+__all__ = [
+    "AUTOSAVE_NAME",
+    "FORMAT",
+    "PROJECT_SUFFIX",
+    "VERSION",
+    "Autosaver",
+    "ProjectError",
+    "Recoverable",
+    "SaveCache",
+    "Session",
+    "autosave_dir",
+    "data_dir",
+    "discard_recoverable",
+    "embed_project",
+    "find_recoverable",
+    "load_project",
+    "project_summary",
+    "rerun_from_sidecar",
+    "resolve_recoverable",
+    "save_project",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "maskpix-project"
+VERSION = 1
+PROJECT_SUFFIX = ".maskpix"
+AUTOSAVE_NAME = "session"
+ENV_DATA_DIR = "MASKPIX_DATA_DIR"
+PREVIOUS_NAME = "previous"  # a declined or unreadable autosave is kept once under this name
+BLOB_SUFFIX = ".blobs"  # session.maskpix keeps its arrays in session.blobs/ (written once each)
+
+_MAX_MEMBER_BYTES = 4 << 30  # refuse zip members that claim to unpack to more than 4 GiB
+_LOCK_OFFSET = 1 << 20  # Windows locks a byte range; lock one far beyond the marker's text
+
+
+# ------------------------------------------------------------------------------------------ document
+
+
+@dataclass(eq=False)
+class Session:
+    """Everything the user would lose: the image, SAM prompts, the mask, the parameters and the results.
+
+    ``mask`` is ``HxW`` uint8 (0..255; brush edges are soft); prompts are in image pixels (``labels``: 1 keep,
+    0 exclude; ``box``: x0, y0, x1, y1). ``history`` holds the results in order, ``current`` the one shown.
+    """
+
+    image: np.ndarray | None = None
+    image_name: str = ""
+    image_path: str | None = None
+    points: list[tuple[float, float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    box: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | None = None
+    params: EditParams = field(default_factory=lambda: EditParams(""))
+    history: list[EditResult] = field(default_factory=list)
+    current: int = -1
+
+    def is_empty(self) -> bool:
+        """True when there is nothing worth saving (no image and no result)."""
+        return self.image is None and not self.history
+
+
+# ------------------------------------------------------------------------------------------ arrays
+
+
+class SaveCache:
+    """Encoded arrays kept between saves of the same session (autosave): an unchanged array is not
+    encoded again, and a read-only one (the canvas image, frozen results) is not even hashed again.
+
+    A writable array is always hashed (it may have changed in place since the last save).
+    """
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self._keys: dict[int, tuple[np.ndarray, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def key(self, a: np.ndarray) -> str:
+        hit = self._keys.get(id(a))
+        if hit is not None and hit[0] is a:
+            return hit[1]
+        k = images.image_hash(a)
+        if not a.flags.writeable:
+            self._keys[id(a)] = (a, k)
+        return k
+
+    def prune(self, used: set[str]) -> None:
+        """Forget what the last save did not use."""
+        self.blobs = {k: v for k, v in self.blobs.items() if k in used}
+        self._keys = {i: (a, k) for i, (a, k) in self._keys.items() if k in used}
+
+
+class _ArrayWriter:
+    """Puts arrays into the zip, each distinct array once; returns the reference stored in the JSON."""
+
+    def __init__(
+        self, zf: zipfile.ZipFile, compress_level: int, cache: SaveCache | None, blob_dir: Path | None
+    ):
+        self.zf = zf
+        self.level = compress_level
+        self.cache = cache
+        self.blob_dir = blob_dir
+        self.used: set[str] = set()
+        self._written: dict[str, dict[str, Any]] = {}
+
+    def put(self, name: str, arr: np.ndarray | None) -> dict[str, Any] | None:
+        """Store ``arr`` as ``name`` + ``.png`` (8-bit exact) or ``.npz`` (anything else); None stays None."""
+        if arr is None:
+            return None
+        a = arr if isinstance(arr, np.ndarray) else np.asarray(arr)
+        key = self.cache.key(a) if self.cache is not None else images.image_hash(a)
+        if key in self._written:
+            return dict(self._written[key])
+        self.used.add(key)
+        ref: dict[str, Any] = {"dtype": a.dtype.str, "shape": list(a.shape)}
+        pixels = _png_pixels(a)
+        ext = ".png" if pixels is not None else ".npz"
+        ref["file"] = name + ext
+        if pixels is not None and pixels[1]:
+            ref["scale"] = pixels[1]
+        if self.blob_dir is not None:
+            # Autosave: each array is a file of its own beside the project, written once; the zip refers
+            # to it, so an autosave after a brush stroke writes the mask and a few kilobytes of JSON.
+            blob = self.blob_dir / f"{key}{ext}"
+            ref["blob"] = f"{self.blob_dir.name}/{blob.name}"
+            if not blob.is_file():
+                images.atomic_write_bytes(blob, self._encode(a, pixels))
+        else:
+            data = self.cache.blobs.get(key) if self.cache is not None else None
+            if data is None:
+                data = self._encode(a, pixels)
+            if self.cache is not None:
+                self.cache.blobs[key] = data
+            self.zf.writestr(ref["file"], data, compress_type=zipfile.ZIP_STORED)  # already compressed
+        self._written[key] = ref
+        return dict(ref)
+
+    def _encode(self, a: np.ndarray, pixels: tuple[np.ndarray, int] | None) -> bytes:
+        buf = io.BytesIO()
+        if pixels is not None:
+            images.to_pil(pixels[0]).save(buf, format="PNG", compress_level=self.level)
+        else:
+            np.savez_compressed(buf, array=np.ascontiguousarray(a))
+        return buf.getvalue()
+
+
+def _png_pixels(a: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """``(uint8 pixels, scale)`` when ``a`` round-trips exactly through an 8-bit PNG, else None."""
+    if a.size == 0:
+        return None
+    if a.dtype == np.uint8 and (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
+        return a, 0
+    if a.dtype == np.bool_ and a.ndim == 2:
+        return a.astype(np.uint8) * 255, 0
+    if a.dtype in (np.float32, np.float64) and a.ndim == 2:
+        with np.errstate(invalid="ignore"):
+            if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+                return None
+            u = np.rint(a * 255.0).astype(np.uint8)
+        back = u.astype(a.dtype) / 255.0
+        if back.dtype == a.dtype and np.array_equal(back, a):
+            return u, 255
+    return None
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, where: str) -> bytes:
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise ProjectError(f"'{where}' is incomplete: '{name}' is missing from it.") from None
+    if info.file_size > _MAX_MEMBER_BYTES:
+        raise ProjectError(f"'{where}' is damaged: '{name}' claims {info.file_size:,} bytes.")
+    try:
+        return zf.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ProjectError(f"'{where}' is damaged: '{name}' cannot be read ({exc}).") from None
+
+
+def _read_json(zf: zipfile.ZipFile, name: str, where: str) -> Any:
+    raw = _read_member(zf, name, where)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProjectError(f"'{where}' is damaged: '{name}' is not valid JSON ({exc}).") from None
+
+
+_BLOB = re.compile(r"^[A-Za-z0-9_.-]+/[0-9a-f]{40}\.(png|npz)$")
+
+
+def _read_blob(base: Path, rel: str, where: str) -> bytes:
+    if not _BLOB.match(rel) or rel.startswith("."):
+        raise ProjectError(f"'{where}' is damaged: bad image reference {rel!r}.")
+    path = base / rel
+    try:
+        if path.stat().st_size > _MAX_MEMBER_BYTES:
+            raise ProjectError(f"'{where}' is damaged: '{rel}' is too large.")
+        return path.read_bytes()
+    except OSError:
+        raise ProjectError(f"'{where}' is incomplete: '{rel}' beside it is missing or unreadable.") from None
+
+
+def _read_array(zf: zipfile.ZipFile, ref: Any, where: str, base: Path | None = None) -> np.ndarray | None:
+    if ref is None:
+        return None
+    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
+        raise ProjectError(f"'{where}' is damaged: bad array reference {ref!r}.")
+    name = ref["file"]
+    if isinstance(ref.get("blob"), str):
+        data = _read_blob(base or Path(where).parent, ref["blob"], where)
+    else:
+        data = _read_member(zf, name, where)
+    try:
+        shape = tuple(int(v) for v in ref["shape"])
+        dtype = np.dtype(ref["dtype"])
+    except (KeyError, TypeError, ValueError):
+        raise ProjectError(f"'{where}' is damaged: '{name}' has no valid shape and type.") from None
+    if name.endswith((".npz", ".npy")):
+        try:
+            loaded = np.load(io.BytesIO(data), allow_pickle=False)
+            if hasattr(loaded, "files"):  # .npz
+                with loaded:
+                    arr = loaded["array"]
+            else:
+                arr = loaded
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            raise ProjectError(f"'{where}' is damaged: '{name}' cannot be read ({exc}).") from None
+    else:
+        arr = _decode_png(data, name, where)
+        scale = ref.get("scale")
+        if dtype == np.bool_:
+            arr = arr > 127
+        elif scale:
+            arr = arr.astype(dtype) / float(scale)
+    if arr.shape != shape or arr.dtype != dtype:
+        raise ProjectError(
+            f"'{where}' is damaged: '{name}' holds {arr.dtype} {arr.shape}, expected {dtype} {shape}."
+        )
+    return np.ascontiguousarray(arr)
+
+
+def _decode_png(data: bytes, name: str, where: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if w * h > images.DEFAULT_MAX_PIXELS:
+                raise ProjectError(f"'{where}' holds an image too large to open ({w}x{h} in '{name}').")
+            if img.format != "PNG" or img.mode not in ("L", "RGB", "RGBA"):
+                raise ProjectError(f"'{where}' is damaged: '{name}' is not an 8-bit PNG.")
+            img.load()
+            return np.array(img)
+    except ProjectError:
+        raise
+    except MemoryError:
+        raise ProjectError(f"Not enough memory to open '{where}'.") from None
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... on damaged data
+        raise ProjectError(f"'{where}' is damaged: '{name}' cannot be decoded ({exc}).") from None
+
+
+# ------------------------------------------------------------------------------------------ save / load
+
+
+def _metrics_from_json(metrics: Any) -> dict[str, dict[str, Any]]:
+    def value(v: Any) -> Any:
+        if isinstance(v, str) and v in ("inf", "-inf", "nan"):
+            return float(v)
+        return v
+
+    if not isinstance(metrics, dict):
+        return {}
+    rows = {k: row for k, row in metrics.items() if isinstance(row, dict)}
+    return {str(k): {str(n): value(v) for n, v in row.items()} for k, row in rows.items()}
+
+
+def _result_record(result: EditResult, index: int, put: Callable[..., Any]) -> dict[str, Any]:
+    folder = f"history/{index:03d}"
+    req = result.request
+    meta = json_safe(result.metadata())
+    meta["job_id"] = int(req.job_id)
+    meta["arrays"] = {
+        "original": put(f"{folder}/original", req.image),
+        "request_mask": put(f"{folder}/request_mask", req.mask),
+        "baseline": put(f"{folder}/baseline", result.baseline),
+        "blended": put(f"{folder}/blended", result.blended),
+        "edit": put(f"{folder}/edit", result.edit),
+        "mask_used": put(f"{folder}/mask_used", result.mask_used),
+    }
+    return meta
+
+
+def _result_from_record(zf: zipfile.ZipFile, meta: Any, where: str) -> EditResult:
+    if not isinstance(meta, dict) or not isinstance(meta.get("arrays"), dict):
+        raise ProjectError(f"'{where}' is damaged: a history entry has no images.")
+    arrays = {k: _read_array(zf, v, where) for k, v in meta["arrays"].items()}
+    for key in ("original", "baseline", "blended", "edit", "mask_used"):
+        if arrays.get(key) is None:
+            raise ProjectError(f"'{where}' is damaged: a history entry lacks its {key} image.")
+    params = _params_from(meta.get("params"), where)
+    working = meta.get("working_size") or arrays["original"].shape[:2]
+    return EditResult(
+        request=EditRequest(
+            image=arrays["original"],
+            mask=arrays.get("request_mask"),
+            params=params,
+            job_id=int(meta.get("job_id", 0)),
+        ),
+        baseline=arrays["baseline"],
+        blended=arrays["blended"],
+        edit=arrays["edit"],
+        mask_used=arrays["mask_used"],
+        working_size=(int(working[0]), int(working[1])),
+        timings={str(k): float(v) for k, v in (meta.get("timings") or {}).items()},
+        model={str(k): str(v) for k, v in (meta.get("model") or {}).items()},
+        nsfw=bool(meta.get("nsfw", False)),
+        metrics=_metrics_from_json(meta.get("metrics")),
+    )
+
+
+def _params_from(data: Any, where: str) -> EditParams:
+    if not isinstance(data, dict):
+        raise ProjectError(f"'{where}' is damaged: the edit parameters are missing.")
+    try:
+        return EditParams.from_dict({"instruction": "", **data})
+    except (TypeError, ValueError) as exc:
+        raise ProjectError(f"'{where}' holds invalid edit parameters: {exc}") from None
+
+
+def save_project(
+    path: str | os.PathLike,
+    session: Session,
+    *,
+    compress_level: int = 6,
+    cache: SaveCache | None = None,
+    blob_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Write ``session`` to a ``.maskpix`` zip atomically (a failure leaves any old file untouched).
+
+    ``cache`` (a :class:`SaveCache` kept between saves, as the autosave does) skips re-encoding
+    unchanged arrays; what this save did not use is dropped from it. With ``blob_dir`` (a folder beside
+    ``path``; the autosave uses it) the arrays are files in that folder, each written once and referred
+    to from the zip, and the files this save does not use are removed after it; such a project needs
+    its folder (:func:`load_project` finds it; :func:`embed_project` makes it self-contained).
+    Raises :class:`ImageSaveError` when the file cannot be written (disk full, read-only folder, ...).
+    """
+    from maskpix_desktop import __version__
+
+    target = Path(path)
+    blobs = Path(blob_dir) if blob_dir is not None else None
+    if blobs is not None:
+        if blobs.parent.resolve() != target.parent.resolve():
+            raise ValueError("blob_dir must be a folder beside the project file")
+        try:
+            blobs.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ImageSaveError(f"Could not save '{target}': {exc.strerror or exc}.") from None
+    with images.atomic_path(target, overwrite=True) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            writer = _ArrayWriter(zf, compress_level, cache, blobs)
+            layers = []
+            if session.image is not None:
+                image_ref = writer.put("image", session.image)
+            else:
+                image_ref = None
+            if session.mask is not None:
+                layers.append({"name": "mask", "kind": "mask", **writer.put("layers/mask", session.mask)})
+            history = []
+            for i, result in enumerate(session.history):
+                name = f"history/{i:03d}/metadata.json"
+                zf.writestr(name, _dumps(_result_record(result, i, writer.put)))
+                history.append(name)
+            prompts = {
+                "points": [[float(x), float(y)] for x, y in session.points],
+                "labels": [int(v) for v in session.labels],
+                "box": None if session.box is None else [float(v) for v in session.box],
+            }
+            zf.writestr("prompts.json", _dumps(prompts))
+            zf.writestr("params.json", _dumps(session.params.to_dict()))
+            manifest = {
+                "format": FORMAT,
+                "version": VERSION,
+                "app": f"MaskPix Desktop {__version__}",
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "image": None
+                if image_ref is None
+                else {"name": session.image_name, "path": session.image_path, **image_ref},
+                "layers": layers,
+                "prompts": "prompts.json",
+                "params": "params.json",
+                "history": history,
+                "current": int(session.current),
+            }
+            zf.writestr("manifest.json", _dumps(manifest))
+    if cache is not None:
+        cache.prune(writer.used)
+    if blobs is not None:
+        for old in blobs.iterdir():
+            if _BLOB.match(f"x/{old.name}") and old.name.split(".")[0] not in writer.used:
+                _unlink_quietly(old)
+    return target
+
+
+def embed_project(path: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy a project to ``target`` as one self-contained zip (arrays inside; e.g. an autosave)."""
+    return save_project(target, load_project(path))
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path, "r")
+    except FileNotFoundError:
+        raise ProjectError(f"Cannot open '{path}': the file does not exist.") from None
+    except PermissionError:
+        raise ProjectError(f"Cannot open '{path}': permission denied.") from None
+    except IsADirectoryError:
+        raise ProjectError(f"Cannot open '{path}': it is a folder, not a project file.") from None
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        raise ProjectError(
+            f"Cannot open '{path}': it is not a MaskPix project, or the file is damaged or truncated."
+        ) from None
+    except OSError as exc:
+        raise ProjectError(f"Cannot open '{path}': {exc.strerror or exc}.") from None
+
+
+def _check_manifest(manifest: Any, where: str) -> dict[str, Any]:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ProjectError(f"'{where}' is not a MaskPix project (its manifest names no maskpix format).")
+    version = manifest.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise ProjectError(f"'{where}' is damaged: its format version {version!r} is not valid.")
+    if version > VERSION:
+        raise ProjectError(
+            f"'{where}' was made by a newer MaskPix (format {version}); this version reads format "
+            f"{VERSION}. Update MaskPix Desktop to open it."
+        )
+    return manifest
+
+
+def project_summary(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a project (reads only ``manifest.json``); ProjectError when unusable."""
+    p = Path(path)
+    with _open_zip(p) as zf:
+        return _check_manifest(_read_json(zf, "manifest.json", str(p)), str(p))
+
+
+def load_project(path: str | os.PathLike) -> Session:
+    """Read a ``.maskpix`` project back into a :class:`Session` (every array bit for bit).
+
+    Raises :class:`ProjectError` with a message for the user when the file is missing, not a project,
+    damaged, incomplete or written by a newer MaskPix.
+    """
+    p = Path(path)
+    where = str(p)
+    try:
+        with _open_zip(p) as zf:
+            manifest = _check_manifest(_read_json(zf, "manifest.json", where), where)
+            image_info = manifest.get("image")
+            image = _read_array(zf, image_info, where) if image_info else None
+            mask = None
+            for layer in manifest.get("layers") or []:
+                if isinstance(layer, dict) and layer.get("name") == "mask":
+                    mask = _read_array(zf, layer, where)
+            prompts = _read_json(zf, str(manifest.get("prompts", "prompts.json")), where)
+            params = _params_from(_read_json(zf, str(manifest.get("params", "params.json")), where), where)
+            history = [
+                _result_from_record(zf, _read_json(zf, str(name), where), where)
+                for name in manifest.get("history") or []
+            ]
+            points, labels, box = _prompts_from(prompts, where)
+    except ProjectError:
+        raise
+    except MemoryError:
+        raise ProjectError(f"Not enough memory to open '{where}'.") from None
+    except (zipfile.BadZipFile, EOFError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ProjectError(f"'{where}' is damaged ({type(exc).__name__}: {exc}).") from None
+    if image is not None and (image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8):
+        raise ProjectError(f"'{where}' is damaged: its image is {image.dtype} {image.shape}, not RGB.")
+    if mask is not None and (image is None or mask.shape != image.shape[:2] or mask.dtype != np.uint8):
+        raise ProjectError(f"'{where}' is damaged: its mask does not match the image.")
+    current = int(manifest.get("current", len(history) - 1))
+    return Session(
+        image=image,
+        image_name=str((image_info or {}).get("name") or ""),
+        image_path=(image_info or {}).get("path"),
+        points=points,
+        labels=labels,
+        box=box,
+        mask=mask,
+        params=params,
+        history=history,
+        current=current if -1 <= current < len(history) else len(history) - 1,
+    )
+
+
+def _prompts_from(data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ProjectError(f"'{where}' is damaged: the prompts are not readable.")
+    points = [(float(x), float(y)) for x, y in data.get("points") or []]
+    labels = [1 if int(v) else 0 for v in data.get("labels") or []]
+    if len(points) != len(labels):
+        raise ProjectError(f"'{where}' is damaged: {len(points)} prompt points but {len(labels)} labels.")
+    box = data.get("box")
+    if box is not None:
+        if len(box) != 4:
+            raise ProjectError(f"'{where}' is damaged: the prompt box needs four numbers.")
+        box = tuple(float(v) for v in box)
+    return points, labels, box
+
+
+# ------------------------------------------------------------------------------------------ re-run
+
+
+def _sidecar_metadata(p: Path) -> dict[str, Any]:
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ProjectError(f"Cannot re-run from '{p}': the file does not exist.") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ProjectError(f"Cannot re-run from '{p}': it is not MaskPix metadata ({exc}).") from None
+    else:
+        try:
+            text = images.read_image_text(p).get("maskpix")
+        except ImageLoadError as exc:
+            raise ProjectError(f"Cannot re-run from '{p}': {exc}") from None
+        if text is None:
+            raise ProjectError(
+                f"Cannot re-run from '{p}': it carries no MaskPix metadata (was it exported by MaskPix?)."
+            )
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ProjectError(f"Cannot re-run from '{p}': its metadata is damaged ({exc}).") from None
+    if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
+        raise ProjectError(f"Cannot re-run from '{p}': it holds no edit parameters.")
+    return data
+
+
+def rerun_from_sidecar(path: str | os.PathLike) -> EditRequest:
+    """The :class:`EditRequest` an exported result was made from, rebuilt from its JSON sidecar or the
+    ``maskpix`` text chunk of any exported image.
+
+    The export's ``original`` and ``mask`` files (named in ``metadata["files"]``, looked for beside
+    ``path``) supply the image and the mask; the parameters (instruction, seed, steps, scales, mask mode,
+    ...) come from the metadata. Running the request on the same models and device reproduces the
+    baseline and blended images exactly (the original must have been exported losslessly: PNG, TIFF or
+    WebP at quality 100). Raises :class:`ProjectError` when something needed is missing.
+    """
+    p = Path(path)
+    meta = _sidecar_metadata(p)
+    params = _params_from(meta["params"], str(p))
+    files = meta.get("files") if isinstance(meta.get("files"), dict) else {}
+    needed = {}
+    for item, label in (("original", "original image"), ("mask", "mask")):
+        name = files.get(item)
+        if not name:
+            raise ProjectError(
+                f"Cannot re-run from '{p.name}': the export did not include the {label}; export again "
+                f"with '{item}' checked."
+            )
+        where = p.parent / Path(str(name)).name
+        if not where.is_file():
+            raise ProjectError(f"Cannot re-run from '{p.name}': '{where.name}' is not beside it.")
+        needed[item] = where
+    try:
+        image = images.load_image(needed["original"])
+    except ImageLoadError as exc:
+        raise ProjectError(f"Cannot re-run from '{p.name}': {exc}") from None
+    size = meta.get("image_size")
+    if size and list(image.shape[:2]) != [int(v) for v in size]:
+        raise ProjectError(
+            f"Cannot re-run from '{p.name}': '{needed['original'].name}' is "
+            f"{image.shape[1]}x{image.shape[0]}, but the edit was made on a {size[1]}x{size[0]} image."
+        )
+    try:
+        mask = images.load_mask(needed["mask"])
+    except ImageLoadError as exc:
+        raise ProjectError(f"Cannot re-run from '{p.name}': {exc}") from None
+    if mask.shape != image.shape[:2]:
+        raise ProjectError(f"Cannot re-run from '{p.name}': the mask and the original differ in size.")
+    return EditRequest(image=image, mask=mask, params=params)
+
+
+# ------------------------------------------------------------------------------------------ folders
+
+
+def data_dir() -> Path:
+    """MaskPix's per-user data folder (``$MASKPIX_DATA_DIR`` overrides it, e.g. for tests). Not created."""
+    env = os.environ.get(ENV_DATA_DIR, "").strip()
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return platformdirs.user_data_path("maskpix", appauthor=False)
+
+
+def autosave_dir() -> Path:
+    """Where autosaves and their lock markers live (not created)."""
+    return data_dir() / "autosave"
+
+
+# ------------------------------------------------------------------------------------------ OS locks
+
+
+def _try_lock(fd: int) -> bool:
+    """Non-blocking exclusive lock on an open file; released by the OS when the process dies."""
+    try:
+        if os.name == "nt":  # pragma: no cover - exercised on Windows only
+            import msvcrt
+
+            os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK):
+            return False
+        raise
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+@contextlib.contextmanager
+def _stale_lock(lock: Path):
+    """Yield True while holding ``lock`` when nobody else holds it (its owner is gone), else False."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        yield False
+        return
+    try:
+        yield _try_lock(fd) and _same_file(fd, lock)
+    finally:
+        os.close(fd)
+
+
+def _read_marker(lock: Path) -> dict[str, Any]:
+    try:
+        with open(lock, "rb") as fh:
+            data = json.loads(fh.read(4096).decode("utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+# ------------------------------------------------------------------------------------------ recovery
+
+
+@dataclass(frozen=True)
+class Recoverable:
+    """An autosave left behind by a session that did not exit cleanly."""
+
+    path: Path
+    lock: Path
+    saved: float  # mtime of the autosave
+    marker: dict[str, Any]
+
+    def describe(self) -> str:
+        """One line for the restore question: when it was saved and what it holds."""
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.saved))
+        try:
+            manifest = project_summary(self.path)
+        except ProjectError:
+            return f"autosaved {when}"
+        name = (manifest.get("image") or {}).get("name") or "an image"
+        n = len(manifest.get("history") or [])
+        results = f", {n} result{'s' if n != 1 else ''}" if n else ""
+        return f"{name}{results}, autosaved {when}"
+
+
+def find_recoverable(folder: str | os.PathLike | None = None) -> list[Recoverable]:
+    """Autosaves whose marker is still there but whose process is gone (newest first).
+
+    Markers of sessions still running (locked by another process) are skipped; a stale marker without an
+    autosave beside it is removed.
+    """
+    root = Path(folder) if folder is not None else autosave_dir()
+    found = []
+    try:
+        locks = sorted(root.glob("*.lock"))
+    except OSError:
+        return []
+    for lock in locks:
+        path = lock.with_suffix(PROJECT_SUFFIX)
+        with _stale_lock(lock) as stale:
+            if not stale:
+                continue
+            marker = _read_marker(lock)
+            if not path.is_file():
+                _unlink_quietly(lock)
+                continue
+            try:
+                saved = path.stat().st_mtime
+            except OSError:
+                continue
+        found.append(Recoverable(path, lock, saved, marker))
+    found.sort(key=lambda r: r.saved, reverse=True)
+    return found
+
+
+def resolve_recoverable(rec: Recoverable, *, keep_copy: bool = False) -> None:
+    """The user answered: drop ``rec``'s marker (it will not be offered again).
+
+    With ``keep_copy`` (declined, or restoring failed) the autosave is moved to ``previous.maskpix``
+    beside it rather than left to be overwritten by the next autosave.
+    """
+    with _stale_lock(rec.lock) as stale:
+        if not stale:
+            return  # someone else took it over meanwhile
+        if keep_copy:
+            previous = rec.path.with_name(PREVIOUS_NAME + PROJECT_SUFFIX)
+            try:  # self-contained: the blobs folder will be reused and pruned by the next autosave
+                embed_project(rec.path, previous)
+                _unlink_quietly(rec.path)
+            except MaskPixError as exc:
+                log.warning("keeping the unreadable autosave as it is: %s", exc)
+                with contextlib.suppress(OSError):
+                    os.replace(rec.path, previous)
+            shutil.rmtree(rec.path.with_suffix(BLOB_SUFFIX), ignore_errors=True)
+        if os.name != "nt":
+            _unlink_quietly(rec.lock)
+    if os.name == "nt":  # pragma: no cover - an open file cannot be removed on Windows
+        _unlink_quietly(rec.lock)
+
+
+def discard_recoverable(rec: Recoverable) -> None:
+    """Declined: keep the autosave as ``previous.maskpix`` and forget the marker."""
+    resolve_recoverable(rec, keep_copy=True)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+# ------------------------------------------------------------------------------------------ autosave
+
+
+class Autosaver:
+    """Writes the latest :class:`Session` it was given to ``<folder>/session.maskpix`` on a background
+    thread (the newest request wins; a save never blocks the caller), holding the ``.lock`` marker that
+    tells the next launch whether this session ended cleanly.
+
+    ``on_error(message)`` and ``on_saved(path)`` are called on the writer thread (a Qt caller should emit a
+    signal from them). :meth:`close` is the clean exit: it waits for the last write and removes the marker.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike | None = None,
+        *,
+        name: str = AUTOSAVE_NAME,
+        on_error: Callable[[str], None] | None = None,
+        on_saved: Callable[[Path], None] | None = None,
+        compress_level: int = 1,
+    ):
+        self.folder = Path(folder) if folder is not None else autosave_dir()
+        self.name = name
+        self.on_error = on_error
+        self.on_saved = on_saved
+        self.compress_level = compress_level
+        self.path: Path | None = None
+        self.lock_path: Path | None = None
+        self.last_error: str | None = None
+        self.saves = 0
+        self._fd: int | None = None
+        self._cond = threading.Condition()
+        self._pending: Session | None = None
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._cache = SaveCache()
+
+    # ------------------------------------------------------------------ slot
+    def _acquire(self) -> None:
+        """Take the first free slot: ``session``, ``session-2``, ... (caller holds ``_cond``)."""
+        if self._fd is not None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for i in range(1, 100):
+            stem = self.name if i == 1 else f"{self.name}-{i}"
+            lock = self.folder / f"{stem}.lock"
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if not _try_lock(fd) or not _same_file(fd, lock):
+                    os.close(fd)  # a live session holds it (or it was just removed): next slot
+                    continue
+                size = os.fstat(fd).st_size
+                path = lock.with_suffix(PROJECT_SUFFIX)
+                if size > 0 and path.exists():
+                    os.close(fd)  # a crashed session nobody has answered for yet: keep it for the offer
+                    continue
+                marker = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, json.dumps(marker).encode("utf-8"))
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd, self.lock_path, self.path = fd, lock, path
+            return
+        raise OSError(errno.EBUSY, f"no free autosave slot in {self.folder}")
+
+    # ------------------------------------------------------------------ API
+    def save(self, session: Session) -> None:
+        """Queue ``session`` (replacing any queued one) for writing on the background thread."""
+        with self._cond:
+            if self._closed:
+                return
+            self._pending = session
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="maskpix-autosave", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def save_now(self, session: Session) -> bool:
+        """Write ``session`` on the calling thread (after any write in progress); True on success."""
+        self.flush()
+        with self._cond:
+            if self._closed:
+                return False
+            self._busy = True
+        try:
+            return self._write(session)
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every queued session is written; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._pending is not None or self._busy:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Clean exit: finish the last write, stop the thread, release and remove the marker."""
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._pending = None
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with self._cond:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            if os.name != "nt" and self.lock_path is not None:
+                _unlink_quietly(self.lock_path)
+            os.close(fd)
+            if os.name == "nt" and self.lock_path is not None:  # pragma: no cover
+                _unlink_quietly(self.lock_path)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------ writer thread
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._closed and self._pending is None:
+                    return
+                session, self._pending = self._pending, None
+                self._busy = True
+            try:
+                self._write(session)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _write(self, session: Session) -> bool:
+        try:
+            with self._cond:
+                self._acquire()
+            assert self.path is not None
+            save_project(
+                self.path,
+                session,
+                compress_level=self.compress_level,
+                cache=self._cache,
+                blob_dir=self.path.with_suffix(BLOB_SUFFIX),
+            )
+        except (MaskPixError, OSError) as exc:
+            message = str(exc) if isinstance(exc, MaskPixError) else f"{self.folder}: {exc.strerror or exc}"
+            log.warning("autosave failed: %s", message)
+            self.last_error = message
+            self._notify(self.on_error, message)
+            return False
+        except Exception as exc:  # never let autosave take the app down
+            log.exception("autosave failed")
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._notify(self.on_error, self.last_error)
+            return False
+        self.saves += 1
+        self.last_error = None
+        self._notify(self.on_saved, self.path)
+        return True
+
+    @staticmethod
+    def _notify(callback: Callable[[Any], None] | None, arg: Any) -> None:
+        if callback is None:
+            return
+        try:
+            callback(arg)
+        except Exception:
+            log.exception("autosave callback failed")
+
+
+def sessions_equal(a: Session, b: Session) -> bool:
+    """True when two sessions hold the same state (arrays bit for bit, NaN metrics equal)."""
+
+    def same(x: Any, y: Any) -> bool:
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            return (
+                isinstance(x, np.ndarray)
+                and isinstance(y, np.ndarray)
+                and x.dtype == y.dtype
+                and np.array_equal(x, y)
+            )
+        if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+            return True
+        if isinstance(x, dict) and isinstance(y, dict):
+            return x.keys() == y.keys() and all(same(x[k], y[k]) for k in x)
+        if isinstance(x, Sequence) and isinstance(y, Sequence) and not isinstance(x, str):
+            return len(x) == len(y) and all(same(i, j) for i, j in zip(x, y, strict=True))
+        return x == y
+
+    def result(r: EditResult, s: EditResult) -> bool:
+        return (
+            same(r.request.image, s.request.image)
+            and same(r.request.mask, s.request.mask)
+            and r.request.params == s.request.params
+            and all(same(getattr(r, k), getattr(s, k)) for k in ("baseline", "blended", "edit", "mask_used"))
+            and tuple(r.working_size) == tuple(s.working_size)
+            and same(r.timings, s.timings)
+            and r.model == s.model
+            and r.nsfw == s.nsfw
+            and same(r.metrics, s.metrics)
+        )
+
+    return (
+        same(a.image, b.image)
+        and a.image_name == b.image_name
+        and a.image_path == b.image_path
+        and same([tuple(p) for p in a.points], [tuple(p) for p in b.points])
+        and list(a.labels) == list(b.labels)
+        and same(a.box, b.box)
+        and same(a.mask, b.mask)
+        and a.params == b.params
+        and a.current == b.current
+        and len(a.history) == len(b.history)
+        and all(result(r, s) for r, s in zip(a.history, b.history, strict=True))
+    )

@@ -1,0 +1,128 @@
+"""``maskpix-cli eval``: every mask mode against the IP2P baseline over a dataset folder.
+
+One process::
+
+    maskpix-cli eval PIE-Bench/data --out runs/pie --steps 20
+
+Several (GPUs, processes or nodes; each process takes a slice of the items, rank 0 merges)::
+
+    accelerate launch --num_processes 4 -m maskpix_desktop.cli eval PIE-Bench/data --out runs/pie
+    torchrun --nproc_per_node 2 -m maskpix_desktop.cli eval PIE-Bench/data --out runs/pie --device cpu
+
+The parser is built without importing torch or accelerate (the CLI must start fast); the work lives
+in :mod:`maskpix_desktop.core.evaluation`. See docs/EVALUATION.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+MODE_NAMES = ("baseline", "pixel", "latent", "crop")
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in modes if m not in MODE_NAMES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(f"modes must be a comma list of {', '.join(MODE_NAMES)}")
+    return modes
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate every mask mode against the baseline over a PIE-Bench or MagicBrush folder",
+        description="Run the IP2P baseline and each mask mode on every item of a dataset folder and write "
+        "PIE-Bench / MagicBrush metrics, a summary table, plots and a grid. Resumable: a rerun into the "
+        "same --out skips finished (item, mode) pairs. Under torchrun / accelerate launch the items are "
+        "sharded over the processes.",
+    )
+    p.add_argument("dataset", type=Path, help="dataset folder (mapping_file.json, or edit_sessions.json)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
+    p.add_argument("--format", dest="fmt", default="auto", choices=("auto", "pie", "magicbrush"))
+    p.add_argument("--modes", type=_modes, default=MODE_NAMES, help="comma list (default: all four)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N items (in id order)")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    p.add_argument("--text-scale", type=float, default=7.5, help="text guidance scale (default 7.5)")
+    p.add_argument("--image-scale", type=float, default=1.5, help="image guidance scale (default 1.5)")
+    p.add_argument("--seed", type=int, default=1234, help="seed of every item (default 1234)")
+    p.add_argument("--long-side", type=int, default=512, help="working size, long side (default 512)")
+    p.add_argument("--dilate", type=int, default=0, help="grow the mask by N px before blending")
+    p.add_argument("--feather", type=float, default=0.0, help="Gaussian feather sigma of the blend")
+    p.add_argument(
+        "--pie-border",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decode PIE masks as PIE-Bench's evaluation does, with the image border marked as edited, so "
+        "the border is left out of the background metrics (default on; the editor always gets the "
+        "annotated mask)",
+    )
+    p.add_argument("--no-clip", action="store_true", help="skip CLIP metrics (reported as missing)")
+    p.add_argument("--lpips-net", default="squeeze", choices=("squeeze", "alex", "vgg"))
+    p.add_argument("--no-images", action="store_true", help="do not save per-item images (no grid)")
+    p.add_argument("--grid-items", type=int, default=4, help="items in grid.png (default 4)")
+    p.add_argument("--retry-errors", action="store_true", help="rerun (item, mode) pairs that failed")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument(
+        "--dist-timeout", type=float, default=720.0, help="minutes a process waits for the others (720)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
+    p.add_argument("--ip2p", default=None, help="InstructPix2Pix diffusers folder or Hugging Face id")
+    p.add_argument("--device", default="auto", help="auto | cuda | cpu (under torchrun: each rank's own)")
+    p.add_argument("--precision", default="auto", help="auto | fp16 | bf16 | fp32")
+    return p
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from maskpix_desktop.core.evaluation import EvalConfig, RunOptions, run_eval
+    from maskpix_desktop.core.jobs import EditParams
+
+    # Validate the scalars once, before any model is loaded (EditParams raises a clear ValueError).
+    try:
+        EditParams(
+            instruction="check",
+            steps=args.steps,
+            text_scale=args.text_scale,
+            image_scale=args.image_scale,
+            long_side=args.long_side,
+            dilate=args.dilate,
+            feather=args.feather,
+        )
+    except ValueError as exc:
+        from maskpix_desktop.core.errors import MaskPixError
+
+        raise MaskPixError(str(exc)) from None
+    cfg = EvalConfig(
+        steps=args.steps,
+        text_scale=args.text_scale,
+        image_scale=args.image_scale,
+        seed=args.seed,
+        long_side=args.long_side,
+        dilate=args.dilate,
+        feather=args.feather,
+        pie_border=args.pie_border,
+        precision=args.precision,
+    )
+    opts = RunOptions(
+        dataset=args.dataset,
+        out=args.out,
+        fmt=args.fmt,
+        modes=tuple(args.modes),
+        limit=args.limit,
+        config=cfg,
+        models_dir=args.models_dir,
+        ip2p=args.ip2p,
+        device=args.device,
+        clip=not args.no_clip,
+        lpips_net=args.lpips_net,
+        save_images=not args.no_images,
+        retry_errors=args.retry_errors,
+        threads=args.threads,
+        grid_items=args.grid_items,
+        dist_timeout_s=args.dist_timeout * 60.0,
+        progress=not args.no_progress,
+    )
+    run_eval(opts)
+    return 0
