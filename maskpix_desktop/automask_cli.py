@@ -26,13 +26,14 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from maskpix_desktop.core.errors import MaskPixError
+from maskpix_desktop.core.evaluation import PIE_EDIT_TYPES, EvalItem, read_pie
 
 MAPPING = "mapping_file.json"
 ROWS_CSV = "automask.csv"
@@ -41,19 +42,6 @@ RUN_JSON = "automask_run.json"
 MASKS_DIR = "masks"
 PIE_SIZE = (512, 512)
 
-#: PIE-Bench's editing types (``editing_type_id``).
-PIE_TYPES = {
-    "0": "random",
-    "1": "change object",
-    "2": "add object",
-    "3": "delete object",
-    "4": "change attribute (content)",
-    "5": "change attribute (pose)",
-    "6": "change attribute (color)",
-    "7": "change attribute (material)",
-    "8": "change background",
-    "9": "change style",
-}
 
 ROW_FIELDS = [
     "key",
@@ -87,63 +75,21 @@ SUMMARY_FIELDS = [
 ]
 
 
-@dataclass(frozen=True)
-class PieItem:
-    key: str
-    image: Path
-    image_path: str
-    instruction: str
-    editing_type_id: str
-    blended_word: str
-    rle: tuple[int, ...]
-
-
 def _safe_key(key: str) -> str:
     import re
 
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", key).strip("._") or "item"
 
 
-def read_pie_folder(root: str | Path) -> list[PieItem]:
-    """Items of a PIE-Bench-style folder, in key order; MaskPixError naming the first problem."""
-    root = Path(root)
-    mapping = root / MAPPING
-    try:
-        data = json.loads(mapping.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MaskPixError(f"{root} has no {MAPPING} (a PIE-Bench-style folder is expected)") from None
-    except (OSError, ValueError) as exc:
-        raise MaskPixError(f"{mapping} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not data:
-        raise MaskPixError(f"{mapping} must be a non-empty object of items keyed by id")
-    items = []
-    for key in sorted(data, key=lambda k: (len(k), k)):
-        entry = data[key]
-        where = f"{MAPPING} item {key!r}"
-        if not isinstance(entry, dict):
-            raise MaskPixError(f"{where} is not an object")
-        missing = [f for f in ("image_path", "editing_instruction", "mask") if f not in entry]
-        if missing:
-            raise MaskPixError(f"{where} lacks {', '.join(missing)}")
-        rel = str(entry["image_path"])
-        candidates = [root / rel, root / "annotation_images" / rel]
-        image = next((p for p in candidates if p.is_file()), None)
-        if image is None:
-            raise MaskPixError(f"{where}: image not found: {candidates[0]}")
-        rle = entry["mask"]
-        if not isinstance(rle, list) or len(rle) % 2 or not all(isinstance(v, int) for v in rle):
-            raise MaskPixError(f"{where}: 'mask' must be a flat list of (start, length) integer pairs")
-        items.append(
-            PieItem(
-                key=str(key),
-                image=image,
-                image_path=rel,
-                instruction=str(entry["editing_instruction"]),
-                editing_type_id=str(entry.get("editing_type_id", "")),
-                blended_word=str(entry.get("blended_word", "") or ""),
-                rle=tuple(int(v) for v in rle),
-            )
-        )
+def read_pie_folder(root: str | Path) -> list[EvalItem]:
+    """Items of a PIE-Bench-style folder (the eval reader); MaskPixError naming the first bad item."""
+    items = read_pie(Path(root))
+    for item in items:
+        where = f"{MAPPING} item {item.id!r}"
+        if item.problem:
+            raise MaskPixError(f"{where}: {item.problem}")
+        if not item.image.is_file():
+            raise MaskPixError(f"{where}: image not found: {item.image}")
     return items
 
 
@@ -194,7 +140,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append(
             {
                 "editing_type_id": key,
-                "editing_type": "all" if key == "all" else PIE_TYPES.get(key, ""),
+                "editing_type": "all" if key == "all" else PIE_EDIT_TYPES.get(key, ""),
                 "n": len(group),
                 "iou": _mean([r["iou"] for r in group]),
                 "precision": _mean([r["precision"] for r in group]),
@@ -250,7 +196,8 @@ def cmd_eval_automask(args: argparse.Namespace) -> int:
     from maskpix_desktop.core.errors import MissingWeightsError
     from maskpix_desktop.core.service import ModelChoice, ModelService
 
-    items = read_pie_folder(args.dataset)
+    dataset_root = Path(args.dataset)
+    items = read_pie_folder(dataset_root)
     if args.limit is not None:
         items = items[: max(0, args.limit)]
     out: Path = args.out
@@ -292,13 +239,13 @@ def cmd_eval_automask(args: argparse.Namespace) -> int:
     names: set[str] = set()
     for item in tqdm(items, desc="auto mask", unit="image", disable=args.no_progress, dynamic_ncols=True):
         image = images.load_image(item.image)
-        gt = masks.pie_rle_decode(item.rle, PIE_SIZE)
+        gt = masks.pie_rle_decode(list(item.mask_rle or ()), PIE_SIZE)
         t0 = time.perf_counter()
         result = masker.run(image, item.instruction, params)
         seconds = time.perf_counter() - t0
         pred = masks.resize_mask(result.mask, PIE_SIZE) if result.mask.shape != PIE_SIZE else result.mask
         iou, precision, recall = scores(pred, gt)
-        name = _safe_key(item.key)
+        name = _safe_key(item.id)
         while name.lower() in names:
             name += "_"
         names.add(name.lower())
@@ -307,9 +254,11 @@ def cmd_eval_automask(args: argparse.Namespace) -> int:
         parsed = result.parsed
         rows.append(
             {
-                "key": item.key,
-                "image_path": item.image_path,
-                "editing_type_id": item.editing_type_id,
+                "key": item.id,
+                "image_path": item.image.relative_to(dataset_root).as_posix()
+                if item.image.is_relative_to(dataset_root)
+                else str(item.image),
+                "editing_type_id": item.edit_type,
                 "instruction": item.instruction,
                 "blended_word": item.blended_word,
                 "targets": "; ".join(parsed.targets),

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("self-test", help="check this install with tiny models (no weights, no network)")
     st.add_argument("-q", "--quiet", action="store_true", help="only the PASS/FAIL lines")
 
+    from maskpix_desktop.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(sub.add_parser("bench", help="performance harness (python -m maskpix_desktop.bench)"))
+
     from maskpix_desktop.eval_cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)
@@ -97,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             from maskpix_desktop.selftest import run_self_test
 
             return run_self_test(verbose=not args.quiet)
+        if args.command == "bench":
+            from maskpix_desktop.bench import run_from_args
+
+            return run_from_args(args, " ".join(["maskpix-cli", *(sys.argv[1:] if argv is None else argv)]))
     except MaskPixError as exc:
         from maskpix_desktop.core.errors import MissingWeightsError
 

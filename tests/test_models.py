@@ -60,8 +60,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        # Count before writing: the client may finish reading before this thread runs again.
         srv.bytes_sent += len(body)  # type: ignore[attr-defined]
+        self.wfile.write(body)
 
 
 @pytest.fixture

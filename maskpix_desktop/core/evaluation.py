@@ -125,6 +125,7 @@ class EvalItem:
     source_prompt: str | None = None
     edit_type: str = ""
     mask_rle: tuple[int, ...] | None = None  # PIE-Bench: (start, length) pairs at 512x512
+    blended_word: str = ""  # PIE-Bench: the words naming the edited object (auto-mask parser check)
     mask_path: Path | None = None  # MagicBrush: brush mask image
     target: Path | None = None  # MagicBrush: ground-truth edited image
     problem: str | None = None
@@ -189,6 +190,7 @@ def read_pie(root: Path) -> list[EvalItem]:
                 else None,
                 edit_type=str(rec.get("editing_type_id", "")),
                 mask_rle=rle_t,
+                blended_word=str(rec.get("blended_word", "") or ""),
                 problem=problem,
             )
         )

@@ -1,4 +1,4 @@
-"""One call that writes a complete tiny models folder (IP2P, SAM, CLIP + manifest) for tests and demos."""
+"""One call that writes a complete tiny models folder (IP2P, SAM, CLIP, GroundingDINO if asked + manifest)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from pathlib import Path
 from maskpix_desktop.core.service import MANIFEST
 
 
-def make_tiny_models(folder: str | Path, seed: int = 0) -> Path:
-    """Write tiny random-weight models into ``folder`` with a ``maskpix-models.json`` manifest."""
+def make_tiny_models(folder: str | Path, seed: int = 0, *, grounding: bool = False) -> Path:
+    """Write tiny random-weight models into ``folder`` with a ``maskpix-models.json`` manifest.
+
+    ``grounding``: also a tiny GroundingDINO (``tiny-grounding/``, manifest key "grounding"); without it
+    the auto mask runs on the relevance map alone, as on a machine without the grounding weights.
+    """
     from maskpix_desktop.testing.tiny_clip import build_tiny_clip
     from maskpix_desktop.testing.tiny_ip2p import save_tiny_ip2p
     from maskpix_desktop.testing.tiny_sam import save_tiny_sam
@@ -28,5 +32,10 @@ def make_tiny_models(folder: str | Path, seed: int = 0) -> Path:
             "config_path": str(Path(clip["config_path"]).relative_to(root)),
         },
     }
+    if grounding:
+        from maskpix_desktop.testing.tiny_grounding import save_tiny_grounding
+
+        save_tiny_grounding(root / "tiny-grounding", seed=seed)
+        manifest["grounding"] = "tiny-grounding"
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return root

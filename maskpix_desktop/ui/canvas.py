@@ -23,6 +23,7 @@ from PySide6.QtGui import (
     QMouseEvent,
     QPainter,
     QPen,
+    QPixmap,
     QResizeEvent,
     QTransform,
     QUndoStack,
@@ -265,6 +266,12 @@ class ImageCanvas(QGraphicsView):
         self._image_item.setZValue(0)
         self._image_item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self._scene.addItem(self._image_item)
+        # Optional heatmap (e.g. the auto mask's relevance map) between the image and the mask overlay.
+        self.heatmap_item = QGraphicsPixmapItem()
+        self.heatmap_item.setZValue(0.5)
+        self.heatmap_item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.heatmap_item.setVisible(False)
+        self._scene.addItem(self.heatmap_item)
         self.overlay_item = _OverlayItem()
         self.overlay_item.setZValue(1)
         self.overlay_item.setOpacity(0.5)
@@ -312,6 +319,7 @@ class ImageCanvas(QGraphicsView):
         h, w = arr.shape[:2]
         self._mask = np.zeros((h, w), np.uint8)
         self._image_item.setPixmap(to_pixmap(self._image))
+        self.set_heatmap(None)
         self.overlay_item.rebuild(self._mask, self._overlay_color)
         self._scene.setSceneRect(0, 0, w, h)
         self.undo_stack.clear()
@@ -387,6 +395,28 @@ class ImageCanvas(QGraphicsView):
         self.maskEdited.emit()
 
     # --------------------------------------------------------------------------------------- overlay
+
+    def set_heatmap(self, rgba: np.ndarray | None) -> None:
+        """Show an image-sized ``HxWx4`` uint8 RGBA heatmap under the mask overlay; None hides it.
+
+        Not part of the document (no undo, no autosave); a new image removes it.
+        """
+        if rgba is None:
+            self.heatmap_item.setPixmap(QPixmap())
+            self.heatmap_item.setVisible(False)
+            return
+        arr = np.asarray(rgba)
+        if self._image is None:
+            raise RuntimeError("set_heatmap needs an image: call set_image first")
+        if arr.ndim != 3 or arr.shape[2] != 4 or arr.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx4 uint8 RGBA heatmap, got {arr.dtype} {arr.shape}")
+        if arr.shape[:2] != self._image.shape[:2]:
+            raise ValueError(f"heatmap {arr.shape[:2]} does not match the image {self._image.shape[:2]}")
+        self.heatmap_item.setPixmap(to_pixmap(arr))
+        self.heatmap_item.setVisible(True)
+
+    def has_heatmap(self) -> bool:
+        return self.heatmap_item.isVisible()
 
     def set_overlay_color(self, color: QColor) -> None:
         self._overlay_color = QColor(color)

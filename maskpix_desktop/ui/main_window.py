@@ -44,7 +44,7 @@ from maskpix_desktop.core.service import ModelChoice
 from maskpix_desktop.ui.canvas import ImageCanvas, Prompts
 from maskpix_desktop.ui.edit_panel import EditPanel
 from maskpix_desktop.ui.results import ResultsPanel
-from maskpix_desktop.ui.worker import JobMessage, ModelClient, SegmentJob
+from maskpix_desktop.ui.worker import AutoMaskJob, JobMessage, ModelClient, SegmentJob
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ PROJECT_FILTER = "MaskPix projects (*.maskpix);;All files (*)"
 SIDECAR_FILTER = "MaskPix exports (*.json *.png *.jpg *.jpeg *.webp *.tif *.tiff);;All files (*)"
 MAX_RECENT = 10
 SEGMENT_DELAY_MS = 30
+TAU_DELAY_MS = 80  # the tau slider re-thresholds the auto mask this long after it stops moving
 AUTOSAVE_DELAY_MS = 2000
 ENV_AUTOSAVE_MS = "MASKPIX_AUTOSAVE_MS"  # tests and power users: the autosave debounce in milliseconds
 
@@ -141,6 +142,33 @@ def _freeze(result: Any) -> None:
             arr.flags.writeable = False
 
 
+def _proposal_prompts(result: Any) -> Prompts:
+    """An auto mask's SAM prompts as canvas prompts (one box: the box; several: the box around them)."""
+    pts = np.asarray(result.points, np.float64).reshape(-1, 2)
+    labels = np.asarray(result.labels).reshape(-1)
+    boxes = np.asarray(result.boxes, np.float64).reshape(-1, 4)
+    box = None
+    if len(boxes):
+        box = (
+            float(boxes[:, 0].min()),
+            float(boxes[:, 1].min()),
+            float(boxes[:, 2].max()),
+            float(boxes[:, 3].max()),
+        )
+    return Prompts(
+        points=tuple((float(x), float(y)) for x, y in pts),
+        labels=tuple(int(v) for v in labels),
+        box=box,
+    )
+
+
+def relevance_rgba(relevance: Any) -> np.ndarray:
+    """The relevance map as an RGBA overlay: jet colours, opaque where relevant, clear where not."""
+    rgb = relevance.heatmap_rgb()
+    alpha = np.clip(np.rint(210.0 * relevance.heatmap()), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.dstack([rgb, alpha]))
+
+
 def _autosave_delay_ms() -> int:
     try:
         return max(0, int(os.environ.get(ENV_AUTOSAVE_MS, AUTOSAVE_DELAY_MS)))
@@ -189,6 +217,9 @@ class MainWindow(QMainWindow):
         self._candidates: Any = None
         self._chosen_logits: np.ndarray | None = None
         self._models_ready = False
+        self._automask_job = 0
+        self._tau_job = 0
+        self.automask_result: Any = None  # the AutoMaskResult on the canvas (None after a new image)
 
         self.banner = Banner()
         self.canvas = ImageCanvas()
@@ -212,6 +243,7 @@ class MainWindow(QMainWindow):
         self.empty_hint.setParent(self.canvas.viewport())
 
         self.edit_panel = EditPanel()
+        self._build_automask_row()
         self._build_tools_dock()
         self._build_menus()
         self._build_status_bar()
@@ -220,6 +252,8 @@ class MainWindow(QMainWindow):
         self.client.message.connect(self._on_message)
         self._segment_timer = QTimer(self, singleShot=True, interval=SEGMENT_DELAY_MS)
         self._segment_timer.timeout.connect(self._request_segment)
+        self._tau_timer = QTimer(self, singleShot=True, interval=TAU_DELAY_MS)
+        self._tau_timer.timeout.connect(self._apply_tau)
         self.canvas.promptsChanged.connect(self._segment_timer.start)
         self.canvas.cursorMoved.connect(lambda x, y: self.cursor_label.setText(f"{x}, {y}"))
         self.edit_panel.runRequested.connect(self.run_edit)
@@ -336,6 +370,41 @@ class MainWindow(QMainWindow):
         dock.setWidget(scroll)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
 
+    def _build_automask_row(self) -> None:
+        """Auto mask controls, right under the instruction: button (Ctrl+M), tau slider, heatmap toggle."""
+        self.automask_action = QAction("Auto mask", self, shortcut=QKeySequence("Ctrl+M"))
+        self.automask_action.setToolTip("Propose the mask from the image and the instruction (Ctrl+M)")
+        self.automask_action.triggered.connect(self._automask_clicked)
+        self.addAction(self.automask_action)
+        self.automask_button = QPushButton("Auto mask")
+        self.automask_button.setToolTip(
+            "Propose the mask from the image and the instruction alone (Ctrl+M): the InstructPix2Pix "
+            "relevance map and text grounding, refined with SAM. Click or paint to refine it."
+        )
+        self.automask_button.clicked.connect(self._automask_clicked)
+        self.tau_slider = QSlider(Qt.Orientation.Horizontal, minimum=5, maximum=95, value=50)
+        self.tau_slider.setSingleStep(1)
+        self.tau_slider.setPageStep(5)
+        self.tau_slider.setToolTip("Relevance threshold tau: higher keeps only the most relevant region")
+        self.tau_label = QLabel("τ 0.50")
+        self.tau_label.setMinimumWidth(44)
+        self.tau_slider.valueChanged.connect(self._on_tau_changed)
+        self.show_relevance = QCheckBox("Show relevance")
+        self.show_relevance.setToolTip("Show the auto mask's relevance map as a heatmap under the mask")
+        self.show_relevance.toggled.connect(self._update_heatmap)
+        self.automask_status = QLabel("")
+        self.automask_status.setWordWrap(True)
+        row = QWidget()
+        grid = QGridLayout(row)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.addWidget(self.automask_button, 0, 0)
+        grid.addWidget(self.tau_slider, 0, 1)
+        grid.addWidget(self.tau_label, 0, 2)
+        grid.addWidget(self.show_relevance, 1, 0)
+        grid.addWidget(self.automask_status, 1, 1, 1, 2)
+        grid.setColumnStretch(1, 1)
+        self.edit_panel.layout().insertWidget(2, row)  # beside the instruction (label, line edit, row)
+
     def _build_menus(self) -> None:
         mb = self.menuBar()
         file = mb.addMenu("&File")
@@ -371,6 +440,7 @@ class MainWindow(QMainWindow):
         edit.addSeparator()
         edit.addAction("Clear prompts", self.canvas.clear_prompts)
         edit.addAction("Run edit", QKeySequence("Ctrl+Return"), self.run_edit)
+        edit.addAction(self.automask_action)
 
         view = mb.addMenu("&View")
         view.addAction(self.canvas.fit_action)
@@ -487,6 +557,8 @@ class MainWindow(QMainWindow):
         self._candidates = None
         self._chosen_logits = None
         self.candidate_list.clear()
+        self.automask_result = None  # its prompts and masks belong to the previous image
+        self.automask_status.setText("")
         self.tabs.setCurrentIndex(0)
         self._update_title()
         self._changed()
@@ -760,6 +832,128 @@ class MainWindow(QMainWindow):
         self._chosen_logits = np.asarray(self._candidates.logits[i : i + 1])
         self.canvas.set_mask(self._candidates.masks[i], text="SAM mask")
 
+    # ------------------------------------------------------------------ auto mask
+    def tau(self) -> float:
+        """The relevance threshold the slider shows (0.05..0.95)."""
+        return self.tau_slider.value() / 100.0
+
+    def _automask_clicked(self) -> None:
+        if self._automask_job:
+            self.cancel_automask()
+        else:
+            self.run_automask()
+
+    def run_automask(self) -> None:
+        """Propose a mask from the image and the instruction on the worker (relevance, grounding, SAM)."""
+        image = self.canvas.image()
+        if image is None:
+            self.banner.show_message("Open an image first.", "info")
+            return
+        if self._automask_job:
+            return
+        instruction = self.edit_panel.instruction.text().strip()
+        if not instruction:
+            self.banner.show_message(
+                "Type an instruction first, e.g. “turn the dog into a cat”: Auto mask finds its region.",
+                "info",
+            )
+            self.edit_panel.instruction.setFocus()
+            return
+        try:
+            params = self.edit_panel.params()
+        except ValueError as exc:
+            self.banner.show_message(str(exc), "error")
+            return
+        self.banner.hide()
+        self._tau_timer.stop()
+        self._tau_job = 0
+        job = AutoMaskJob(
+            image=image, instruction=instruction, seed=params.seed, tau=self.tau(), long_side=params.long_side
+        )
+        self._automask_job = self.client.automask(job)
+        self._set_automask_running(True)
+        self.automask_status.setText("Auto mask: starting…")
+
+    def cancel_automask(self) -> None:
+        if self._automask_job:
+            self.client.cancel(self._automask_job)
+            self.automask_status.setText("Auto mask: cancelling…")
+
+    def _set_automask_running(self, running: bool) -> None:
+        self.automask_button.setText("Cancel auto mask" if running else "Auto mask")
+
+    def _on_automask_message(self, msg: JobMessage) -> None:
+        if msg.kind == "progress":
+            self.automask_status.setText(f"Auto mask: {msg.stage} {msg.done}/{msg.total}")
+            return
+        if not msg.final:
+            return
+        self._automask_job = 0
+        self._set_automask_running(False)
+        if msg.kind == "finished":
+            self._show_automask(msg.result, "Auto mask")
+            self.statusBar().showMessage(f"{self.automask_status.text()} ({msg.seconds:.1f} s)", 8000)
+        elif msg.kind == "cancelled":
+            self.automask_status.setText("Auto mask cancelled.")
+        else:
+            log.error("auto mask failed: %s\n%s", msg.error, msg.detail)
+            self.automask_status.setText("Auto mask failed.")
+            self.banner.show_message(
+                f"Auto mask failed: {msg.error}", "error", "Model settings…", self.open_model_settings
+            )
+
+    def _show_automask(self, result: Any, text: str) -> None:
+        """The proposal as ordinary prompt items plus its mask; its SAM logits refine the next click."""
+        self.automask_result = result
+        self.canvas.set_prompts(_proposal_prompts(result))
+        self._segment_timer.stop()  # the proposal's own mask wins: no SAM run replaces it
+        self._segment_job = 0  # and a SAM result still on its way is dropped
+        self._candidates = None
+        self.candidate_list.clear()
+        self.canvas.set_mask(result.mask, text=text)
+        logits = result.sam_logits
+        self._chosen_logits = None if logits is None else np.asarray(logits, np.float32)
+        conf = "n/a" if result.confidence is None else f"{result.confidence:.2f}"
+        line = f"Auto mask from {result.source}, confidence {conf}"
+        if len(result.boxes) > 1:
+            line += f" ({len(result.boxes)} boxes: the prompt shows the box around them)"
+        self.automask_status.setText(line)
+        self.automask_status.setToolTip("\n".join((result.summary(), *result.notes)))
+        self._update_heatmap()
+
+    def _on_tau_changed(self, value: int) -> None:
+        self.tau_label.setText(f"τ {value / 100:.2f}")
+        self._tau_timer.start()
+
+    def _apply_tau(self) -> None:
+        """Re-threshold the current proposal at the slider's tau: SAM decoding on the worker, no UNet."""
+        r, image = self.automask_result, self.canvas.image()
+        if r is None or r.relevance is None or image is None or self._automask_job:
+            return
+        if abs(r.params.tau - self.tau()) < 1e-9:
+            return
+        self._tau_job = self.client.rethreshold(image, r, self.tau())
+
+    def _on_tau_message(self, msg: JobMessage) -> None:
+        if msg.kind == "finished" and msg.job_id == self._tau_job:
+            self._tau_job = 0
+            if self.automask_result is not None:  # not replaced by a new image meanwhile
+                self._show_automask(msg.result, f"Auto mask at tau {msg.result.params.tau:.2f}")
+        elif msg.kind == "failed" and msg.job_id == self._tau_job:
+            self._tau_job = 0
+            log.error("re-threshold failed: %s\n%s", msg.error, msg.detail)
+            self.banner.show_message(f"Changing the threshold failed: {msg.error}", "error")
+
+    def _update_heatmap(self) -> None:
+        r = self.automask_result
+        if not self.show_relevance.isChecked() or r is None or r.relevance is None:
+            if self.canvas.has_image():
+                self.canvas.set_heatmap(None)
+            if self.show_relevance.isChecked() and r is not None and r.relevance is None:
+                self.statusBar().showMessage("This auto mask has no relevance map.", 5000)
+            return
+        self.canvas.set_heatmap(relevance_rgba(r.relevance))
+
     # ------------------------------------------------------------------ edit
     def run_edit(self) -> None:
         image = self.canvas.image()
@@ -829,6 +1023,10 @@ class MainWindow(QMainWindow):
                 )
         elif msg.task == "edit" and msg.job_id == self._edit_job:
             self._on_edit_message(msg)
+        elif msg.task == "automask" and msg.job_id == self._automask_job:
+            self._on_automask_message(msg)
+        elif msg.task == "rethreshold":
+            self._on_tau_message(msg)
 
     def _on_load_message(self, msg: JobMessage) -> None:
         if msg.final and msg.job_id == self._load_job:

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from maskpix_desktop.core.errors import Cancelled, MaskPixError, OutOfMemoryError
+from maskpix_desktop.core.errors import Cancelled, MaskPixError, OutOfMemoryError, WeightsError
 from maskpix_desktop.core.jobs import EditRequest
 
-__all__ = ["JobMessage", "ModelClient", "SegmentJob", "preload_model_libraries"]
+__all__ = ["AutoMaskJob", "JobMessage", "ModelClient", "SegmentJob", "preload_model_libraries"]
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,12 @@ class JobMessage:
     """One event in a job's life: started / progress / finished / cancelled / failed."""
 
     job_id: int
-    task: str  # "load" | "segment" | "edit"
+    task: str  # "load" | "segment" | "edit" | "automask" | "rethreshold"
     kind: str  # "started" | "progress" | "finished" | "cancelled" | "failed"
     done: int = 0
     total: int = 0
     stage: str = ""
-    result: Any = None  # load: dict; segment: SegmentResult; edit: EditResult with metrics
+    result: Any = None  # load: dict; segment: SegmentResult; edit: EditResult; automask: AutoMaskResult
     error: str = ""  # user-facing message
     detail: str = ""  # traceback text for the log
     seconds: float = 0.0  # wall time of the job (terminal messages)
@@ -70,6 +70,30 @@ class SegmentJob:
     box: np.ndarray | None
     mask_input: np.ndarray | None = None
     multimask: bool | None = None
+
+
+@dataclass(frozen=True)
+class AutoMaskJob:
+    """An auto-mask request: propose the edit region of ``instruction`` on ``image`` (see core.automask).
+
+    ``tau``: relevance threshold; ``long_side``: working size of the relevance map (the UNet runs there);
+    ``draws``: noise draws (None: 1 on CPU, 4 on CUDA); ``grounding``: use GroundingDINO when present.
+    """
+
+    image: np.ndarray
+    instruction: str
+    seed: int = 0
+    tau: float = 0.5
+    long_side: int = 512
+    draws: int | None = None
+    grounding: bool = True
+
+
+@dataclass(frozen=True)
+class _RethresholdJob:
+    image: np.ndarray
+    result: Any  # AutoMaskResult
+    tau: float
 
 
 # ------------------------------------------------------------------------------------ shared job state
@@ -291,7 +315,13 @@ class _Worker(QObject):
         t0 = time.perf_counter()
         silent = False
         try:
-            handler = {"load": self._load, "segment": self._segment, "edit": self._edit}[job.task]
+            handler = {
+                "load": self._load,
+                "segment": self._segment,
+                "edit": self._edit,
+                "automask": self._automask,
+                "rethreshold": self._rethreshold,
+            }[job.task]
             result = handler(job, t0)
         except _Stale:
             silent = True
@@ -387,6 +417,15 @@ class _Worker(QObject):
         self._emit(job, "started")  # the step total arrives with the first progress message
         service = self._service_now(job)
         editor = service.editor()
+        result = editor.run(request, self._progress(job, t0), job.cancel)
+        self._check(job, "Edit")
+        if want_metrics:
+            result = self._with_metrics(service, result)
+            self._check(job, "Edit")
+        return result
+
+    def _progress(self, job: _Job, t0: float) -> Callable[[int, int, str], None]:
+        """An ``on_step(done, total, stage)`` that emits rate-limited progress messages with an ETA."""
         last = {"t": 0.0, "stage": ""}
 
         def on_step(done: int, total: int, stage: str) -> None:
@@ -397,12 +436,46 @@ class _Worker(QObject):
             eta = (now - t0) / done * (total - done) if done > 0 else None
             self._emit(job, "progress", done=done, total=total, stage=stage, eta_s=eta)
 
-        result = editor.run(request, on_step, job.cancel)
-        self._check(job, "Edit")
-        if want_metrics:
-            result = self._with_metrics(service, result)
-            self._check(job, "Edit")
+        return on_step
+
+    def _automask(self, job: _Job, t0: float) -> Any:
+        """Relevance map (one batched UNet call per draw) + grounding when present, fused with SAM.
+
+        Missing GroundingDINO weights only turn grounding off (``AutoMasker.from_service`` logs it and the
+        result notes it); so does a grounding folder that fails to load (noted in the result too).
+        """
+        from maskpix_desktop.core.automask import AutoMasker, AutoMaskParams
+
+        req: AutoMaskJob = job.payload
+        self._emit(job, "started")
+        service = self._service_now(job)
+        editor, segmenter = service.editor(), service.segmenter()  # their errors fail the job
+        self._check(job, "Auto mask")
+        extra: list[str] = []
+        try:
+            masker = AutoMasker.from_service(service, grounding=req.grounding)
+        except WeightsError as exc:  # a broken grounding folder: go on without grounding
+            log.warning("auto mask without text grounding: %s", exc)
+            masker = AutoMasker(editor=editor, segmenter=segmenter, detector=None)
+            extra.append(f"GroundingDINO could not be loaded ({exc}); text grounding was skipped.")
+        params = AutoMaskParams(tau=req.tau, seed=req.seed, long_side=req.long_side, draws=req.draws)
+        on_step = self._progress(job, t0)
+        result = masker.run(req.image, req.instruction, params, on_step=on_step, cancel=job.cancel)
+        self._check(job, "Auto mask")
+        if extra:
+            result = replace(result, notes=(*result.notes, *extra))
         return result
+
+    def _rethreshold(self, job: _Job, t0: float) -> Any:
+        """The same auto-mask proposal at another tau: SAM decoding on the cached embedding, no UNet."""
+        from maskpix_desktop.core.automask import AutoMasker
+
+        req: _RethresholdJob = job.payload
+        self._emit(job, "started")
+        segmenter = self._service_now(job).segmenter()
+        self._check(job, "Re-threshold")
+        masker = AutoMasker(editor=None, segmenter=segmenter, detector=None)  # no UNet, no grounding
+        return masker.rethreshold(req.image, req.result, req.tau)
 
     @staticmethod
     def _with_metrics(service: Any, result: Any) -> Any:
@@ -517,6 +590,15 @@ class ModelClient(QObject):
     def edit(self, request: EditRequest, *, metrics: bool = True) -> int:
         """Queue an IP2P edit; the result's ``request.job_id`` is the returned id."""
         return self._post("edit", lambda job_id: (replace(request, job_id=job_id), metrics))
+
+    def automask(self, job: AutoMaskJob) -> int:
+        """Queue an auto mask (started / progress with stages "relevance", "grounding", "sam" / finished with
+        an ``AutoMaskResult``, or cancelled / failed). Missing grounding weights do not fail it."""
+        return self._post("automask", lambda _id: job)
+
+    def rethreshold(self, image: np.ndarray, result: Any, tau: float) -> int:
+        """Queue a re-threshold of an ``AutoMaskResult`` at ``tau`` (SAM decoding only, never the UNet)."""
+        return self._post("rethreshold", lambda _id: _RethresholdJob(image, result, float(tau)))
 
     def cancel(self, job_id: int | None = None) -> None:
         """Cancel one job, or every unfinished one (None); waiting jobs report "cancelled" at once."""

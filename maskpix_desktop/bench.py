@@ -1,0 +1,1479 @@
+"""Performance harness: ``python -m maskpix_desktop.bench`` (also ``maskpix-cli bench``).
+
+Measures, in one run, our code against the plain library path on the same models and inputs, and
+prints a table plus JSON (``--json PATH``):
+
+- ``sam``: click-to-mask with a cached embedding, :class:`Segmenter.predict` vs ``SamPredictor.predict``
+  per click (single point / points + box / refinement with ``mask_input``), full-size SAM with random
+  weights (vit_b on CPU, vit_h on CUDA), on a 1024-long-side and a 4000x3000 image; bit-for-bit check;
+  where the time goes; thread-count effect; what was tried and not adopted (bf16 decoder).
+- ``encoder``: time to embed, and proof that further clicks do not re-encode.
+- ``edit``: ``Editor.run`` vs diffusers' own pipeline call (same components and seed), each mask mode's
+  overhead, and on CUDA a full-size random-weight SD1.5 UNet (fp16, SDPA, channels_last, optional
+  ``torch.compile``) against the compute limit.
+- ``ui``: longest GUI event-loop stall during an edit, brush segment update on a 4000x3000 mask, time
+  to first window (in a fresh process, which must not have imported torch by then).
+- ``memory``: peak RSS, peak GPU memory.
+
+Timings on a shared machine are noisy: A and B are interleaved (A B, B A, ...) and medians reported;
+ratios are medians of per-pair ratios. ``--quick`` runs tiny models and sizes (a smoke test of the
+harness, seconds; its figures are not comparable with the targets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SECTIONS = ("sam", "encoder", "edit", "ui", "memory")
+INSTRUCTION = "make it look like winter"
+
+# The issue's targets: (section, metric key, comparison, bound, unit).
+TARGETS: tuple[tuple[str, str, str, float, str], ...] = (
+    ("sam", "click_ratio_1024", "<=", 0.5, "x SamPredictor"),
+    ("sam", "click_ratio_4000x3000", "<=", 0.5, "x SamPredictor"),
+    ("sam", "click_ms_1024", "<=", 30.0, "ms"),
+    ("sam", "click_ms_4000x3000", "<=", 30.0, "ms"),
+    ("sam", "click_ratio_1thread_cpu_1024", "<=", 0.5, "x (1 thread, CPU time)"),
+    ("sam", "click_ratio_1thread_cpu_4000x3000", "<=", 0.5, "x (1 thread, CPU time)"),
+    ("sam", "click_ms_1thread_cpu_1024", "<=", 30.0, "ms (1 thread, CPU)"),
+    ("encoder", "encoder_calls_after_clicks", "<=", 1, "calls"),
+    ("edit", "baseline_vs_diffusers", "<=", 1.03, "x"),
+    ("edit", "pixel_overhead", "<=", 1.02, "x"),
+    ("edit", "latent_overhead", "<=", 1.10, "x"),
+    ("ui", "event_loop_stall_ms", "<", 50.0, "ms"),
+    ("ui", "brush_segment_ms", "<", 8.0, "ms"),
+)
+
+
+# ----------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Sizes and repeat counts of one run (the defaults finish in a few minutes on a 2-core CPU)."""
+
+    device: str = "cpu"
+    sam_model: str = "vit_b"
+    sam_images: tuple[tuple[int, int], ...] = ((768, 1024), (3000, 4000))
+    sam_repeats: int = 7
+    edit_size: tuple[int, int] = (256, 256)
+    edit_steps: int = 10
+    edit_repeats: int = 7
+    mode_repeats: int = 7
+    edit_threads: int = 1  # CPU: see bench_edit
+    ui_edit_steps: int = 10
+    brush_mask: tuple[int, int] = (3000, 4000)
+    brush_segments: int = 60
+    window_repeats: int = 3
+    unet_steps: int = 20
+    unet_compile: bool = False
+    quick: bool = False
+    threads: int = 0  # 0: leave torch's default
+
+    @classmethod
+    def quick_config(cls, device: str = "cpu") -> BenchConfig:
+        return cls(
+            device=device,
+            sam_model="tiny",
+            sam_images=((96, 128), (300, 400)),
+            sam_repeats=3,
+            edit_size=(96, 128),
+            edit_steps=2,
+            edit_repeats=2,
+            mode_repeats=1,
+            ui_edit_steps=2,
+            brush_mask=(600, 800),
+            brush_segments=10,
+            window_repeats=1,
+            unet_steps=2,
+            quick=True,
+        )
+
+
+def _label(hw: tuple[int, int]) -> str:
+    h, w = hw
+    return f"{w}x{h}" if max(h, w) != 1024 else "1024"
+
+
+# ----------------------------------------------------------------------------------------- timing
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Callable[[], Any], device: str = "cpu") -> tuple[float, Any]:
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
+def interleave(fns: Sequence[Callable[[], Any]], repeats: int, device: str = "cpu") -> list[list[float]]:
+    """Run each function ``repeats`` times, rotating the order every repetition (A B C, B C A, ...).
+
+    Returns wall seconds per function, in the order given. Rotation spreads slow phases of a shared
+    machine over all contenders instead of charging them to whichever runs at that moment.
+    """
+    return interleave_cpu(fns, repeats, device)[0]
+
+
+def interleave_cpu(
+    fns: Sequence[Callable[[], Any]], repeats: int, device: str = "cpu"
+) -> tuple[list[list[float]], list[list[float]]]:
+    """:func:`interleave` returning (wall seconds, process CPU seconds) per function.
+
+    At one torch thread the CPU time is the work itself: time spent preempted by other programs on a
+    shared machine does not count (with several threads it would include OpenMP spin-waiting).
+    """
+    wall: list[list[float]] = [[] for _ in fns]
+    cpu: list[list[float]] = [[] for _ in fns]
+    n = len(fns)
+    for rep in range(repeats):
+        for j in range(n):
+            k = (j + rep) % n
+            c0 = time.process_time()
+            wall[k].append(_timed(fns[k], device)[0])
+            cpu[k].append(time.process_time() - c0)
+    return wall, cpu
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Temporarily run torch with ``n`` intra-op threads (0: leave as is)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def median(xs: Sequence[float]) -> float:
+    return float(np.median(np.asarray(xs, dtype=np.float64))) if len(xs) else float("nan")
+
+
+def ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """Median of the per-repetition ratios a[i] / b[i] (paired, so slow phases cancel)."""
+    return median([x / y for x, y in zip(a, b, strict=True) if y > 0])
+
+
+def _ms(xs: Sequence[float]) -> dict[str, float]:
+    arr = 1000.0 * np.asarray(xs, dtype=np.float64)
+    return {
+        "median_ms": round(float(np.median(arr)), 2),
+        "min_ms": round(float(arr.min()), 2),
+        "max_ms": round(float(arr.max()), 2),
+        "n": int(arr.size),
+    }
+
+
+def _rss_peak_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _rss_now_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# ----------------------------------------------------------------------------------------- inputs
+
+
+def synthetic_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A deterministic photo-like HxWx3 uint8 image: ramps, a few discs, mild noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([255 * xx / max(w - 1, 1), 255 * yy / max(h - 1, 1), 96 + 0 * xx], -1)
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w, rng.uniform(0.08, 0.2) * min(h, w)
+        inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+        img[inside] = rng.uniform(0, 255, 3)
+    img += rng.normal(0, 6, img.shape).astype(np.float32)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def ellipse_mask(h: int, w: int, frac: float = 0.3) -> np.ndarray:
+    """A centred ellipse covering about ``frac`` of the image."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    a = math.sqrt(frac / math.pi) * w
+    b = math.sqrt(frac / math.pi) * h
+    return ((yy - h / 2) / b) ** 2 + ((xx - w / 2) / a) ** 2 <= 1.0
+
+
+# ----------------------------------------------------------------------------------------- SAM
+
+
+def build_bench_sam(name: str, device: str, seed: int = 0):
+    """Full-size SAM architecture with seeded random weights (``tiny``: the test model)."""
+    import torch
+
+    if name == "tiny":
+        from maskpix_desktop.testing.tiny_sam import build_tiny_sam
+
+        return build_tiny_sam(seed=seed).to(device)
+    from maskpix_desktop.core.segmenter import OFFICIAL_CONFIGS, build_sam_from_config
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sam = build_sam_from_config(OFFICIAL_CONFIGS[name])
+    return sam.to(device).eval()
+
+
+def _prompts(h: int, w: int) -> dict[str, dict[str, Any]]:
+    pt = np.array([[0.45 * w, 0.5 * h]], np.float32)
+    return {
+        "point": {"points": pt, "labels": np.array([1]), "multimask": True},
+        "point_box": {
+            "points": np.array([[0.45 * w, 0.5 * h], [0.9 * w, 0.1 * h]], np.float32),
+            "labels": np.array([1, 0]),
+            "box": np.array([0.2 * w, 0.25 * h, 0.75 * w, 0.8 * h], np.float32),
+            "multimask": False,
+        },
+        # "refine" adds a negative click and feeds back the chosen low-res logits (filled in later).
+        "refine": {
+            "points": np.array([[0.45 * w, 0.5 * h], [0.15 * w, 0.85 * h]], np.float32),
+            "labels": np.array([1, 0]),
+            "multimask": False,
+        },
+    }
+
+
+def _reference_predictor(sam: Any, seg: Any) -> Any:
+    """A ``SamPredictor`` holding the very embedding our Segmenter holds (no second encode)."""
+    from segment_anything import SamPredictor
+
+    ref = SamPredictor(sam)
+    src = seg._predictor
+    ref.features = src.features
+    ref.original_size = src.original_size
+    ref.input_size = src.input_size
+    ref.is_image_set = True
+    return ref
+
+
+def _ref_predict(ref: Any, pr: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return ref.predict(
+        point_coords=pr.get("points"),
+        point_labels=pr.get("labels"),
+        box=pr.get("box"),
+        mask_input=pr.get("mask_input"),
+        multimask_output=pr["multimask"],
+    )
+
+
+def _our_predict(seg: Any, pr: dict[str, Any]) -> Any:
+    return seg.predict(
+        pr.get("points"), pr.get("labels"), pr.get("box"), pr.get("mask_input"), multimask=pr["multimask"]
+    )
+
+
+def _sam_breakdown(seg: Any, pr: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
+    """Where a click's time goes: decoder (SAM's modules vs ours), upsampling all vs one, threads."""
+    import torch
+
+    from maskpix_desktop.core.segmenter import _Upscaler
+
+    dev = cfg.device
+    p = seg._predictor
+    args = (pr["points"], pr["labels"], None, None, True)
+    size = (tuple(p.input_size), tuple(p.original_size))
+
+    def decoder_sam():
+        seg.reuse_image_tokens = False
+        try:
+            return seg._predict_low_res(*args)
+        finally:
+            seg.reuse_image_tokens = True
+
+    def decoder_ours():
+        return seg._predict_low_res(*args)
+
+    with torch.inference_mode():
+        low_res, iou = decoder_ours()
+        best = int(torch.argmax(iou))
+
+        def upsample_all():  # what SamPredictor.predict does after the decoder
+            up = seg.model.postprocess_masks(low_res[None], *size)[0]
+            return (up > seg.model.mask_threshold).cpu().numpy()
+
+        def upsample_one():
+            return _Upscaler(seg.model, low_res, *size).one(best)
+
+        t_sam, t_ours, t_all, t_one = interleave(
+            [decoder_sam, decoder_ours, upsample_all, upsample_one], cfg.sam_repeats, dev
+        )
+        out: dict[str, Any] = {
+            "decoder_sam_modules": _ms(t_sam),
+            "decoder_ours": _ms(t_ours),
+            "decoder_ratio": round(ratio(t_ours, t_sam), 3),
+            "upsample_all_candidates": _ms(t_all),
+            "upsample_best_only": _ms(t_one),
+            "single_channel_exact": _Upscaler(seg.model, low_res, *size).single_exact(),
+        }
+        # Thread count: the decoder at 1 thread vs torch's default, interleaved.
+        if dev == "cpu":
+            default = torch.get_num_threads()
+
+            def one_thread():
+                torch.set_num_threads(1)
+                try:
+                    return decoder_ours()
+                finally:
+                    torch.set_num_threads(default)
+
+            t_def, t_one_thr = interleave([decoder_ours, one_thread], cfg.sam_repeats, dev)
+            out["threads"] = {
+                "default_threads": default,
+                "decoder_default_threads": _ms(t_def),
+                "decoder_1_thread": _ms(t_one_thr),
+                "one_thread_ratio": round(ratio(t_one_thr, t_def), 3),
+            }
+        out["profile_decoder_ours_top_ops"] = _profile_top_ops(decoder_ours)
+        out["profile_decoder_sam_top_ops"] = _profile_top_ops(decoder_sam)
+        try:
+            out["tried_bf16_decoder"] = _try_bf16_decoder(seg, args, low_res, cfg)
+        except Exception as exc:  # an experiment: never lose the section over it
+            out["tried_bf16_decoder"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence C-level stderr (the profiler's start/stop and 'no GPU' lines) for a moment."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w", encoding="utf-8") as null:
+            sys.stderr.flush()
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _profile_top_ops(fn: Callable[[], Any], runs: int = 3, top: int = 8) -> list[dict[str, Any]]:
+    """torch.profiler: the operators with the most self CPU time per call of ``fn``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(runs):
+                fn()
+    except Exception as exc:  # profiling is an aid, never a reason to fail the section
+        return [{"error": f"{type(exc).__name__}: {exc}"}]
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return [
+        {
+            "op": e.key,
+            "self_ms_per_run": round(e.self_cpu_time_total / 1000 / runs, 2),
+            "calls_per_run": round(e.count / runs, 1),
+        }
+        for e in rows
+    ]
+
+
+def _try_bf16_decoder(seg: Any, args: tuple, ref_low_res: Any, cfg: BenchConfig) -> dict[str, Any]:
+    """Tried and not adopted: the decoder under bf16 autocast (faster, but masks are no longer exact)."""
+    import torch
+
+    dev_type = "cuda" if cfg.device.startswith("cuda") else "cpu"
+
+    def fp32():  # SAM's own decoder modules, as SamPredictor runs them
+        seg.reuse_image_tokens = False
+        try:
+            return seg._predict_low_res(*args)
+        finally:
+            seg.reuse_image_tokens = True
+
+    def bf16():
+        with torch.autocast(dev_type, dtype=torch.bfloat16):
+            return fp32()
+
+    try:
+        low, _ = bf16()
+    except Exception as exc:  # some CPUs/builds lack bf16 kernels
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    a, b = (low.float() > 0), (ref_low_res > 0)
+    union = (a | b).sum().item()
+    iou = float((a & b).sum().item() / union) if union else 1.0
+    t_fp32, t_bf16 = interleave([fp32, bf16], cfg.sam_repeats, cfg.device)
+    return {
+        "decoder_fp32": _ms(t_fp32),
+        "decoder_bf16": _ms(t_bf16),
+        "bf16_ratio": round(ratio(t_bf16, t_fp32), 3),
+        "low_res_mask_iou_vs_fp32": round(iou, 5),
+        "adopted": False,
+    }
+
+
+def _encoded_segmenter(cfg: BenchConfig, ctx: dict[str, Any], hw: tuple[int, int]) -> tuple[Any, np.ndarray]:
+    """A Segmenter with the benchmark image of size ``hw`` set, encoded once per run and shared by the
+    sam and encoder sections; an encoder forward hook counts every encode."""
+    from maskpix_desktop.core.segmenter import Segmenter
+
+    sam = ctx.get("sam_model")
+    if sam is None:
+        sam = ctx["sam_model"] = build_bench_sam(cfg.sam_model, cfg.device)
+        _mark(ctx, f"SAM {cfg.sam_model} built")
+        ctx["encoder_forward_calls"] = []
+        ctx["prompt_encoder_calls"] = []
+        sam.image_encoder.register_forward_hook(lambda *_: ctx["encoder_forward_calls"].append(1))
+        sam.prompt_encoder.register_forward_hook(lambda *_: ctx["prompt_encoder_calls"].append(1))
+    cache = ctx.setdefault("segmenters", {})
+    if hw not in cache:
+        img = synthetic_image(*hw, seed=1)
+        seg = Segmenter(sam, cfg.sam_model, cfg.device)
+        before = len(ctx["encoder_forward_calls"])
+        enc_s, encoded = _timed(lambda: seg.set_image(img), cfg.device)
+        cache[hw] = (seg, img)
+        ctx.setdefault("encode", {})[hw] = {
+            "embed_s": enc_s,
+            "encoded": encoded,
+            "forward_calls": len(ctx["encoder_forward_calls"]) - before,
+            "decodes_before": len(ctx["prompt_encoder_calls"]),
+        }
+        _mark(ctx, f"embedded {_label(hw)}")
+    return cache[hw]
+
+
+def _mark(ctx: dict[str, Any], what: str) -> None:
+    """Record the peak RSS so far (and GPU peak) after a named step."""
+    mark: dict[str, Any] = {"after": what, "peak_rss_mb": round(_rss_peak_bytes() / 2**20, 1)}
+    if ctx.get("cuda"):
+        import torch
+
+        mark["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    ctx.setdefault("marks", []).append(mark)
+
+
+def bench_sam(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Click-to-mask: ours vs SamPredictor.predict per click, same model, embedding and prompts.
+
+    Default torch threads, wall time (what a user gets); on the CPU also 1 thread, CPU time (stable on a
+    shared machine, where two OpenMP threads wait on each other whenever another program runs).
+    """
+    import torch
+
+    out: dict[str, Any] = {"model": cfg.sam_model, "device": cfg.device, "images": {}}
+    cpu = not cfg.device.startswith("cuda")
+    for hw in cfg.sam_images:
+        h, w = hw
+        label = _label(hw)
+        seg, _img = _encoded_segmenter(cfg, ctx, hw)
+        ref = _reference_predictor(ctx["sam_model"], seg)
+        prompts = _prompts(h, w)
+        first = _our_predict(seg, prompts["point"])
+        prompts["refine"]["mask_input"] = first.mask_input()
+        enc = ctx["encode"][hw]
+        per: dict[str, Any] = {"size_hw": [h, w], "embed_s": round(enc["embed_s"], 3), "prompts": {}}
+        for name, pr in prompts.items():
+            ours_res = _our_predict(seg, pr)
+            m, s, lg = _ref_predict(ref, pr)
+            identical = bool(
+                np.array_equal(ours_res.masks, m)
+                and np.array_equal(ours_res.scores, s)
+                and np.array_equal(ours_res.logits, lg)
+            )
+
+            def ours(pr=pr, seg=seg):
+                return _our_predict(seg, pr)
+
+            def ours_all(pr=pr, seg=seg):
+                return _our_predict(seg, pr).masks
+
+            def base(pr=pr, ref=ref):
+                return _ref_predict(ref, pr)
+
+            with torch.inference_mode():
+                t_ours, t_all, t_base = interleave([ours, ours_all, base], cfg.sam_repeats, cfg.device)
+            row = {
+                "identical_to_sam_predictor": identical,
+                "candidates": len(ours_res),
+                "ours": _ms(t_ours),
+                "ours_all_candidates": _ms(t_all),
+                "sam_predictor": _ms(t_base),
+                "ratio": round(ratio(t_ours, t_base), 3),
+                "ratio_all_candidates": round(ratio(t_all, t_base), 3),
+            }
+            if cpu:
+                with torch.inference_mode(), torch_threads(1):
+                    _, (c_ours, c_base) = interleave_cpu([ours, base], cfg.sam_repeats)
+                row["ours_1thread_cpu"] = _ms(c_ours)
+                row["sam_predictor_1thread_cpu"] = _ms(c_base)
+                row["ratio_1thread_cpu"] = round(ratio(c_ours, c_base), 3)
+            per["prompts"][name] = row
+        per["breakdown_point"] = _sam_breakdown(seg, prompts["point"], cfg)
+        clicks = list(per["prompts"].values())
+        per["click_ms_median"] = round(median([c["ours"]["median_ms"] for c in clicks]), 2)
+        per["click_ratio_median"] = round(median([c["ratio"] for c in clicks]), 3)
+        out["images"][label] = per
+        out[f"click_ratio_{label}"] = per["click_ratio_median"]
+        out[f"click_ms_{label}"] = per["click_ms_median"]
+        if cpu:
+            out[f"click_ratio_1thread_cpu_{label}"] = round(
+                median([c["ratio_1thread_cpu"] for c in clicks]), 3
+            )
+            out[f"click_ms_1thread_cpu_{label}"] = round(
+                median([c["ours_1thread_cpu"]["median_ms"] for c in clicks]), 2
+            )
+        out[f"identical_{label}"] = all(c["identical_to_sam_predictor"] for c in clicks)
+    return out
+
+
+def bench_encoder(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Time to embed the 1024 image, and proof that clicks and re-setting the image do not re-encode.
+
+    Re-uses the sam section's Segmenter when it ran (so its dozens of clicks count as proof too).
+    """
+    hw = cfg.sam_images[0]
+    seg, img = _encoded_segmenter(cfg, ctx, hw)
+    calls = ctx["encoder_forward_calls"]
+    before = len(calls)
+    h, w = hw
+    prompts = _prompts(h, w)
+    first = _our_predict(seg, prompts["point"])
+    _our_predict(seg, {**prompts["refine"], "mask_input": first.mask_input()})
+    cached_s, again = _timed(lambda: seg.set_image(img.copy()), cfg.device)  # same pixels, new array
+    _our_predict(seg, prompts["point_box"])
+    enc = ctx["encode"][hw]
+    return {
+        "model": cfg.sam_model,
+        "image_hw": [h, w],
+        "embed_s": round(enc["embed_s"], 3),
+        "embed_all_images_s": {_label(k): round(v["embed_s"], 3) for k, v in ctx["encode"].items()},
+        "first_set_image_encoded": bool(enc["encoded"]),
+        "encoder_forward_calls_for_image": enc["forward_calls"],
+        "set_image_again_encoded": bool(again),
+        "set_image_again_ms": round(1000 * cached_s, 2),
+        "encoder_forward_calls_since_clicks": len(calls) - before,
+        "encoder_calls_after_clicks": seg.encoder_calls,
+        "clicks": 3,
+        # every decode since this image was embedded (ours and SamPredictor's, on every benchmark image)
+        "decodes_since_embedding": len(ctx["prompt_encoder_calls"]) - enc["decodes_before"],
+        "encoder_forward_calls_total": len(calls),
+        "images_embedded": len(ctx["encode"]),
+    }
+
+
+# ----------------------------------------------------------------------------------------- edit
+
+
+def sd15_unet_config() -> dict[str, Any]:
+    """Stable Diffusion 1.5's UNet with InstructPix2Pix's 8 input channels (random weights)."""
+    return {
+        "sample_size": 64,
+        "in_channels": 8,
+        "out_channels": 4,
+        "layers_per_block": 2,
+        "block_out_channels": (320, 640, 1280, 1280),
+        "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        "cross_attention_dim": 768,
+        "attention_head_dim": 8,
+        "norm_num_groups": 32,
+    }
+
+
+def tiny_unet_config() -> dict[str, Any]:
+    """The tiny IP2P UNet (for exercising :func:`unet_speed` without a GPU)."""
+    return {
+        "sample_size": 32,
+        "in_channels": 8,
+        "out_channels": 4,
+        "layers_per_block": 2,
+        "block_out_channels": (32, 64),
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+        "cross_attention_dim": 32,
+    }
+
+
+def _matmul_peak_tflops(device: str, dtype: Any) -> float:
+    """Achieved TFLOP/s of a large matmul: the practical compute limit of this device and dtype."""
+    import torch
+
+    n = 8192 if device.startswith("cuda") else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    reps = 10 if device.startswith("cuda") else 2
+    sec, _ = _timed(lambda: [a @ b for _ in range(reps)], device)
+    return 2 * n**3 * reps / sec / 1e12
+
+
+def unet_speed(
+    config: dict[str, Any],
+    device: str,
+    dtype: Any,
+    *,
+    steps: int = 20,
+    batch: int = 3,
+    size: int = 512,
+    channels_last: bool = True,
+    compile_model: bool = False,
+) -> dict[str, Any]:
+    """Seconds for ``steps`` UNet evaluations at ``size`` px (batch 3 = IP2P's guidance) and their FLOPs.
+
+    fp16/bf16 weights, SDPA attention, optional channels_last and ``torch.compile``; the GPU is
+    synchronised around the timer. The compute limit is FLOPs / achieved matmul TFLOP/s.
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.attention_processor import AttnProcessor2_0
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        unet = UNet2DConditionModel(**config)
+    unet = unet.to(device=device, dtype=dtype).eval()
+    unet.set_attn_processor(AttnProcessor2_0())
+    if channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
+    lat = size // 8
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn((batch, config["in_channels"], lat, lat), generator=gen).to(device, dtype)
+    ctx = torch.randn((batch, 77, config["cross_attention_dim"]), generator=gen).to(device, dtype)
+    t = torch.tensor([500] * batch, device=device)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            unet(x, t, encoder_hidden_states=ctx)
+        flops_per_step = int(counter.get_total_flops())
+        model = torch.compile(unet) if compile_model else unet
+        compile_s, _ = _timed(lambda: model(x, t, encoder_hidden_states=ctx), device)
+        model(x, t, encoder_hidden_states=ctx)
+
+        def run() -> None:
+            for _ in range(steps):
+                model(x, t, encoder_hidden_states=ctx)
+
+        seconds, _ = _timed(run, device)
+    peak = _matmul_peak_tflops(device, dtype)
+    total = flops_per_step * steps
+    limit_s = total / (peak * 1e12)
+    return {
+        "device": device,
+        "dtype": str(dtype).replace("torch.", ""),
+        "steps": steps,
+        "batch": batch,
+        "size": size,
+        "channels_last": channels_last,
+        "compiled": compile_model,
+        "first_call_s": round(compile_s, 3),
+        "seconds": round(seconds, 4),
+        "flop_total": total,
+        "tflop_total": round(total / 1e12, 3),
+        "matmul_peak_tflops": round(peak, 2),
+        "compute_limit_s": round(limit_s, 4),
+        "ratio_to_compute_limit": round(seconds / limit_s, 2) if limit_s > 0 else None,
+    }
+
+
+def bench_edit(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Editor.run vs diffusers' pipeline call (same components, seed), mask-mode overheads, CUDA UNet.
+
+    On the CPU the tiny pipeline runs at ``cfg.edit_threads`` (1) torch threads and ratios use process
+    CPU time: the tiny model's operators are too small to gain from a second thread, and on a shared
+    machine two OpenMP threads turn every preemption by another program into a barrier wait (seconds of
+    noise per run); wall-clock ratios are reported beside them.
+    """
+    import torch
+
+    from maskpix_desktop.core import images
+    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core.jobs import EditParams, EditRequest
+    from maskpix_desktop.testing.tiny_ip2p import build_tiny_ip2p
+
+    pipe = build_tiny_ip2p(seed=0)
+    editor = Editor(pipe)
+    h, w = cfg.edit_size
+    img = synthetic_image(h, w, seed=3)
+    mask = ellipse_mask(h, w)
+    params = EditParams(instruction=INSTRUCTION, steps=cfg.edit_steps, seed=7)
+    pil = images.to_pil(img)
+
+    def diffusers_call():
+        out = pipe(
+            prompt=INSTRUCTION,
+            image=pil,
+            num_inference_steps=params.steps,
+            guidance_scale=params.text_scale,
+            image_guidance_scale=params.image_scale,
+            generator=torch.Generator("cpu").manual_seed(params.seed),
+        )
+        return np.asarray(out.images[0])
+
+    def ours_plain():
+        return editor.run(EditRequest(img, None, params))
+
+    cpu_dev = not cfg.device.startswith("cuda")
+    with torch_threads(cfg.edit_threads if cpu_dev else 0):
+        ref = diffusers_call()
+        mine = ours_plain()
+        identical = bool(np.array_equal(mine.baseline, ref))
+        (w_ours, w_diff), (c_ours, c_diff) = interleave_cpu([ours_plain, diffusers_call], cfg.edit_repeats)
+        # Mask modes: each run makes the baseline pass, then the mode's own work. "plain" = no mask.
+        runs: dict[str, list[Any]] = {"plain": [], "pixel": [], "latent": [], "crop": []}
+
+        def mode_run(mode: str) -> Callable[[], None]:
+            def go() -> None:
+                if mode == "plain":
+                    req = EditRequest(img, None, params)
+                else:
+                    req = EditRequest(img, mask, replace(params, mask_mode=mode))
+                runs[mode].append(editor.run(req).timings)
+
+            return go
+
+        mode_names = list(runs)
+        walls, cpus = interleave_cpu([mode_run(m) for m in mode_names], cfg.mode_repeats)
+    use_cpu = cpu_dev and cfg.edit_threads == 1
+    clock = "process CPU time at 1 torch thread" if use_cpu else "wall time"
+    out: dict[str, Any] = {
+        "model": "tiny random IP2P (testing.tiny_ip2p)",
+        "image_hw": [h, w],
+        "working_hw": list(mine.working_size),
+        "steps": params.steps,
+        "torch_threads": cfg.edit_threads if cpu_dev else None,
+        "ratios_from": clock,
+        "baseline_identical_to_diffusers": identical,
+        "editor_run": _ms(w_ours),
+        "diffusers_call": _ms(w_diff),
+        "editor_run_cpu": _ms(c_ours),
+        "diffusers_call_cpu": _ms(c_diff),
+        "baseline_vs_diffusers_wall": round(ratio(w_ours, w_diff), 3),
+        "baseline_vs_diffusers_cpu": round(ratio(c_ours, c_diff), 3),
+        "modes": {},
+    }
+    out["baseline_vs_diffusers"] = out[
+        "baseline_vs_diffusers_cpu" if use_cpu else "baseline_vs_diffusers_wall"
+    ]
+    by_mode = dict(zip(mode_names, zip(walls, cpus, strict=True), strict=True))
+    plain_w, plain_c = by_mode["plain"]
+    for mode in ("pixel", "latent", "crop"):
+        mw, mc = by_mode[mode]
+        tm = runs[mode]
+        # pixel: the whole run vs a plain run (compositing on top of the same edit);
+        # latent / crop: the mode's own pass vs a plain pass = (mode run - plain run) / plain run.
+        offset = 0.0 if mode == "pixel" else 1.0
+        in_run = [
+            t["total_s"] / t["baseline_s"] if mode == "pixel" else t["blend_s"] / t["baseline_s"] for t in tm
+        ]
+        out["modes"][mode] = {
+            "overhead_cpu": round(ratio(mc, plain_c) - offset, 3),
+            "overhead_wall": round(ratio(mw, plain_w) - offset, 3),
+            "overhead_in_run_wall": round(median(in_run), 3),
+            "run_vs_plain_run_wall": round(ratio(mw, plain_w), 3),
+            "run_cpu": _ms(mc),
+        }
+        out["modes"][mode]["overhead"] = out["modes"][mode]["overhead_cpu" if use_cpu else "overhead_wall"]
+        out[f"{mode}_overhead"] = out["modes"][mode]["overhead"]
+    out["plain_run_cpu"] = _ms(plain_c)
+    _mark(ctx, "edit (tiny IP2P)")
+    if cfg.device.startswith("cuda"):
+        out["cuda_unet"] = _cuda_unet(cfg)
+    else:
+        out["cuda_unet"] = (
+            "not run: no CUDA device (the code path is unet_speed(sd15_unet_config(), 'cuda', fp16))"
+        )
+    return out
+
+
+def _cuda_unet(cfg: BenchConfig) -> dict[str, Any]:
+    import torch
+
+    runs = {}
+    for dtype in (torch.float16,):
+        for compiled in (False, True) if cfg.unet_compile else (False,):
+            key = f"{str(dtype).replace('torch.', '')}{'_compiled' if compiled else ''}"
+            try:
+                runs[key] = unet_speed(
+                    sd15_unet_config(), cfg.device, dtype, steps=cfg.unet_steps, compile_model=compiled
+                )
+            except Exception as exc:  # report, keep the rest of the bench
+                runs[key] = {"error": f"{type(exc).__name__}: {exc}"}
+    return runs
+
+
+# ----------------------------------------------------------------------------------------- UI
+
+
+class _BenchService:
+    """The model service as the worker sees it, holding one ready editor (no files, no CLIP)."""
+
+    device = "cpu"
+
+    def __init__(self, editor: Any):
+        self._editor = editor
+
+    def check(self, **_: Any) -> None:
+        return None
+
+    def editor(self) -> Any:
+        return self._editor
+
+    def segmenter(self) -> Any:
+        raise RuntimeError("no SAM in the UI benchmark")
+
+    def clip(self) -> None:
+        return None
+
+    def model_info(self) -> dict[str, str]:
+        return {"device": self.device}
+
+    def unload(self) -> None:
+        return None
+
+
+def _qapp() -> Any:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "maskpix-bench"])
+
+
+def _tick_gaps(app: Any, interval_ms: int, until: Callable[[], bool], limit_s: float) -> list[float]:
+    """Intervals between ticks of a ``interval_ms`` QTimer on the GUI thread while ``until()`` is False."""
+    from PySide6.QtCore import QEventLoop, Qt, QTimer
+
+    ticks: list[float] = []
+    loop = QEventLoop()
+
+    def tick() -> None:
+        ticks.append(time.perf_counter())
+        if until():
+            loop.quit()
+
+    timer = QTimer()
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.setInterval(interval_ms)
+    timer.timeout.connect(tick)
+    guard = QTimer()
+    guard.setSingleShot(True)
+    guard.timeout.connect(loop.quit)
+    timer.start()
+    guard.start(int(limit_s * 1000))
+    loop.exec()
+    timer.stop()
+    guard.stop()
+    return list(np.diff(ticks))
+
+
+def _event_loop_stall(cfg: BenchConfig) -> dict[str, Any]:
+    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core.jobs import EditParams, EditRequest
+    from maskpix_desktop.testing.tiny_ip2p import build_tiny_ip2p
+    from maskpix_desktop.ui.worker import ModelClient
+
+    app = _qapp()
+    interval = 5
+    t_end = time.perf_counter() + (0.3 if cfg.quick else 1.0)
+    idle = _tick_gaps(app, interval, lambda: time.perf_counter() > t_end, 5.0)
+    editor = Editor(build_tiny_ip2p(seed=0))
+    h, w = cfg.edit_size
+    img = synthetic_image(h, w, seed=4)
+    req = EditRequest(
+        img, ellipse_mask(h, w), EditParams(INSTRUCTION, steps=cfg.ui_edit_steps, seed=3, mask_mode="latent")
+    )
+    client = ModelClient(lambda: _BenchService(editor))
+    msgs: list[Any] = []
+    client.message.connect(msgs.append)
+    try:
+        t0 = time.perf_counter()
+        client.edit(req, metrics=False)
+        busy = _tick_gaps(app, interval, lambda: any(m.final for m in msgs), 600.0)
+        run_s = time.perf_counter() - t0
+    finally:
+        client.shutdown()
+    final = next((m for m in msgs if m.final), None)
+    gaps = 1000.0 * np.asarray(busy)
+    return {
+        "timer_interval_ms": interval,
+        "edit": f"latent mode, {cfg.ui_edit_steps}x2 steps at {w}x{h}, tiny IP2P on the worker thread",
+        "job_result": None if final is None else final.kind,
+        "run_s": round(run_s, 3),
+        "ticks": int(gaps.size),
+        "longest_gap_ms": round(float(gaps.max()), 2) if gaps.size else None,
+        "p99_gap_ms": round(float(np.percentile(gaps, 99)), 2) if gaps.size else None,
+        "median_gap_ms": round(float(np.median(gaps)), 2) if gaps.size else None,
+        "idle_longest_gap_ms": round(1000.0 * max(idle), 2) if idle else None,
+        "progress_messages": sum(1 for m in msgs if m.kind == "progress"),
+    }
+
+
+def _brush(cfg: BenchConfig) -> dict[str, Any]:
+    from PySide6.QtCore import QEvent, QPoint, QPointF, QSize, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtTest import QTest
+
+    from maskpix_desktop.ui.canvas import ImageCanvas
+
+    app = _qapp()
+    canvas = ImageCanvas()
+    try:
+        canvas.resize(QSize(1280, 800))
+        canvas.show()
+        QTest.qWaitForWindowExposed(canvas)
+        h, w = cfg.brush_mask
+        canvas.set_image(np.zeros((h, w, 3), np.uint8))
+        canvas.set_tool("brush")
+        canvas.brush_size = max(8, int(w / 20))  # 200 px on a 4000 px image
+        vp = canvas.viewport()
+        left, nomod = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        start = canvas.image_to_viewport(w * 0.15, h * 0.5)
+        QTest.mousePress(vp, left, nomod, start)
+        app.processEvents()
+        update, repaint = [], []
+        for i in range(1, cfg.brush_segments + 1):
+            # 10 px right per event, drifting down in the second half (diagonal segments)
+            dy = 0 if i <= cfg.brush_segments // 2 else (i - cfg.brush_segments // 2) * 4
+            pos = start + QPoint(10 * i, dy)
+            ev = QMouseEvent(
+                QEvent.Type.MouseMove,
+                QPointF(pos),
+                QPointF(vp.mapToGlobal(pos)),
+                Qt.MouseButton.NoButton,
+                left,
+                nomod,
+            )
+            t0 = time.perf_counter()
+            app.sendEvent(vp, ev)
+            t1 = time.perf_counter()
+            app.processEvents()  # the pending repaint of the dirty rectangle
+            t2 = time.perf_counter()
+            update.append(t1 - t0)
+            repaint.append(t2 - t1)
+        QTest.mouseRelease(vp, left, nomod, start + QPoint(10 * cfg.brush_segments, 0))
+        app.processEvents()
+        painted = int((canvas.mask() > 0).sum())
+        zoom = canvas.scale_factor()
+    finally:
+        canvas.close()
+        canvas.deleteLater()
+        app.processEvents()
+    both = [a + b for a, b in zip(update, repaint, strict=True)]
+    return {
+        "mask_hw": [h, w],
+        "brush_px": max(8, int(w / 20)),
+        "zoom": round(zoom, 4),
+        "segments": len(update),
+        "update": _ms(update),
+        "update_p95_ms": round(1000 * float(np.percentile(update, 95)), 2),
+        "repaint": _ms(repaint),
+        "update_plus_repaint": _ms(both),
+        "painted_px": painted,
+    }
+
+
+_FIRST_WINDOW = textwrap.dedent(
+    """
+    import time
+    t0 = time.time()
+    import inspect, json, resource, sys
+    from PySide6.QtCore import QSettings
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+    app = QApplication(sys.argv[:1])
+    from maskpix_desktop.ui.main_window import MainWindow
+    kw = dict(models_dir=sys.argv[1], device="cpu", load_models=False,
+              settings=QSettings(sys.argv[2], QSettings.Format.IniFormat))
+    if "autosave" in inspect.signature(MainWindow).parameters:
+        kw["autosave"] = False
+    win = MainWindow(**kw)
+    win.show()
+    QTest.qWaitForWindowExposed(win)
+    shown = time.time()
+    try:  # VmHWM restarts at exec; ru_maxrss would still hold the forking parent's peak
+        status = open("/proc/self/status").read().split("VmHWM:")[1]
+        rss = int(status.split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        unit = 2**20 if sys.platform == "darwin" else 1024
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / unit
+    print(json.dumps({"shown": shown, "in_process_s": shown - t0, "torch_imported": "torch" in sys.modules,
+                      "diffusers_imported": "diffusers" in sys.modules, "peak_rss_mb": rss}))
+    win.close()
+    """
+)
+
+
+def _first_window(cfg: BenchConfig) -> dict[str, Any]:
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="maskpix-bench-") as tmp:
+        env = dict(os.environ)
+        env.update(
+            QT_QPA_PLATFORM="offscreen",
+            HOME=tmp,
+            XDG_CONFIG_HOME=str(Path(tmp, "config")),
+            XDG_DATA_HOME=str(Path(tmp, "data")),
+            XDG_CACHE_HOME=str(Path(tmp, "cache")),
+            MASKPIX_DATA_DIR=str(Path(tmp, "maskpix-data")),
+        )
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        for _ in range(cfg.window_repeats):
+            t0 = time.time()
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    _FIRST_WINDOW,
+                    str(Path(tmp, "models")),
+                    str(Path(tmp, "settings.ini")),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                return {"error": f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-800:]}"}
+            data = json.loads(lines[-1])
+            runs.append({**data, "first_window_s": data["shown"] - t0})
+    return {
+        "first_window_s": round(median([r["first_window_s"] for r in runs]), 3),
+        "in_process_s": round(median([r["in_process_s"] for r in runs]), 3),
+        "runs_s": [round(r["first_window_s"], 3) for r in runs],
+        "torch_imported_at_first_window": any(r["torch_imported"] for r in runs),
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1),
+        "diffusers_imported_at_first_window": any(r["diffusers_imported"] for r in runs),
+    }
+
+
+def bench_ui(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+    stall = _event_loop_stall(cfg)
+    brush = _brush(cfg)
+    window = _first_window(cfg)
+    ctx["first_window_rss_mb"] = window.get("peak_rss_mb")
+    _mark(ctx, "UI")
+    return {
+        "event_loop": stall,
+        "brush": brush,
+        "first_window": window,
+        "event_loop_stall_ms": stall["longest_gap_ms"],
+        "brush_segment_ms": brush["update"]["median_ms"],
+        "first_window_s": window.get("first_window_s"),
+    }
+
+
+# ----------------------------------------------------------------------------------------- memory
+
+
+def bench_memory(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "peak_rss_mb": round(_rss_peak_bytes() / 2**20, 1),
+        "current_rss_mb": None if (now := _rss_now_bytes()) is None else round(now / 2**20, 1),
+        "peak_rss_after_section_mb": ctx.get("rss_after", {}),
+        "peak_after_step": ctx.get("marks", []),
+        "first_window_process_peak_rss_mb": ctx.get("first_window_rss_mb"),
+    }
+    if cfg.device.startswith("cuda"):
+        import torch
+
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        out["peak_gpu_after_section_mb"] = ctx.get("gpu_after", {})
+    else:
+        out["peak_gpu_mb"] = "not run: no CUDA device"
+    return out
+
+
+# ----------------------------------------------------------------------------------------- driver
+
+RUNNERS: dict[str, Callable[[BenchConfig, dict[str, Any]], dict[str, Any]]] = {
+    "sam": bench_sam,
+    "encoder": bench_encoder,
+    "edit": bench_edit,
+    "ui": bench_ui,
+    "memory": bench_memory,
+}
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    info: dict[str, Any] = {
+        "cpu_model": cpu,
+        "cpus_usable": usable,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: "?")(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    for mod in ("diffusers", "segment_anything", "PySide6", "numpy"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except (ImportError, AttributeError):
+            info[mod] = None
+    return info
+
+
+def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for section, key, op, bound, unit in TARGETS:
+        value = report.get(section, {}).get(key) if isinstance(report.get(section), dict) else None
+        met = None
+        if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+            met = value <= bound if op == "<=" else value < bound
+        rows.append(
+            {"section": section, "metric": key, "value": value, "target": f"{op} {bound} {unit}", "met": met}
+        )
+    return rows
+
+
+def run_bench(
+    cfg: BenchConfig, sections: Sequence[str], log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run the chosen sections (memory last) and return the report dict."""
+    import torch
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    report: dict[str, Any] = {
+        "machine": machine_info(),
+        "config": asdict(cfg),
+        "sections": list(sections),
+        "loadavg_start": _loadavg(),
+    }
+    ctx: dict[str, Any] = {"rss_after": {}, "gpu_after": {}, "cuda": cfg.device.startswith("cuda")}
+    _mark(ctx, "start (torch imported)")
+    t_all = time.perf_counter()
+    order = [s for s in SECTIONS if s in sections and s != "memory"] + (
+        ["memory"] if "memory" in sections else []
+    )
+    for name in order:
+        log(f"[bench] {name} ...")
+        t0 = time.perf_counter()
+        if cfg.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            report[name] = RUNNERS[name](cfg, ctx)
+        except Exception as exc:  # one broken section must not hide the others
+            import traceback
+
+            report[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        report[name]["section_s"] = round(time.perf_counter() - t0, 2)
+        report[name]["loadavg_after"] = _loadavg()
+        ctx["rss_after"][name] = round(_rss_peak_bytes() / 2**20, 1)
+        if cfg.device.startswith("cuda"):
+            ctx["gpu_after"][name] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    report["targets"] = evaluate_targets(report)
+    report["wall_s"] = round(time.perf_counter() - t_all, 2)
+    return report
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The human-readable summary printed on stdout."""
+    rows: list[tuple[str, str, str]] = []
+    m = report["machine"]
+    rows.append(
+        (
+            "machine",
+            "cpu",
+            f"{m['cpu_model']} ({m['cpus_usable']} usable, torch threads {m['torch_threads']})",
+        )
+    )
+    rows.append(("machine", "torch", f"{m['torch']} (cuda: {m['cuda']})"))
+    sam = report.get("sam")
+    if isinstance(sam, dict) and "images" in sam:
+        for label, per in sam["images"].items():
+            for name, c in per["prompts"].items():
+                rows.append(
+                    (
+                        f"sam {label}",
+                        f"click {name}",
+                        f"ours {c['ours']['median_ms']:.1f} ms"
+                        f" | all masks {c['ours_all_candidates']['median_ms']:.1f} ms"
+                        f" | SamPredictor {c['sam_predictor']['median_ms']:.1f} ms"
+                        f" | ratio {c['ratio']:.3f} | identical {c['identical_to_sam_predictor']}",
+                    )
+                )
+                if "ratio_1thread_cpu" in c:
+                    rows.append(
+                        (
+                            f"sam {label}",
+                            "  1 thread, CPU time",
+                            f"ours {c['ours_1thread_cpu']['median_ms']:.1f} ms"
+                            f" | SamPredictor {c['sam_predictor_1thread_cpu']['median_ms']:.1f} ms"
+                            f" | ratio {c['ratio_1thread_cpu']:.3f}",
+                        )
+                    )
+            b = per["breakdown_point"]
+            rows.append(
+                (
+                    f"sam {label}",
+                    "where time goes",
+                    f"decoder SAM {b['decoder_sam_modules']['median_ms']:.1f} ms / ours"
+                    f" {b['decoder_ours']['median_ms']:.1f} ms; upsample 3 masks"
+                    f" {b['upsample_all_candidates']['median_ms']:.1f} ms / best only"
+                    f" {b['upsample_best_only']['median_ms']:.1f} ms",
+                )
+            )
+            top = [op for op in b.get("profile_decoder_ours_top_ops", []) if "op" in op][:5]
+            if top:
+                rows.append(
+                    (
+                        f"sam {label}",
+                        "decoder top ops (ours)",
+                        ", ".join(
+                            f"{op['op'].replace('aten::', '')} {op['self_ms_per_run']:.1f} ms" for op in top
+                        ),
+                    )
+                )
+            if "threads" in b:
+                t = b["threads"]
+                rows.append(
+                    (
+                        f"sam {label}",
+                        "threads",
+                        f"decoder {t['default_threads']} threads"
+                        f" {t['decoder_default_threads']['median_ms']:.1f} ms,"
+                        f" 1 thread {t['decoder_1_thread']['median_ms']:.1f} ms",
+                    )
+                )
+            bf = b.get("tried_bf16_decoder", {})
+            if "bf16_ratio" in bf:
+                rows.append(
+                    (
+                        f"sam {label}",
+                        "tried bf16 decoder",
+                        f"{bf['decoder_bf16']['median_ms']:.1f} ms (x{bf['bf16_ratio']:.2f}),"
+                        f" low-res mask IoU {bf['low_res_mask_iou_vs_fp32']:.4f}: not adopted",
+                    )
+                )
+    enc = report.get("encoder")
+    if isinstance(enc, dict) and "embed_s" in enc:
+        rows.append(
+            (
+                "encoder",
+                "embed",
+                f"{enc['embed_s']:.2f} s ({enc['model']} at {enc['image_hw']}); encoder calls after"
+                f" {enc['decodes_since_embedding']} decodes + re-set: {enc['encoder_calls_after_clicks']}"
+                f" (all {enc['images_embedded']} images: {enc['encoder_forward_calls_total']});"
+                f" cached set_image {enc['set_image_again_ms']:.1f} ms",
+            )
+        )
+    ed = report.get("edit")
+    if isinstance(ed, dict) and "modes" in ed:
+        rows.append(
+            (
+                "edit",
+                "Editor.run vs diffusers",
+                f"{ed['editor_run']['median_ms']:.0f} ms vs {ed['diffusers_call']['median_ms']:.0f} ms,"
+                f" ratio {ed['baseline_vs_diffusers']:.3f},"
+                f" identical {ed['baseline_identical_to_diffusers']}",
+            )
+        )
+        rows.append(
+            ("edit", "ratios from", f"{ed['ratios_from']} (wall ratio {ed['baseline_vs_diffusers_wall']})")
+        )
+        for mode, d in ed["modes"].items():
+            rows.append(
+                (
+                    "edit",
+                    f"{mode} mode",
+                    f"overhead {d['overhead']:.3f}x (cpu {d['overhead_cpu']:.3f},"
+                    f" wall {d['overhead_wall']:.3f}, in-run wall {d['overhead_in_run_wall']:.3f};"
+                    f" run vs plain run {d['run_vs_plain_run_wall']:.2f}x)",
+                )
+            )
+        cu = ed.get("cuda_unet")
+        rows.append(("edit", "CUDA UNet", cu if isinstance(cu, str) else json.dumps(cu)))
+    ui = report.get("ui")
+    if isinstance(ui, dict) and "event_loop" in ui:
+        ev, br, fw = ui["event_loop"], ui["brush"], ui["first_window"]
+        rows.append(
+            (
+                "ui",
+                "event-loop stall",
+                f"longest {ev['longest_gap_ms']} ms between {ev['timer_interval_ms']} ms ticks during a"
+                f" {ev['run_s']} s edit (p99 {ev['p99_gap_ms']} ms;"
+                f" idle longest {ev['idle_longest_gap_ms']} ms)",
+            )
+        )
+        rows.append(
+            (
+                "ui",
+                "brush segment",
+                f"update {br['update']['median_ms']} ms median (p95 {br['update_p95_ms']}, max"
+                f" {br['update']['max_ms']}), repaint {br['repaint']['median_ms']} ms on {br['mask_hw']}",
+            )
+        )
+        if "error" in fw:
+            rows.append(("ui", "first window", fw["error"]))
+        else:
+            rows.append(
+                (
+                    "ui",
+                    "first window",
+                    f"{fw['first_window_s']} s (in-process {fw['in_process_s']} s),"
+                    f" torch imported: {fw['torch_imported_at_first_window']}",
+                )
+            )
+    mem = report.get("memory")
+    if isinstance(mem, dict) and "peak_rss_mb" in mem:
+        steps = ", ".join(f"{m['after']} {m['peak_rss_mb']}" for m in mem.get("peak_after_step", []))
+        rows.append(("memory", "peak RSS", f"{mem['peak_rss_mb']} MB; GPU: {mem['peak_gpu_mb']}"))
+        rows.append(("memory", "peak RSS so far (MB)", steps))
+        rows.append(("memory", "first-window process", f"{mem.get('first_window_process_peak_rss_mb')} MB"))
+    for name in SECTIONS:
+        sec = report.get(name)
+        if isinstance(sec, dict) and "error" in sec:
+            rows.append((name, "ERROR", sec["error"]))
+    lines = []
+    w1 = max(len(r[0]) for r in rows)
+    w2 = max(len(r[1]) for r in rows)
+    for a, b, c in rows:
+        lines.append(f"{a:<{w1}}  {b:<{w2}}  {c}")
+    lines.append("")
+    lines.append("targets:")
+    for t in report.get("targets", []):
+        mark = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+        lines.append(f"  {t['section']:<8} {t['metric']:<34} {_fmt(t['value']):>8}  {t['target']:<30} {mark}")
+    lines.append(f"wall time {report.get('wall_s')} s; load average start {report.get('loadavg_start')}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m maskpix_desktop.bench",
+        description="MaskPix performance harness (see docs/PERFORMANCE.md).",
+    )
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The harness's options (shared by ``python -m maskpix_desktop.bench`` and ``maskpix-cli bench``)."""
+    p.add_argument(
+        "--quick", action="store_true", help="tiny models and sizes: checks the harness in seconds"
+    )
+    p.add_argument("--json", type=Path, help="also write the full report as JSON to this file")
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {','.join(SECTIONS)}")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument(
+        "--sam-model", default=None, help="tiny | vit_b | vit_l | vit_h (default vit_b; vit_h on CUDA)"
+    )
+    p.add_argument("--repeats", type=int, default=None, help="repetitions per SAM measurement")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads before running (0: default)")
+    p.add_argument(
+        "--edit-threads", type=int, default=None, help="torch threads for the CPU edit section (1)"
+    )
+    p.add_argument("--compile", action="store_true", help="CUDA UNet: also time torch.compile")
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[BenchConfig, list[str]]:
+    import torch
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"unknown section(s) {unknown}; choose from {','.join(SECTIONS)}")
+    cfg = BenchConfig.quick_config(device) if args.quick else BenchConfig(device=device)
+    if not args.quick and device.startswith("cuda"):
+        cfg = replace(cfg, sam_model="vit_h")
+    if args.sam_model:
+        cfg = replace(cfg, sam_model=args.sam_model)
+    if args.repeats:
+        cfg = replace(cfg, sam_repeats=args.repeats)
+    cfg = replace(cfg, threads=args.threads, unet_compile=args.compile)
+    if args.edit_threads is not None:
+        cfg = replace(cfg, edit_threads=args.edit_threads)
+    return cfg, sections
+
+
+def run_from_args(args: argparse.Namespace, command: str) -> int:
+    """Run with parsed options; print the table, write the JSON; exit code 1 if a section failed."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg, sections = config_from_args(args)
+    report = run_bench(cfg, sections, log=lambda s: print(s, file=sys.stderr, flush=True))
+    report["command"] = command
+    print(format_table(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        print(f"JSON: {args.json}")
+    failed = [name for name in sections if isinstance(report.get(name), dict) and "error" in report[name]]
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    return run_from_args(args, " ".join(["python -m maskpix_desktop.bench", *argv]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

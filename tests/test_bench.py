@@ -1,0 +1,117 @@
+"""Smoke test of the performance harness: tiny models and sizes, every section, a complete JSON report.
+
+Timings are not asserted (the machine may be shared); only that each figure exists and is sane.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from maskpix_desktop import bench
+
+
+def _numbers(obj, path=""):
+    """Yield (dotted path, value) for every number in a nested JSON object."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numbers(v, f"{path}.{k}" if path else k)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _numbers(v, f"{path}[{i}]")
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield path, obj
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    code = bench.main(["--quick", "--json", str(out), "--sections", ",".join(bench.SECTIONS)])
+    data = json.loads(out.read_text(encoding="utf-8"))
+    data["_exit"] = code
+    return data
+
+
+def test_every_section_is_reported_without_error(report):
+    assert report["_exit"] == 0
+    for name in bench.SECTIONS:
+        assert isinstance(report[name], dict), name
+        assert "error" not in report[name], report[name].get("traceback")
+    assert report["machine"]["torch"] and report["machine"]["cpus_usable"] >= 1
+    assert report["command"].startswith("python -m maskpix_desktop.bench")
+    assert {t["metric"] for t in report["targets"]} >= {
+        "click_ratio_1024",
+        "latent_overhead",
+        "brush_segment_ms",
+    }
+
+
+def test_ratios_and_times_are_positive(report):
+    found = 0
+    for path, value in _numbers(report):
+        leaf = path.rsplit(".", 1)[-1]
+        if "ratio" in leaf or "overhead" in leaf or leaf.endswith("_ms") or leaf.endswith("_s"):
+            assert math.isfinite(value) and value >= 0, path
+            if "ratio" in leaf or "overhead" in leaf:
+                assert value > 0, path
+                found += 1
+    assert found >= 10
+
+
+def test_sam_section_compares_with_sam_predictor(report):
+    sam = report["sam"]
+    assert set(sam["images"]) == {"128x96", "400x300"}
+    for per in sam["images"].values():
+        assert set(per["prompts"]) == {"point", "point_box", "refine"}
+        for c in per["prompts"].values():
+            assert c["identical_to_sam_predictor"] is True
+            assert c["ours"]["n"] == c["sam_predictor"]["n"] == 3
+        assert per["breakdown_point"]["decoder_ours"]["median_ms"] > 0
+
+
+def test_encoder_edit_ui_memory_figures(report):
+    enc = report["encoder"]
+    assert enc["first_set_image_encoded"] and not enc["set_image_again_encoded"]
+    assert enc["encoder_calls_after_clicks"] == 1 == enc["encoder_forward_calls_for_image"]
+    assert enc["encoder_forward_calls_since_clicks"] == 0
+    assert enc["encoder_forward_calls_total"] == enc["images_embedded"] == 2
+    assert enc["decodes_since_embedding"] > 3
+    edit = report["edit"]
+    assert edit["baseline_identical_to_diffusers"] is True
+    assert set(edit["modes"]) == {"pixel", "latent", "crop"}
+    ui = report["ui"]
+    assert ui["event_loop"]["job_result"] == "finished" and ui["event_loop"]["ticks"] > 0
+    assert ui["brush"]["painted_px"] > 0
+    assert ui["first_window"]["torch_imported_at_first_window"] is False
+    assert report["memory"]["peak_rss_mb"] > 0
+
+
+def test_table_lists_targets(report):
+    text = bench.format_table(report)
+    assert "targets:" in text and "click_ratio_1024" in text
+
+
+def test_unet_speed_code_path_on_cpu():
+    """The CUDA UNet measurement, exercised on the tiny UNet on CPU (fp32, 1 step, 64 px)."""
+    import torch
+
+    res = bench.unet_speed(bench.tiny_unet_config(), "cpu", torch.float32, steps=1, size=64)
+    assert res["seconds"] > 0 and res["flop_total"] > 0 and res["ratio_to_compute_limit"] > 0
+
+
+def test_interleave_rotates_order():
+    calls = []
+    bench.interleave([lambda: calls.append("a"), lambda: calls.append("b")], 3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+
+
+def test_cli_bench_delegates(tmp_path):
+    from maskpix_desktop import cli
+
+    out = tmp_path / "cli.json"
+    assert cli.main(["bench", "--quick", "--sections", "encoder", "--json", str(out)]) == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["command"].startswith("maskpix-cli bench --quick")
+    assert data["encoder"]["encoder_calls_after_clicks"] == 1
