@@ -317,7 +317,8 @@ class _Upscaler:
     """
 
     def __init__(self, model: Sam, low_res: torch.Tensor, input_size: tuple[int, int], size: tuple[int, int]):
-        self._model = model
+        # No reference to the model: a result kept by the GUI must not keep unloaded weights alive.
+        self._img_size = int(model.image_encoder.img_size)
         self._low_res = low_res  # (K, L, L) on the model's device
         self._input_size = input_size
         self._size = size
@@ -336,10 +337,17 @@ class _Upscaler:
     def count(self) -> int:
         return int(self._low_res.shape[0])
 
+    def _first_resize(self) -> torch.Tensor:
+        """``postprocess_masks``' resize of all K candidates to the encoder input, then its crop."""
+        img = self._img_size
+        mid = F.interpolate(self._low_res[None], (img, img), mode="bilinear", align_corners=False)
+        return mid[..., : self._input_size[0], : self._input_size[1]]
+
     def all(self) -> np.ndarray:
-        """(K, H, W) bool: every candidate in one go (``postprocess_masks`` unchanged)."""
+        """(K, H, W) bool: every candidate in one go, the calls of ``Sam.postprocess_masks`` + threshold."""
         with self._lock, torch.inference_mode():
-            up = self._model.postprocess_masks(self._low_res[None], self._input_size, self._size)[0]
+            mid = self._mid if self._mid is not None else self._first_resize()
+            up = F.interpolate(mid, self._size, mode="bilinear", align_corners=False)[0]
             return (up > self._threshold).cpu().numpy()
 
     def single_exact(self) -> bool:
@@ -354,11 +362,9 @@ class _Upscaler:
         """(H, W) bool mask of candidate ``i``; the caller checked :meth:`single_exact`."""
         with self._lock, torch.inference_mode():
             if self._mid is None:
-                img = self._model.image_encoder.img_size
-                mid = F.interpolate(self._low_res[None], (img, img), mode="bilinear", align_corners=False)
-                self._mid = mid[..., : self._input_size[0], : self._input_size[1]]
+                self._mid = self._first_resize()
             up = F.interpolate(self._mid[:, i : i + 1], self._size, mode="bilinear", align_corners=False)
-            return (up[0, 0] > self._threshold).numpy()
+            return (up[0, 0] > self._threshold).cpu().numpy()
 
 
 # PyTorch's CPU bilinear kernel takes a vectorised path for small outputs (height + width <= 128); such
@@ -446,6 +452,7 @@ class SegmentResult:
                 else:
                     masks = src.all()
                 object.__setattr__(self, "_masks", masks)
+                object.__setattr__(self, "_source", None)  # frees the logits' resized copy
                 self._one.clear()
             return self._masks
 

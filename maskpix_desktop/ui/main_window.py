@@ -816,8 +816,11 @@ class MainWindow(QMainWindow):
         self.candidate_list.clear()
         order = np.argsort(-np.asarray(res.scores))
         for rank, i in enumerate(order):
-            area = int(res.masks[i].sum())
-            item = QListWidgetItem(f"Mask {rank + 1} — IoU {float(res.scores[i]):.2f} · {area:,} px")
+            # Area share from the low-res logits: full-size masks are computed only when chosen.
+            share = float((np.asarray(res.logits[i]) > 0).mean())
+            item = QListWidgetItem(
+                f"Mask {rank + 1} — IoU {float(res.scores[i]):.2f} · ~{share:.0%} of image"
+            )
             item.setData(Qt.ItemDataRole.UserRole, int(i))
             self.candidate_list.addItem(item)
         self.candidate_list.blockSignals(False)
@@ -830,7 +833,7 @@ class MainWindow(QMainWindow):
             return
         i = self.candidate_list.item(row).data(Qt.ItemDataRole.UserRole)
         self._chosen_logits = np.asarray(self._candidates.logits[i : i + 1])
-        self.canvas.set_mask(self._candidates.masks[i], text="SAM mask")
+        self.canvas.set_mask(self._candidates.mask(i), text="SAM mask")
 
     # ------------------------------------------------------------------ auto mask
     def tau(self) -> float:
