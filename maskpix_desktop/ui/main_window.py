@@ -459,7 +459,7 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
-        self.device_label = QLabel("device: …")
+        self.device_label = QLabel("device: starting…")
         self.model_label = QLabel("models: not loaded")
         self.cursor_label = QLabel("")
         self.cursor_label.setMinimumWidth(90)
@@ -1050,6 +1050,7 @@ class MainWindow(QMainWindow):
         elif msg.kind == "failed":
             missing = "missing" in msg.error.lower()
             self.model_label.setText("models: missing" if missing else "models: failed to load")
+            self.device_label.setText("device: none (no model loaded)")
             self.banner.show_message(msg.error, "warning", "Model settings…", self.open_model_settings)
 
     def _on_edit_message(self, msg: JobMessage) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QObject, QPoint, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QGraphicsPixmapItem,
     QGraphicsScene,
     QGraphicsView,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -248,7 +249,11 @@ class SyncedImageView(QGraphicsView):
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(event)
         if self._auto_fit:
-            self.fit()
+            # Linked views of slightly different sizes must still share one transform.
+            if self.sync is not None and not self.sync._busy:
+                self.sync.fit_all()
+            else:
+                self.fit()
 
     def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 (Qt override)
         super().scrollContentsBy(dx, dy)
@@ -353,10 +358,12 @@ class ResultsPanel(QWidget):
         bar.addWidget(self.export_button)
 
         row = QWidget()
-        row_layout = QHBoxLayout(row)
-        row_layout.setContentsMargins(0, 0, 0, 0)
-        for view in self.views.values():
-            row_layout.addWidget(view, 1)
+        self._grid = QGridLayout(row)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid_cols = 0
+        self._views_area = row
+        self._arrange_views()
+        row.installEventFilter(self)
 
         self.metrics_table = QTableWidget(0, 2)
         self.metrics_table.setHorizontalHeaderLabels(["Baseline", "Blended"])
@@ -384,6 +391,26 @@ class ResultsPanel(QWidget):
         layout.addLayout(bar)
         layout.addWidget(split, 1)
         self._update_buttons()
+
+    def _arrange_views(self) -> None:
+        """4x1, 2x2 or 1x4: whichever shows the current image largest in the space available."""
+        image = self._history[self._current].request.image if self._history else None
+        ih, iw = image.shape[:2] if image is not None else (3, 4)
+        area_w, area_h = max(self._views_area.width(), 1), max(self._views_area.height(), 1)
+        n = len(self.views)
+        cols = max((4, 2, 1), key=lambda c: min(area_w / c / iw, area_h / -(-n // c) / ih))
+        if cols == self._grid_cols:
+            return
+        self._grid_cols = cols
+        for view in self.views.values():
+            self._grid.removeWidget(view)
+        for i, view in enumerate(self.views.values()):
+            self._grid.addWidget(view, i // cols, i % cols)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt override)
+        if obj is self._views_area and event.type() == QEvent.Type.Resize:
+            self._arrange_views()
+        return super().eventFilter(obj, event)
 
     # API -------------------------------------------------------------------------------------------
     def add_result(self, result: EditResult) -> int:
@@ -420,6 +447,9 @@ class ResultsPanel(QWidget):
         self._refresh_mask_view()
         self.views["baseline"].set_image(result.baseline)
         self.views["blended"].set_image(result.blended)
+        self._arrange_views()
+        if all(v._auto_fit for v in self.views.values()):
+            self.sync.fit_all()  # grid cells may differ by a pixel: one shared transform
         self._fill_metrics(result.metrics)
         self._update_buttons()
         self.resultShown.emit(result)
