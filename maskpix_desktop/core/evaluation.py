@@ -38,7 +38,7 @@ import numpy as np
 
 from maskpix_desktop.core import images, masks, metrics
 from maskpix_desktop.core.errors import ImageLoadError, MaskPixError
-from maskpix_desktop.core.export import comparison_grid, json_safe, mask_overlay
+from maskpix_desktop.core.export import comparison_grid, json_number, json_safe, mask_overlay
 
 log = logging.getLogger(__name__)
 
@@ -636,13 +636,6 @@ def _repair_tail(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def _decode(obj: Any) -> Any:
-    """Inverse of ``json_safe`` for metric values: "inf", "-inf" and "nan" strings back to floats."""
-    if isinstance(obj, str) and obj in ("inf", "-inf", "nan"):
-        return float(obj)
-    return obj
-
-
 def row_to_json(row: dict[str, Any]) -> str:
     return json.dumps(json_safe(row), sort_keys=True, allow_nan=False, ensure_ascii=False)
 
@@ -651,7 +644,7 @@ def row_from_json(line: str) -> dict[str, Any]:
     row = json.loads(line)
     if not isinstance(row, dict) or "item" not in row or "mode" not in row:
         raise ValueError("not a result row")
-    row["metrics"] = {k: _decode(v) for k, v in (row.get("metrics") or {}).items()}
+    row["metrics"] = {k: json_number(v) for k, v in (row.get("metrics") or {}).items()}
     return row
 
 

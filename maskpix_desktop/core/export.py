@@ -111,6 +111,13 @@ def json_safe(obj: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
+def json_number(value: Any) -> Any:
+    """Inverse of :func:`json_safe` for one value: "inf", "-inf" and "nan" back to floats."""
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    return value
+
+
 def to_json(obj: Any, *, indent: int | None = 2) -> str:
     """Strict JSON text (no NaN/Infinity tokens; see :func:`json_safe`), keys sorted."""
     return json.dumps(json_safe(obj), indent=indent, sort_keys=True, allow_nan=False)

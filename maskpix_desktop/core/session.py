@@ -48,7 +48,7 @@ import numpy as np
 
 from maskpix_desktop.core import images
 from maskpix_desktop.core.errors import ImageLoadError, ImageSaveError, MaskPixError, ProjectError
-from maskpix_desktop.core.export import json_safe
+from maskpix_desktop.core.export import json_number, json_safe
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 
 __all__ = [
@@ -318,15 +318,10 @@ def _decode_png(data: bytes, name: str, where: str) -> np.ndarray:
 
 
 def _metrics_from_json(metrics: Any) -> dict[str, dict[str, Any]]:
-    def value(v: Any) -> Any:
-        if isinstance(v, str) and v in ("inf", "-inf", "nan"):
-            return float(v)
-        return v
-
     if not isinstance(metrics, dict):
         return {}
     rows = {k: row for k, row in metrics.items() if isinstance(row, dict)}
-    return {str(k): {str(n): value(v) for n, v in row.items()} for k, row in rows.items()}
+    return {str(k): {str(n): json_number(v) for n, v in row.items()} for k, row in rows.items()}
 
 
 def _result_record(result: EditResult, index: int, put: Callable[..., Any]) -> dict[str, Any]:
