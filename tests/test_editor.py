@@ -386,3 +386,23 @@ def test_fp16_only_folder_loads_on_cpu(tmp_path, rng_image):
         EditRequest(image=rng_image(64, 64), mask=None, params=EditParams("make it red", steps=2, seed=1))
     )
     assert res.baseline.shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("mode", ["pixel", "latent", "crop"])
+def test_reused_baseline_gives_identical_results_with_fewer_steps(editor, rng_image, mode):
+    """EditRequest.baseline skips the unmasked run and changes nothing in the outputs."""
+    image = rng_image(64, 96, seed=5)
+    mask = np.zeros((64, 96), bool)
+    mask[16:40, 20:60] = True
+    params = EditParams("make it red", steps=2, seed=3, mask_mode=mode, long_side=96)
+    full = editor.run(EditRequest(image=image, mask=mask, params=params))
+    steps: list[int] = []
+    again = editor.run(
+        EditRequest(image=image, mask=mask, params=params, baseline=full.baseline),
+        on_step=lambda done, total, stage: steps.append(total),
+    )
+    np.testing.assert_array_equal(again.baseline, full.baseline)
+    np.testing.assert_array_equal(again.blended, full.blended)
+    assert set(steps) == ({2} if mode != "pixel" else set())
+    with pytest.raises(ValueError):
+        editor.run(EditRequest(image=image, mask=mask, params=params, baseline=full.baseline[:10]))

@@ -226,13 +226,21 @@ class Editor:
         hard = masks.as_bool(user_mask)
         empty, full_mask = not hard.any(), bool(hard.all())
         needs_second = p.mask_mode in ("latent", "crop") and not empty and not full_mask
-        prog = _Progress(total=p.steps * (2 if needs_second else 1), on_step=on_step, cancel=cancel)
+        reuse = req.baseline is not None
+        if reuse and req.baseline.shape != orig.shape:
+            raise ValueError(f"baseline {req.baseline.shape} does not match image {orig.shape}")
+        runs = int(needs_second) + int(not reuse)
+        prog = _Progress(total=p.steps * max(runs, 1), on_step=on_step, cancel=cancel)
         prog.check()
         timings: dict[str, float] = {}
 
         self._sync()
         t0 = time.perf_counter()
-        baseline, nsfw, work_hw = self._edit_at(orig, p, prog, "baseline")
+        if reuse:
+            baseline, nsfw = req.baseline, False
+            work_hw = images.working_size(h, w, p.long_side, multiple=8)
+        else:
+            baseline, nsfw, work_hw = self._edit_at(orig, p, prog, "baseline")
         self._sync()
         timings["baseline_s"] = time.perf_counter() - t0
 

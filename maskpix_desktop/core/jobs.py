@@ -59,6 +59,9 @@ class EditRequest:
     mask: np.ndarray | None
     params: EditParams
     job_id: int = 0
+    #: The unmasked result of an earlier run with the same image, instruction, seed, steps, scales and
+    #: working size (only the mask mode may differ): the editor reuses it instead of running it again.
+    baseline: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
