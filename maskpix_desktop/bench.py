@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-SECTIONS = ("sam", "encoder", "edit", "ui", "memory")
+SECTIONS = ("sam", "encoder", "edit", "automask", "ui", "memory")
 INSTRUCTION = "make it look like winter"
 
 # The issue's targets: (section, metric key, comparison, bound, unit).
@@ -1124,12 +1124,40 @@ def bench_memory(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def bench_automask(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Auto mask: time of the IP2P relevance map (VAE encode + K batched UNet calls), tiny IP2P."""
+    from maskpix_desktop.core.automask import compute_relevance
+    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.testing.tiny_ip2p import build_tiny_ip2p
+
+    editor = Editor(build_tiny_ip2p(seed=0))
+    sizes = (64, 128) if cfg.quick else (256, 512)
+    draws = (1,) if cfg.quick else (1, 4)
+    reps = 2 if cfg.quick else 5
+    out: dict[str, Any] = {"model": "tiny IP2P (random weights, fp32)", "device": "cpu", "reps": reps}
+    for size in sizes:
+        image = synthetic_image(size, size, seed=size)
+        row = {}
+        for k in draws:
+
+            def run(k: int = k, image: np.ndarray = image, size: int = size) -> Any:
+                return compute_relevance(editor, image, "make the dog a robot", draws=k, long_side=size)
+
+            run()  # warm-up
+            times = [_timed(run)[0] for _ in range(reps)]
+            row[f"draws_{k}"] = _ms(times)
+        out[str(size)] = row
+    out["loadavg"] = _loadavg()
+    return out
+
+
 # ----------------------------------------------------------------------------------------- driver
 
 RUNNERS: dict[str, Callable[[BenchConfig, dict[str, Any]], dict[str, Any]]] = {
     "sam": bench_sam,
     "encoder": bench_encoder,
     "edit": bench_edit,
+    "automask": bench_automask,
     "ui": bench_ui,
     "memory": bench_memory,
 }
@@ -1380,6 +1408,12 @@ def format_table(report: dict[str, Any]) -> str:
                     f" torch imported: {fw['torch_imported_at_first_window']}",
                 )
             )
+    am = report.get("automask")
+    if isinstance(am, dict) and "error" not in am:
+        for size, row in am.items():
+            if isinstance(row, dict):
+                cells = ", ".join(f"K={k.split('_')[1]}: {v['median_ms']} ms" for k, v in row.items())
+                rows.append(("automask", f"relevance map {size} px", cells))
     mem = report.get("memory")
     if isinstance(mem, dict) and "peak_rss_mb" in mem:
         steps = ", ".join(f"{m['after']} {m['peak_rss_mb']}" for m in mem.get("peak_after_step", []))
