@@ -78,3 +78,21 @@ def _private_data_dir(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("MASKPIX_DATA_DIR", None)
     else:
         os.environ["MASKPIX_DATA_DIR"] = before
+
+
+@pytest.fixture
+def tiny_window(qtbot, tmp_path: Path, tiny_models_dir: Path):
+    """The real main window on the tiny models (loaded), settings isolated, autosave off."""
+    from PySide6.QtCore import QSettings
+
+    from maskpix_desktop.ui.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(models_dir=str(tiny_models_dir), device="cpu", settings=settings, autosave=False)
+    qtbot.addWidget(win)
+    win.resize(1300, 850)
+    win.show()
+    qtbot.waitExposed(win)
+    qtbot.waitUntil(lambda: "ready" in win.model_label.text(), timeout=60_000)
+    yield win
+    win.close()

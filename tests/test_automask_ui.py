@@ -29,16 +29,8 @@ LONG_SIDE = 256
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, tiny_models_dir):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(models_dir=str(tiny_models_dir), device="cpu", settings=settings, autosave=False)
-    qtbot.addWidget(win)
-    win.resize(1300, 850)
-    win.show()
-    qtbot.waitExposed(win)
-    qtbot.waitUntil(lambda: "ready" in win.model_label.text(), timeout=60_000)
-    yield win
-    win.close()
+def window(tiny_window):
+    return tiny_window
 
 
 @pytest.fixture
