@@ -177,11 +177,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-relevance", action="store_true", help="grounding and SAM only (no UNet)")
     p.add_argument("--grounding", default=None, help="GroundingDINO folder or cached Hugging Face id")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
-    p.add_argument("--sam", default="vit_h", help="SAM variant vit_h|vit_l|vit_b or a .pth file")
-    p.add_argument("--ip2p", default=None, help="InstructPix2Pix diffusers folder or Hugging Face id")
-    p.add_argument("--device", default="auto", help="auto | cuda | cpu | mps")
-    p.add_argument("--precision", default="auto", help="auto | fp16 | bf16 | fp32")
+    from maskpix_desktop.cli import add_model_args  # cli builds its parser by calling this function
+
+    add_model_args(p)
     return p
 
 

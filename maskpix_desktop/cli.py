@@ -24,7 +24,8 @@ EXIT_OK, EXIT_ERROR, EXIT_MISSING = 0, 1, 2
 SUMMARY = "metrics.csv"  # all cases' metrics, beside the case folders
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The model options every model-running subcommand shares (run, eval-automask)."""
     p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
     p.add_argument("--sam", default="vit_h", help="SAM variant vit_h|vit_l|vit_b or a .pth file")
     p.add_argument("--ip2p", default=None, help="InstructPix2Pix diffusers folder or Hugging Face id")
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per case)")
     run.add_argument("--overwrite", action="store_true", help="replace existing case folders")
     run.add_argument("--no-clip", action="store_true", help="skip CLIP metrics")
-    _add_model_args(run)
+    add_model_args(run)
 
     mdl = sub.add_parser("models", help="list or download model weights")
     msub = mdl.add_subparsers(dest="models_command", required=True)

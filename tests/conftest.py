@@ -81,6 +81,16 @@ def _private_data_dir(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    """A 96x128 PNG of :func:`make_rng_image` (seed 3) for the main-window tests."""
+    from maskpix_desktop.core import images
+
+    path = tmp_path / "photo.png"
+    images.save_image(path, make_rng_image(96, 128, seed=3))
+    return path
+
+
+@pytest.fixture
 def tiny_window(qtbot, tmp_path: Path, tiny_models_dir: Path):
     """The real main window on the tiny models (loaded), settings isolated, autosave off."""
     from PySide6.QtCore import QSettings

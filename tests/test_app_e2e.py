@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,13 +20,6 @@ H, W = 96, 128
 @pytest.fixture
 def window(tiny_window):
     return tiny_window
-
-
-@pytest.fixture
-def photo(tmp_path, rng_image) -> Path:
-    path = tmp_path / "photo.png"
-    images.save_image(path, rng_image(H, W, seed=3))
-    return path
 
 
 def _messages(win):

@@ -15,7 +15,7 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 from test_canvas import click
 
-from maskpix_desktop.core import automask, images
+from maskpix_desktop.core import automask
 from maskpix_desktop.core.automask import AutoMasker, AutoMaskParams
 from maskpix_desktop.core.errors import Cancelled
 from maskpix_desktop.core.service import ModelChoice, ModelService
@@ -31,13 +31,6 @@ LONG_SIDE = 256
 @pytest.fixture
 def window(tiny_window):
     return tiny_window
-
-
-@pytest.fixture
-def photo(tmp_path, rng_image) -> Path:
-    path = tmp_path / "photo.png"
-    images.save_image(path, rng_image(H, W, seed=3))
-    return path
 
 
 def _messages(win) -> list:
