@@ -34,7 +34,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -249,9 +249,10 @@ def build_bench_sam(name: str, device: str, seed: int = 0):
         return build_tiny_sam(seed=seed).to(device)
     from maskpix_desktop.core.segmenter import OFFICIAL_CONFIGS, build_sam_from_config
 
+    on_gpu = device.startswith("cuda")  # initialise there: seconds instead of a minute for vit_h
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        sam = build_sam_from_config(OFFICIAL_CONFIGS[name])
+        sam = build_sam_from_config(OFFICIAL_CONFIGS[name], device=device if on_gpu else None)
     return sam.to(device).eval()
 
 
@@ -297,6 +298,44 @@ def _ref_predict(ref: Any, pr: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, 
     )
 
 
+def _exact_twin(seg: Any) -> Any:
+    """A ``decoder="exact"`` Segmenter on the same model holding the same embedding (no second encode)."""
+    from maskpix_desktop.core.segmenter import Segmenter
+
+    twin = Segmenter(seg.model, seg.model_type, seg.device, decoder="exact")
+    for name in ("features", "original_size", "input_size", "is_image_set"):
+        setattr(twin._predictor, name, getattr(seg._predictor, name))
+    twin._current = seg._current
+    return twin
+
+
+@contextmanager
+def _decoder_path(seg: Any, path: str) -> Iterator[None]:
+    """Run ``seg``'s decoder as "fast" (ours, default), "exact" (ours, bit-exact) or "module" (SAM's)."""
+    saved = (seg.fast_decoder, seg.reuse_image_tokens)
+    seg.fast_decoder = path == "fast" and saved[0]
+    seg.reuse_image_tokens = path != "module" and saved[1]
+    try:
+        yield
+    finally:
+        seg.fast_decoder, seg.reuse_image_tokens = saved
+
+
+def _agreement(ours: Any, ref: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """How far our result is from SamPredictor's: max |logit| difference, differing mask pixels."""
+    m, s, lg = ref
+    masks = ours.masks
+    return {
+        "identical": bool(
+            np.array_equal(masks, m) and np.array_equal(ours.scores, s) and np.array_equal(ours.logits, lg)
+        ),
+        "max_logit_diff": float(np.abs(ours.logits - lg).max()),
+        "max_score_diff": float(np.abs(ours.scores - s).max()),
+        "mask_pixels_differing": int((masks != m).sum()),
+        "mask_pixels": int(m.size),
+    }
+
+
 def _our_predict(seg: Any, pr: dict[str, Any]) -> Any:
     return seg.predict(
         pr.get("points"), pr.get("labels"), pr.get("box"), pr.get("mask_input"), multimask=pr["multimask"]
@@ -315,11 +354,12 @@ def _sam_breakdown(seg: Any, pr: dict[str, Any], cfg: BenchConfig) -> dict[str, 
     size = (tuple(p.input_size), tuple(p.original_size))
 
     def decoder_sam():
-        seg.reuse_image_tokens = False
-        try:
+        with _decoder_path(seg, "module"):
             return seg._predict_low_res(*args)
-        finally:
-            seg.reuse_image_tokens = True
+
+    def decoder_exact():
+        with _decoder_path(seg, "exact"):
+            return seg._predict_low_res(*args)
 
     def decoder_ours():
         return seg._predict_low_res(*args)
@@ -333,15 +373,18 @@ def _sam_breakdown(seg: Any, pr: dict[str, Any], cfg: BenchConfig) -> dict[str, 
             return (up > seg.model.mask_threshold).cpu().numpy()
 
         def upsample_one():
-            return _Upscaler(seg.model, low_res, *size).one(best)
+            return _Upscaler(seg.model, low_res, *size, exact=not seg.fast_decoder).one(best)
 
-        t_sam, t_ours, t_all, t_one = interleave(
-            [decoder_sam, decoder_ours, upsample_all, upsample_one], cfg.sam_repeats, dev
+        t_sam, t_exact, t_ours, t_all, t_one = interleave(
+            [decoder_sam, decoder_exact, decoder_ours, upsample_all, upsample_one], cfg.sam_repeats, dev
         )
         out: dict[str, Any] = {
+            "decoder_path": "fast" if seg.fast_decoder else "exact",
             "decoder_sam_modules": _ms(t_sam),
+            "decoder_exact": _ms(t_exact),
             "decoder_ours": _ms(t_ours),
             "decoder_ratio": round(ratio(t_ours, t_sam), 3),
+            "decoder_exact_ratio": round(ratio(t_exact, t_sam), 3),
             "upsample_all_candidates": _ms(t_all),
             "upsample_best_only": _ms(t_one),
             "single_channel_exact": _Upscaler(seg.model, low_res, *size).single_exact(),
@@ -421,11 +464,8 @@ def _try_bf16_decoder(seg: Any, args: tuple, ref_low_res: Any, cfg: BenchConfig)
     dev_type = "cuda" if cfg.device.startswith("cuda") else "cpu"
 
     def fp32():  # SAM's own decoder modules, as SamPredictor runs them
-        seg.reuse_image_tokens = False
-        try:
+        with _decoder_path(seg, "module"):
             return seg._predict_low_res(*args)
-        finally:
-            seg.reuse_image_tokens = True
 
     def bf16():
         with torch.autocast(dev_type, dtype=torch.bfloat16):
@@ -503,6 +543,7 @@ def bench_sam(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
         label = _label(hw)
         seg, _img = _encoded_segmenter(cfg, ctx, hw)
         ref = _reference_predictor(ctx["sam_model"], seg)
+        exact = _exact_twin(seg)
         prompts = _prompts(h, w)
         first = _our_predict(seg, prompts["point"])
         prompts["refine"]["mask_input"] = first.mask_input()
@@ -510,12 +551,9 @@ def bench_sam(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
         per: dict[str, Any] = {"size_hw": [h, w], "embed_s": round(enc["embed_s"], 3), "prompts": {}}
         for name, pr in prompts.items():
             ours_res = _our_predict(seg, pr)
-            m, s, lg = _ref_predict(ref, pr)
-            identical = bool(
-                np.array_equal(ours_res.masks, m)
-                and np.array_equal(ours_res.scores, s)
-                and np.array_equal(ours_res.logits, lg)
-            )
+            reference = _ref_predict(ref, pr)
+            agree = _agreement(ours_res, reference)
+            exact_agree = _agreement(_our_predict(exact, pr), reference)
 
             def ours(pr=pr, seg=seg):
                 return _our_predict(seg, pr)
@@ -523,19 +561,28 @@ def bench_sam(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
             def ours_all(pr=pr, seg=seg):
                 return _our_predict(seg, pr).masks
 
+            def ours_exact(pr=pr, seg=exact):
+                return _our_predict(seg, pr)
+
             def base(pr=pr, ref=ref):
                 return _ref_predict(ref, pr)
 
             with torch.inference_mode():
-                t_ours, t_all, t_base = interleave([ours, ours_all, base], cfg.sam_repeats, cfg.device)
+                t_ours, t_all, t_exact, t_base = interleave(
+                    [ours, ours_all, ours_exact, base], cfg.sam_repeats, cfg.device
+                )
             row = {
-                "identical_to_sam_predictor": identical,
+                "identical_to_sam_predictor": agree["identical"],
+                "agreement": agree,
+                "exact_identical_to_sam_predictor": exact_agree["identical"],
                 "candidates": len(ours_res),
                 "ours": _ms(t_ours),
                 "ours_all_candidates": _ms(t_all),
+                "ours_exact": _ms(t_exact),
                 "sam_predictor": _ms(t_base),
                 "ratio": round(ratio(t_ours, t_base), 3),
                 "ratio_all_candidates": round(ratio(t_all, t_base), 3),
+                "ratio_exact": round(ratio(t_exact, t_base), 3),
             }
             if cpu:
                 with torch.inference_mode(), torch_threads(1):
@@ -559,6 +606,9 @@ def bench_sam(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
                 median([c["ours_1thread_cpu"]["median_ms"] for c in clicks]), 2
             )
         out[f"identical_{label}"] = all(c["identical_to_sam_predictor"] for c in clicks)
+        out[f"exact_identical_{label}"] = all(c["exact_identical_to_sam_predictor"] for c in clicks)
+        out[f"max_logit_diff_{label}"] = max(c["agreement"]["max_logit_diff"] for c in clicks)
+        out[f"mask_pixels_differing_{label}"] = max(c["agreement"]["mask_pixels_differing"] for c in clicks)
     return out
 
 
@@ -578,7 +628,7 @@ def bench_encoder(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     cached_s, again = _timed(lambda: seg.set_image(img.copy()), cfg.device)  # same pixels, new array
     _our_predict(seg, prompts["point_box"])
     enc = ctx["encode"][hw]
-    return {
+    out = {
         "model": cfg.sam_model,
         "image_hw": [h, w],
         "embed_s": round(enc["embed_s"], 3),
@@ -595,6 +645,77 @@ def bench_encoder(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
         "encoder_forward_calls_total": len(calls),
         "images_embedded": len(ctx["encode"]),
     }
+    if cfg.device.startswith("cuda"):  # after the counts above: these encode the image again
+        try:
+            out["precisions"] = encoder_precisions(ctx["sam_model"], cfg.sam_model, img, cfg.device)
+        except Exception as exc:  # an experiment: never lose the section over it
+            out["precisions"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def encoder_precisions(sam: Any, model_type: str, img: np.ndarray, device: str, repeats: int = 5) -> dict:
+    """``set_image`` in fp32, TF32, bf16 and fp16 autocast (``Segmenter(encoder_autocast=)``), interleaved;
+    each variant's embedding error vs fp32 and its click mask's agreement with the fp32 one."""
+    import torch
+
+    from maskpix_desktop.core.segmenter import Segmenter
+
+    variants = {
+        "fp32": (None, False),
+        "tf32": (None, True),
+        "bf16_autocast": (torch.bfloat16, False),
+        "fp16_autocast": (torch.float16, False),
+    }
+    segs = {
+        name: Segmenter(sam, model_type, device, encoder_autocast=dtype)
+        for name, (dtype, _) in variants.items()
+    }
+    if device.startswith("cuda") and any(
+        s.encoder_autocast is None for n, s in segs.items() if "autocast" in n
+    ):
+        raise RuntimeError("encoder_autocast was not taken on this device")
+
+    @contextmanager
+    def tf32(on: bool) -> Iterator[None]:
+        saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+    def encode(name: str) -> Callable[[], Any]:
+        def go() -> Any:
+            seg = segs[name]
+            seg.clear_cache()
+            with tf32(variants[name][1]):
+                return seg.set_image(img)
+
+        return go
+
+    names = list(variants)
+    for name in names:
+        encode(name)()  # warm-up (kernel selection, autocast caches)
+    times = dict(zip(names, interleave([encode(n) for n in names], repeats, device), strict=True))
+    pr = _prompts(*img.shape[:2])["point"]
+    ref_feat = segs["fp32"]._predictor.features
+    ref = _our_predict(segs["fp32"], pr)
+    out: dict[str, Any] = {"image_hw": list(img.shape[:2]), "repeats": repeats}
+    for name in names:
+        seg = segs[name]
+        feat = seg._predictor.features
+        res = _our_predict(seg, pr)
+        a, b = res.mask(ref.best), ref.mask()
+        union = int((a | b).sum())
+        out[name] = {
+            "set_image": _ms(times[name]),
+            "vs_fp32": round(ratio(times[name], times["fp32"]), 3),
+            "embedding_rel_err": float((feat - ref_feat).norm() / ref_feat.norm()),
+            "embedding_dtype": str(feat.dtype).replace("torch.", ""),
+            "click_mask_iou_vs_fp32": round(float((a & b).sum()) / union, 5) if union else 1.0,
+            "click_best_same": bool(res.best == ref.best),
+        }
+    return out
 
 
 # ----------------------------------------------------------------------------------------- edit
@@ -665,7 +786,7 @@ def unet_speed(
     from diffusers.models.attention_processor import AttnProcessor2_0
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.device(device):  # initialised where it runs
         torch.manual_seed(0)
         unet = UNet2DConditionModel(**config)
     unet = unet.to(device=device, dtype=dtype).eval()
@@ -711,6 +832,276 @@ def unet_speed(
         "compute_limit_s": round(limit_s, 4),
         "ratio_to_compute_limit": round(seconds / limit_s, 2) if limit_s > 0 else None,
     }
+
+
+def sd15_vae_config() -> dict[str, Any]:
+    """Stable Diffusion's ``AutoencoderKL`` (about 83.7M parameters)."""
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ("DownEncoderBlock2D",) * 4,
+        "up_block_types": ("UpDecoderBlock2D",) * 4,
+        "block_out_channels": (128, 256, 512, 512),
+        "layers_per_block": 2,
+        "act_fn": "silu",
+        "latent_channels": 4,
+        "norm_num_groups": 32,
+        "sample_size": 512,
+        "scaling_factor": 0.18215,
+    }
+
+
+def sd15_text_encoder_config() -> dict[str, Any]:
+    """SD1.5's CLIP ViT-L/14 text encoder (``CLIPTextConfig`` keywords, about 123M parameters).
+
+    The token ids are those of :func:`maskpix_desktop.testing.tiny_ip2p.write_clip_tokenizer`'s
+    vocabulary (start 0, end 1, pad 2), which the 49408-entry embedding covers.
+    """
+    return {
+        "vocab_size": 49408,
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "max_position_embeddings": 77,
+        "hidden_act": "quick_gelu",
+        "layer_norm_eps": 1e-5,
+        "bos_token_id": 0,
+        "eos_token_id": 1,
+        "pad_token_id": 2,
+    }
+
+
+def build_sd15_modules(device: str = "cpu", seed: int = 0) -> dict[str, Any]:
+    """SD1.5-size IP2P ``unet``, ``vae`` and ``text_encoder`` with seeded random fp32 weights.
+
+    Built under ``torch.device(device)``, so the parameters are created (and randomly initialised) on
+    that device: on CUDA this takes seconds where a CPU build of ~1.07B parameters takes a minute;
+    ``"meta"`` allocates nothing (parameter counts only).
+    """
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**sd15_unet_config())
+        torch.manual_seed(seed)
+        vae = AutoencoderKL(**sd15_vae_config())
+        torch.manual_seed(seed)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**sd15_text_encoder_config()))
+    return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder.eval()}
+
+
+def param_count(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def build_bench_ip2p(device: str, dtype: Any, *, full_size: bool = True, seed: int = 0) -> Any:
+    """A ``StableDiffusionInstructPix2PixPipeline`` on ``device`` in ``dtype`` with random weights.
+
+    ``full_size``: SD1.5 shapes (:func:`build_sd15_modules`), the tiny pipeline's scheduler and
+    tokenizer; otherwise the tiny test pipeline (:func:`build_tiny_ip2p`) moved to ``device``/``dtype``.
+    """
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+
+    from maskpix_desktop.testing.tiny_ip2p import build_tiny_ip2p
+
+    tiny = build_tiny_ip2p(seed=seed)
+    if not full_size:
+        parts = {name: getattr(tiny, name) for name in ("unet", "vae", "text_encoder")}
+    else:
+        parts = build_sd15_modules(device, seed=seed)
+        vocab = len(tiny.tokenizer)
+        if vocab > parts["text_encoder"].config.vocab_size:
+            raise ValueError(f"tokenizer has {vocab} tokens, more than the text encoder's vocab_size")
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # ModelMixin.to(dtype) warns of "[] modules kept in float32"
+    try:
+        with torch.no_grad():
+            for name, module in parts.items():
+                parts[name] = module.to(device=device, dtype=dtype).eval()
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    pipe = type(tiny)(
+        unet=parts["unet"],
+        scheduler=tiny.scheduler,
+        vae=parts["vae"],
+        text_encoder=parts["text_encoder"],
+        tokenizer=tiny.tokenizer,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    """An exception as a report entry; a CUDA out-of-memory also frees the allocator's cache."""
+    import torch
+
+    err: dict[str, Any] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        err["oom"] = True
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return err
+
+
+def pipeline_speed(
+    device: str,
+    dtype: Any,
+    *,
+    size: int = 512,
+    steps: int = 20,
+    full_size: bool = True,
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Whole IP2P edits on ``device``: diffusers' pipeline call vs :meth:`Editor.run` (no mask, pixel
+    and latent mode with the ellipse mask), on one pipeline with random weights (SD1.5-size unless
+    ``full_size`` is False), a ``size``-px square image, ``steps`` steps.
+
+    Each contender is warmed up once (its output and peak GPU memory are taken then), then all are
+    timed interleaved ``repeats`` times with the GPU synchronised around the timer. A contender that
+    fails (out of GPU memory included) is reported as ``{"error": ...}`` and left out of the timing.
+    """
+    import torch
+
+    if size < 64 or size % 8:
+        raise ValueError("size must be a multiple of 8, at least 64")
+    cuda = device.startswith("cuda")
+    out: dict[str, Any] = {
+        "model": "SD1.5-size IP2P, random weights" if full_size else "tiny IP2P (testing.tiny_ip2p)",
+        "device": device,
+        "dtype": str(dtype).replace("torch.", ""),
+        "size": size,
+        "steps": steps,
+        "repeats": repeats,
+    }
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()  # e.g. the sam section's model, still held
+        out["gpu_mb_before_build"] = round(before / 2**20, 1)
+    try:
+        build_s, pipe = _timed(
+            lambda: build_bench_ip2p(device, dtype, full_size=full_size, seed=seed), device
+        )
+    except Exception as exc:  # report, keep the rest of the bench
+        return {**out, **_error(exc)}
+    out["build_s"] = round(build_s, 2)
+    if cuda:
+        out["weights_gpu_mb"] = round((torch.cuda.memory_allocated() - before) / 2**20, 1)
+    try:
+        out.update(_measure_pipeline(pipe, device, size=size, steps=steps, repeats=repeats))
+    except Exception as exc:
+        out.update(_error(exc))
+    del pipe  # the Editor and outputs went with _measure_pipeline's frame
+    if cuda:
+        torch.cuda.empty_cache()
+    return out
+
+
+def _measure_pipeline(pipe: Any, device: str, *, size: int, steps: int, repeats: int) -> dict[str, Any]:
+    """:func:`pipeline_speed`'s measurements on a built pipeline."""
+    import torch
+
+    from maskpix_desktop.core import images
+    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core.jobs import EditParams, EditRequest
+
+    cuda = device.startswith("cuda")
+    out: dict[str, Any] = {
+        "params_m": {
+            n: round(param_count(getattr(pipe, n)) / 1e6, 2) for n in ("unet", "vae", "text_encoder")
+        }
+    }
+    editor = Editor(pipe)
+    out["editor_device"], out["editor_dtype"] = editor.device, str(editor.dtype).replace("torch.", "")
+    img = synthetic_image(size, size, seed=3)
+    mask = ellipse_mask(size, size)
+    params = EditParams(instruction=INSTRUCTION, steps=steps, seed=7, long_side=size)
+    pil = images.to_pil(img)
+
+    def diffusers_call() -> np.ndarray:  # as bench_edit's
+        res = pipe(
+            prompt=INSTRUCTION,
+            image=pil,
+            num_inference_steps=params.steps,
+            guidance_scale=params.text_scale,
+            image_guidance_scale=params.image_scale,
+            generator=torch.Generator("cpu").manual_seed(params.seed),
+        )
+        return np.asarray(res.images[0])
+
+    def ours(mode: str | None) -> Callable[[], Any]:
+        def go() -> Any:
+            if mode is None:
+                return editor.run(EditRequest(img, None, params))
+            return editor.run(EditRequest(img, mask, replace(params, mask_mode=mode)))
+
+        return go
+
+    contenders: dict[str, Callable[[], Any]] = {
+        "diffusers_call": diffusers_call,
+        "editor_run": ours(None),
+        "pixel_run": ours("pixel"),
+        "latent_run": ours("latent"),
+    }
+    warm: dict[str, Any] = {}
+    errors: dict[str, Any] = {}
+    peak: dict[str, float] = {}
+    out["warmup_s"] = {}
+    for name, fn in contenders.items():
+        try:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            sec, warm[name] = _timed(fn, device)
+            out["warmup_s"][name] = round(sec, 3)
+            if cuda:
+                peak[name] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        except Exception as exc:  # torch.cuda.OutOfMemoryError (and the Editor's own) included
+            errors[name] = _error(exc)
+    out["peak_gpu_mb"] = peak if cuda else "not measured (CPU)"
+    if "diffusers_call" in warm and "editor_run" in warm:
+        ref, mine = warm["diffusers_call"], warm["editor_run"].baseline
+        if ref.shape == mine.shape:
+            delta = np.abs(ref.astype(np.int16) - mine.astype(np.int16))
+            out["baseline_max_abs_diff"] = int(delta.max())
+            out["baseline_mean_abs_diff"] = round(float(delta.mean()), 4)
+            out["baseline_identical_to_diffusers"] = bool(delta.max() == 0)
+        else:
+            out["baseline_identical_to_diffusers"] = False
+            out["baseline_shapes"] = [list(ref.shape), list(mine.shape)]
+    ok = [name for name in contenders if name in warm]
+    try:
+        times = dict(zip(ok, interleave([contenders[n] for n in ok], repeats, device), strict=True))
+    except Exception as exc:
+        errors["timing"] = _error(exc)
+        times = {}
+    for name, t in times.items():
+        out[name] = _ms(t)
+    out["seconds"] = {name: round(median(t), 4) for name, t in times.items()}
+    if "editor_run" in times and "diffusers_call" in times:
+        r = ratio(times["editor_run"], times["diffusers_call"])
+        out["baseline_vs_diffusers"] = round(r, 4)
+        out["baseline_vs_diffusers_met"] = bool(r <= 1.03)  # the issue's target
+    if "editor_run" in times:
+        plain = times["editor_run"]
+        if "pixel_run" in times:  # the whole run vs a plain run (compositing on top of the same edit)
+            out["pixel_overhead"] = round(ratio(times["pixel_run"], plain), 4)
+        if "latent_run" in times:  # its own second pass vs a plain pass
+            out["latent_overhead"] = round(ratio(times["latent_run"], plain) - 1.0, 4)
+    # denoising steps per second of each whole run (the latent run makes two passes)
+    out["steps_per_s"] = {
+        name: round(steps * (2 if name == "latent_run" else 1) / median(t), 2) for name, t in times.items()
+    }
+    if errors:
+        out["errors"] = errors
+    return out
 
 
 def bench_edit(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -816,9 +1207,18 @@ def bench_edit(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     _mark(ctx, "edit (tiny IP2P)")
     if cfg.device.startswith("cuda"):
         out["cuda_unet"] = _cuda_unet(cfg)
+        _mark(ctx, "edit: CUDA UNet")  # pipeline_speed resets the GPU peak: keep this one in the marks
+        out["cuda_pipeline"] = cp = _cuda_pipeline(cfg)
+        for key in ("baseline_vs_diffusers", "pixel_overhead", "latent_overhead"):
+            if key in cp:  # top level, where TARGETS rows can name them
+                out[f"cuda_pipeline_{key}"] = cp[key]
+        _mark(ctx, "edit: CUDA pipeline")
     else:
         out["cuda_unet"] = (
             "not run: no CUDA device (the code path is unet_speed(sd15_unet_config(), 'cuda', fp16))"
+        )
+        out["cuda_pipeline"] = (
+            "not run: no CUDA device (the code path is pipeline_speed('cuda', fp16), SD1.5-size IP2P)"
         )
     return out
 
@@ -834,9 +1234,28 @@ def _cuda_unet(cfg: BenchConfig) -> dict[str, Any]:
                 runs[key] = unet_speed(
                     sd15_unet_config(), cfg.device, dtype, steps=cfg.unet_steps, compile_model=compiled
                 )
-            except Exception as exc:  # report, keep the rest of the bench
-                runs[key] = {"error": f"{type(exc).__name__}: {exc}"}
+            except Exception as exc:  # report, keep the rest of the bench (OOM included)
+                runs[key] = _error(exc)
+            finally:
+                if compiled:  # drop the compiled graphs and their memory before the next measurement
+                    with suppress(Exception):
+                        torch._dynamo.reset()
+                torch.cuda.empty_cache()
     return runs
+
+
+def _cuda_pipeline(cfg: BenchConfig) -> dict[str, Any]:
+    """:func:`pipeline_speed` in fp16: SD1.5-size at 512 px, or (``--quick``) the tiny pipeline at
+    128 px, which checks the CUDA code path in seconds."""
+    import torch
+
+    if cfg.quick:
+        return pipeline_speed(
+            cfg.device, torch.float16, size=128, steps=cfg.unet_steps, full_size=False, repeats=1
+        )
+    return pipeline_speed(
+        cfg.device, torch.float16, size=512, steps=cfg.unet_steps, full_size=True, repeats=3
+    )
 
 
 # ----------------------------------------------------------------------------------------- UI
@@ -1283,7 +1702,17 @@ def format_table(report: dict[str, Any]) -> str:
                         f"ours {c['ours']['median_ms']:.1f} ms"
                         f" | all masks {c['ours_all_candidates']['median_ms']:.1f} ms"
                         f" | SamPredictor {c['sam_predictor']['median_ms']:.1f} ms"
-                        f" | ratio {c['ratio']:.3f} | identical {c['identical_to_sam_predictor']}",
+                        f" | ratio {c['ratio']:.3f}"
+                        f" | max |dlogit| {c['agreement']['max_logit_diff']:.1e},"
+                        f" {c['agreement']['mask_pixels_differing']} px differ",
+                    )
+                )
+                rows.append(
+                    (
+                        f"sam {label}",
+                        "  exact decoder",
+                        f"ours exact {c['ours_exact']['median_ms']:.1f} ms | ratio {c['ratio_exact']:.3f}"
+                        f" | bit-identical {c['exact_identical_to_sam_predictor']}",
                     )
                 )
                 if "ratio_1thread_cpu" in c:
@@ -1301,7 +1730,8 @@ def format_table(report: dict[str, Any]) -> str:
                 (
                     f"sam {label}",
                     "where time goes",
-                    f"decoder SAM {b['decoder_sam_modules']['median_ms']:.1f} ms / ours"
+                    f"decoder SAM {b['decoder_sam_modules']['median_ms']:.1f} ms / exact"
+                    f" {b['decoder_exact']['median_ms']:.1f} ms / ours ({b['decoder_path']})"
                     f" {b['decoder_ours']['median_ms']:.1f} ms; upsample 3 masks"
                     f" {b['upsample_all_candidates']['median_ms']:.1f} ms / best only"
                     f" {b['upsample_best_only']['median_ms']:.1f} ms",
@@ -1377,6 +1807,7 @@ def format_table(report: dict[str, Any]) -> str:
             )
         cu = ed.get("cuda_unet")
         rows.append(("edit", "CUDA UNet", cu if isinstance(cu, str) else json.dumps(cu)))
+        rows.extend(_pipeline_rows(ed.get("cuda_pipeline")))
     ui = report.get("ui")
     if isinstance(ui, dict) and "event_loop" in ui:
         ev, br, fw = ui["event_loop"], ui["brush"], ui["first_window"]
@@ -1438,6 +1869,64 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _pipeline_rows(cp: Any) -> list[tuple[str, str, str]]:
+    """format_table rows for the edit section's CUDA pipeline measurement (any entry may be missing)."""
+    label = "CUDA pipeline"
+    if cp is None:
+        return []
+    if not isinstance(cp, dict):
+        return [("edit", label, str(cp))]
+    head = f"{cp.get('model')}, {cp.get('size')} px, {cp.get('steps')} steps, {cp.get('dtype')}"
+    if "error" in cp:
+        return [("edit", label, f"{head}: ERROR {cp['error']}")]
+    sec = cp.get("seconds", {})
+
+    def s(name: str) -> str:
+        return f"{sec[name]:.3f} s" if name in sec else "n/a"
+
+    ratio_txt = "n/a"
+    if "baseline_vs_diffusers" in cp:
+        met = "met" if cp.get("baseline_vs_diffusers_met") else "MISSED"
+        ratio_txt = f"{cp['baseline_vs_diffusers']:.3f} (target <= 1.03: {met})"
+    rows = [
+        (
+            "edit",
+            label,
+            f"{head}: Editor.run {s('editor_run')} vs diffusers {s('diffusers_call')}, ratio {ratio_txt}",
+        ),
+        (
+            "edit",
+            "  mask modes",
+            f"pixel {s('pixel_run')} (overhead {_fmt(cp.get('pixel_overhead'))}x),"
+            f" latent {s('latent_run')} (overhead {_fmt(cp.get('latent_overhead'))}x)",
+        ),
+        (
+            "edit",
+            "  baseline vs diffusers",
+            f"max abs pixel diff {cp.get('baseline_max_abs_diff')} (mean {cp.get('baseline_mean_abs_diff')}),"
+            f" identical {cp.get('baseline_identical_to_diffusers')}",
+        ),
+    ]
+    sps = cp.get("steps_per_s", {})
+    peak = cp.get("peak_gpu_mb")
+    peak_txt = (
+        f"{max(peak.values()):.0f} MB (weights {cp.get('weights_gpu_mb')} MB)"
+        if isinstance(peak, dict) and peak
+        else str(peak)
+    )
+    rows.append(
+        (
+            "edit",
+            "  steps/s, peak GPU",
+            f"ours {_fmt(sps.get('editor_run'))}, diffusers {_fmt(sps.get('diffusers_call'))} steps/s;"
+            f" peak GPU {peak_txt}; build {cp.get('build_s')} s",
+        )
+    )
+    for name, err in cp.get("errors", {}).items():
+        rows.append(("edit", f"  ERROR {name}", err.get("error", str(err))))
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m maskpix_desktop.bench",
@@ -1463,7 +1952,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--edit-threads", type=int, default=None, help="torch threads for the CPU edit section (1)"
     )
-    p.add_argument("--compile", action="store_true", help="CUDA UNet: also time torch.compile")
+    p.add_argument(
+        "--compile", action="store_true", help="CUDA UNet: also time torch.compile (first call: minutes)"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[BenchConfig, list[str]]:

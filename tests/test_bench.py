@@ -66,9 +66,14 @@ def test_sam_section_compares_with_sam_predictor(report):
     for per in sam["images"].values():
         assert set(per["prompts"]) == {"point", "point_box", "refine"}
         for c in per["prompts"].values():
-            assert c["identical_to_sam_predictor"] is True
-            assert c["ours"]["n"] == c["sam_predictor"]["n"] == 3
-        assert per["breakdown_point"]["decoder_ours"]["median_ms"] > 0
+            assert c["exact_identical_to_sam_predictor"] is True  # decoder="exact": bit for bit
+            agree = c["agreement"]
+            assert agree["max_logit_diff"] < 1e-5 and agree["max_score_diff"] < 1e-5
+            assert agree["mask_pixels_differing"] <= 1e-3 * agree["mask_pixels"]
+            assert c["ours"]["n"] == c["sam_predictor"]["n"] == c["ours_exact"]["n"] == 3
+        b = per["breakdown_point"]
+        assert b["decoder_path"] == "fast"
+        assert b["decoder_ours"]["median_ms"] > 0 and b["decoder_exact"]["median_ms"] > 0
 
 
 def test_encoder_edit_ui_memory_figures(report):
@@ -115,3 +120,17 @@ def test_cli_bench_delegates(tmp_path):
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["command"].startswith("maskpix-cli bench --quick")
     assert data["encoder"]["encoder_calls_after_clicks"] == 1
+
+
+def test_encoder_precisions_experiment_runs_and_compares():
+    """The CUDA-only encoder experiment, on the CPU (autocast is not taken there: all variants fp32)."""
+    from maskpix_desktop.bench import encoder_precisions, synthetic_image
+    from maskpix_desktop.testing.tiny_sam import build_tiny_sam
+
+    out = encoder_precisions(build_tiny_sam(seed=0), "custom", synthetic_image(90, 120), "cpu", repeats=2)
+    assert set(out) >= {"fp32", "tf32", "bf16_autocast", "fp16_autocast"}
+    for name in ("fp32", "tf32", "bf16_autocast", "fp16_autocast"):
+        row = out[name]
+        assert row["set_image"]["n"] == 2 and row["vs_fp32"] > 0
+        assert row["embedding_dtype"] == "float32"
+        assert row["embedding_rel_err"] == 0.0 and row["click_mask_iou_vs_fp32"] == 1.0  # same maths on CPU

@@ -1,4 +1,4 @@
-"""SAM engine: safe loading, architecture detection, equality with SamPredictor, embedding cache."""
+"""SAM engine: loading, architecture detection, bit-equality with SamPredictor (decoder="exact")."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_tiny_checkpoint_loads_with_inferred_config(sam, tiny_path):
     img = _image(1)
     pred = SamPredictor(sam)
     pred.set_image(img)
-    seg = Segmenter(loaded, model_type)
+    seg = Segmenter(loaded, model_type, decoder="exact")
     seg.set_image(img)
     pts, lbl = np.array([[30, 20]]), np.array([1])
     _assert_same(seg.predict(pts, lbl), pred.predict(pts, lbl, multimask_output=True))
@@ -182,7 +182,7 @@ PROMPTS = {
 def test_predict_equals_sam_predictor(sam, name, multimask):
     prompt = {k: np.array(v) for k, v in PROMPTS[name].items()}
     img = _image(2)
-    seg = Segmenter(sam, "custom")
+    seg = Segmenter(sam, "custom", decoder="exact")
     seg.set_image(img)
     result = seg.predict(**prompt, multimask=multimask)
     expected_multi = name == "one_positive" if multimask is None else multimask
@@ -202,7 +202,7 @@ def test_predict_equals_sam_predictor(sam, name, multimask):
 
 def test_refinement_with_previous_logits_equals_sam_predictor(sam):
     img = _image(3)
-    seg = Segmenter(sam, "custom")
+    seg = Segmenter(sam, "custom", decoder="exact")
     seg.set_image(img)
     pred = SamPredictor(sam)
     pred.set_image(img)
@@ -318,7 +318,7 @@ def test_lazy_masks_equal_sam_predictor_on_large_images(sam, threads, n_threads,
     threads(n_threads)
     img = _image(20, *hw)
     h, w = hw
-    seg = Segmenter(sam, "custom")
+    seg = Segmenter(sam, "custom", decoder="exact")
     seg.set_image(img)
     pred = SamPredictor(sam)
     pred.set_image(img)
@@ -359,7 +359,7 @@ def test_k_way_resize_when_one_channel_would_round_differently(sam, monkeypatch)
 
     monkeypatch.setattr(segmod, "_single_channel_exact", lambda k, t: False)
     img = _image(22, 300, 400)
-    seg = Segmenter(sam, "custom")
+    seg = Segmenter(sam, "custom", decoder="exact")
     seg.set_image(img)
     pred = SamPredictor(sam)
     pred.set_image(img)
@@ -392,7 +392,7 @@ def test_single_channel_check_matches_pytorch_itself():
 
 def test_image_tokens_are_reused_and_exact(sam, threads):
     img = _image(23, 300, 400)
-    seg = Segmenter(sam, "custom")
+    seg = Segmenter(sam, "custom", decoder="exact")
     assert seg.reuse_image_tokens
     seg.set_image(img)
     prompts = [
@@ -451,3 +451,19 @@ def test_result_from_arrays_and_frozen():
         r.scores = None
     with pytest.raises(ValueError):
         SegmentResult(None, r.scores, r.logits)
+
+
+def test_encoder_autocast_is_cuda_only_and_stores_float32(sam, monkeypatch):
+    with pytest.raises(ValueError, match="encoder_autocast"):
+        Segmenter(sam, "custom", encoder_autocast=torch.float64)
+    assert Segmenter(sam, "custom", encoder_autocast=torch.bfloat16).encoder_autocast is None  # CPU: ignored
+    img = _image(31, 60, 90)
+    ref = Segmenter(sam, "custom")
+    ref.set_image(img)
+    seg = Segmenter(sam, "custom")
+    seg.encoder_autocast = torch.bfloat16  # the CUDA code path, run under CPU autocast
+    seg.set_image(img)
+    feats, ref_feats = seg._predictor.features, ref._predictor.features
+    assert feats.dtype == torch.float32
+    assert not torch.equal(feats, ref_feats)  # it did run in bfloat16
+    assert float((feats - ref_feats).norm() / ref_feats.norm()) < 0.05

@@ -3,12 +3,14 @@
 Checkpoints are read with ``torch.load(weights_only=True)`` only; the architecture (vit_h / vit_l / vit_b
 or a custom size such as the tiny test model) is inferred from the state dict's shapes and built with
 ``segment_anything.modeling`` exactly as ``segment_anything.build_sam._build_sam`` does. Predictions go
-through the same steps as ``SamPredictor.predict`` and are bit-for-bit equal to it.
+through the same steps as ``SamPredictor.predict``.
 
 Speed (see docs/PERFORMANCE.md): the mask decoder re-uses, per image, the work that does not depend on
 the prompts (the dense positional encoding and the first transformer layer's projections of the image
 tokens), and full-size masks are produced lazily: ``predict`` upsamples only the best candidate on the
-CPU, the others when asked for. Both are exact: the same tensors go through the same kernels.
+CPU, the others when asked for. By default the decoder runs re-associated (:mod:`.sam_decoder`: fewer
+FLOPs, results equal to float32 rounding); ``decoder="exact"`` runs the same kernels as SamPredictor
+and is bit-for-bit equal to it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from segment_anything.modeling.transformer import Attention, TwoWayAttentionBloc
 
 from maskpix_desktop.core.errors import MissingWeightsError, OutOfMemoryError, WeightsError
 from maskpix_desktop.core.images import image_hash
+from maskpix_desktop.core.sam_decoder import FirstLayer, decode_fast, fast_decoder_supported, image_rows
 
 __all__ = [
     "OFFICIAL_CONFIGS",
@@ -314,9 +317,20 @@ class _Upscaler:
     kernel may pick a different code path (and so round differently) for one channel than for K, so a
     one-candidate resize is used only when :func:`_single_channel_exact` has checked that it gives the
     same bits as the K-channel resize; otherwise the first request resizes all K at once.
+
+    With ``exact=False`` (the fast decoder's results, which are not bit-exact anyway) a candidate is
+    resized on its own through both steps: the same arithmetic per pixel, a K-th of the first resize.
     """
 
-    def __init__(self, model: Sam, low_res: torch.Tensor, input_size: tuple[int, int], size: tuple[int, int]):
+    def __init__(
+        self,
+        model: Sam,
+        low_res: torch.Tensor,
+        input_size: tuple[int, int],
+        size: tuple[int, int],
+        *,
+        exact: bool = True,
+    ):
         # No reference to the model: a result kept by the GUI must not keep unloaded weights alive.
         self._img_size = int(model.image_encoder.img_size)
         self._low_res = low_res  # (K, L, L) on the model's device
@@ -327,20 +341,22 @@ class _Upscaler:
         self._lock = threading.Lock()
         # Decided here, on the thread (and at the thread count) where predict ran, as SamPredictor would.
         h, w = size
-        self._single = (
-            low_res.device.type == "cpu"
-            and h + w > _SMALL_OUTPUT
-            and _single_channel_exact(self.count, torch.get_num_threads())
+        self._exact = exact
+        self._single = low_res.device.type == "cpu" and (
+            not exact
+            or (h + w > _SMALL_OUTPUT and _single_channel_exact(self.count, torch.get_num_threads()))
         )
 
     @property
     def count(self) -> int:
         return int(self._low_res.shape[0])
 
-    def _first_resize(self) -> torch.Tensor:
-        """``postprocess_masks``' resize of all K candidates to the encoder input, then its crop."""
+    def _first_resize(self, i: int | None = None) -> torch.Tensor:
+        """``postprocess_masks``' resize of all K candidates (or of candidate ``i``) to the encoder input,
+        then its crop."""
         img = self._img_size
-        mid = F.interpolate(self._low_res[None], (img, img), mode="bilinear", align_corners=False)
+        low = self._low_res if i is None else self._low_res[i : i + 1]
+        mid = F.interpolate(low[None], (img, img), mode="bilinear", align_corners=False)
         return mid[..., : self._input_size[0], : self._input_size[1]]
 
     def all(self) -> np.ndarray:
@@ -351,7 +367,7 @@ class _Upscaler:
             return (up > self._threshold).cpu().numpy()
 
     def single_exact(self) -> bool:
-        """True when one candidate can be resized on its own with results identical to the K-way resize.
+        """True when one candidate can be resized on its own (with ``exact``: identical to the K-way resize).
 
         A one-channel resize always takes PyTorch's generic kernel, whose per-pixel arithmetic does not
         depend on the thread count, so ``one`` may run later on another thread (the GUI's).
@@ -361,9 +377,13 @@ class _Upscaler:
     def one(self, i: int) -> np.ndarray:
         """(H, W) bool mask of candidate ``i``; the caller checked :meth:`single_exact`."""
         with self._lock, torch.inference_mode():
-            if self._mid is None:
-                self._mid = self._first_resize()
-            up = F.interpolate(self._mid[:, i : i + 1], self._size, mode="bilinear", align_corners=False)
+            if not self._exact:
+                mid = self._first_resize(i)
+            else:
+                if self._mid is None:
+                    self._mid = self._first_resize()
+                mid = self._mid[:, i : i + 1]
+            up = F.interpolate(mid, self._size, mode="bilinear", align_corners=False)
             return (up[0, 0] > self._threshold).cpu().numpy()
 
 
@@ -624,28 +644,55 @@ def _standard_decoder(decoder: torch.nn.Module) -> bool:
     )
 
 
+DECODERS = ("fast", "exact")
+
+
 class Segmenter:
     """SAM with an LRU cache of image embeddings: encode once per image, decode per click.
 
     Not thread-safe; it belongs to the single model-service thread.
     """
 
-    def __init__(self, sam: Sam, model_type: str, device: str | torch.device = "cpu", cache_size: int = 4):
+    def __init__(
+        self,
+        sam: Sam,
+        model_type: str,
+        device: str | torch.device = "cpu",
+        cache_size: int = 4,
+        *,
+        decoder: str = "fast",
+        encoder_autocast: torch.dtype | None = None,
+    ):
+        """``encoder_autocast`` (CUDA only, e.g. ``torch.bfloat16``): run the image encoder under autocast;
+        the embedding is stored as float32 and the decoder always runs in float32."""
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if encoder_autocast not in (None, torch.bfloat16, torch.float16):
+            raise ValueError(
+                f"encoder_autocast must be None, torch.bfloat16 or torch.float16, not {encoder_autocast}"
+            )
         self.model = sam.to(device).eval()
         self.model_type = model_type
         self.device = torch.device(device)
         self.cache_size = cache_size
         self.encoder_calls = 0
+        self.encoder_autocast = encoder_autocast if self.device.type == "cuda" else None
         self._predictor = SamPredictor(self.model)
         self._cache: OrderedDict[str, _Embedding] = OrderedDict()
         self._current: str | None = None
         # Exact shortcuts of the decoder (see the module docstring); False runs SAM's modules unchanged.
         self.reuse_image_tokens = _standard_decoder(self.model.mask_decoder)
+        # "fast": the re-associated decoder of .sam_decoder (same maths, float32 rounding differs).
+        self.fast_decoder = (
+            decoder == "fast" and self.reuse_image_tokens and fast_decoder_supported(self.model.mask_decoder)
+        )
         self._dense_pe: torch.Tensor | None = None
         self._pos_src: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self._tokens: _ImageTokens | None = None
+        self._key_pe: torch.Tensor | None = None
+        self._first_layer: tuple[torch.Tensor, FirstLayer] | None = None  # (features, their tensors)
 
     @classmethod
     def from_checkpoint(
@@ -654,10 +701,13 @@ class Segmenter:
         model_type: str | None = None,
         device: str | torch.device = "cpu",
         cache_size: int = 4,
+        *,
+        decoder: str = "fast",
+        encoder_autocast: torch.dtype | None = None,
     ) -> Segmenter:
         """Load a checkpoint with :func:`load_sam` and wrap it."""
         sam, detected = load_sam(path, model_type, device)
-        return cls(sam, detected, device, cache_size)
+        return cls(sam, detected, device, cache_size, decoder=decoder, encoder_autocast=encoder_autocast)
 
     @property
     def low_res_size(self) -> int:
@@ -683,6 +733,7 @@ class Segmenter:
         self._predictor.reset_image()
         self._current = None
         self._tokens = None
+        self._first_layer = None
 
     @contextmanager
     def _oom_guard(self, action: str) -> Iterator[None]:
@@ -713,9 +764,14 @@ class Segmenter:
             return False
         self._current = None
         p = self._predictor
+        dtype = self.encoder_autocast
+        autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
         with self._oom_guard("encoding the image"), torch.inference_mode():
             try:
-                p.set_image(image)
+                with autocast:
+                    p.set_image(image)
+                if p.features is not None and p.features.dtype != torch.float32:
+                    p.features = p.features.float()
             except BaseException:
                 p.reset_image()
                 raise
@@ -745,7 +801,8 @@ class Segmenter:
         """Masks for the current image from clicks (N x 2 xy pixels, labels 1/0), a box and/or logits.
 
         ``multimask=None`` returns 3 candidates for a lone point (no box, no mask_input), else 1.
-        Equal bit for bit to ``SamPredictor.predict`` with the same prompts.
+        Equal to ``SamPredictor.predict`` with the same prompts: bit for bit with ``decoder="exact"``,
+        to float32 rounding with the default fast decoder.
         """
         if self._current is None or not self._predictor.is_image_set:
             raise ValueError("No image set: call set_image() before predict().")
@@ -755,7 +812,9 @@ class Segmenter:
         p = self._predictor
         with self._oom_guard("predicting a mask"), torch.inference_mode():
             low_res, iou = self._predict_low_res(pts, lbl, bx, mi, multimask)
-            source = _Upscaler(self.model, low_res, tuple(p.input_size), tuple(p.original_size))
+            source = _Upscaler(
+                self.model, low_res, tuple(p.input_size), tuple(p.original_size), exact=not self.fast_decoder
+            )
             scores, logits = iou.cpu().numpy(), low_res.cpu().numpy()
             if self.device.type != "cpu":  # the GPU resizes all candidates in a blink
                 return SegmentResult(source.all(), scores, logits)
@@ -822,6 +881,8 @@ class Segmenter:
         sparse, dense = self.model.prompt_encoder(
             points=(coords_t, labels_t) if coords_t is not None else None, boxes=box_t, masks=mask_t
         )
+        if self.fast_decoder and sparse.shape[0] == 1:
+            return self._decode_fast(sparse, dense, multimask, reuse=mask_t is None)
         if not self.reuse_image_tokens:
             low_res, iou = self.model.mask_decoder(
                 image_embeddings=p.features,
@@ -872,6 +933,31 @@ class Segmenter:
         )
         self._tokens = t
         return t
+
+    def _decode_fast(
+        self, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool, *, reuse: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`.sam_decoder.decode_fast` with this image's cached first-layer tensors."""
+        features = self._predictor.features
+        hw = (int(features.shape[-2]), int(features.shape[-1]))
+        key_pe = self._key_pe_rows()
+        if not reuse:
+            return decode_fast(
+                self.model.mask_decoder, image_rows(features + dense), key_pe, hw, sparse, multimask
+            )
+        first = self._first_layer
+        if first is None or first[0] is not features:
+            md = self.model.mask_decoder
+            first = (features, FirstLayer.build(md, image_rows(features + dense), key_pe))
+            self._first_layer = first
+        cached = first[1]
+        return decode_fast(self.model.mask_decoder, cached.keys, key_pe, hw, sparse, multimask, cached)
+
+    def _key_pe_rows(self) -> torch.Tensor:
+        """The dense positional encoding as contiguous (N, E) rows (a pure function of the weights)."""
+        if self._key_pe is None:
+            self._key_pe = image_rows(self._image_pe())
+        return self._key_pe
 
     def _decode(
         self, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool, *, reuse: bool

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The benchmark's GPU run (docs/PERFORMANCE.md, "GPU"): the CUDA sections of `python -m maskpix_desktop.bench`
+# plus the UNet under torch.compile, on a machine whose Python already has torch with CUDA.
+# Wheels of the pure-Python packages that machine lacks may be put in .whl/ (see docs/PERFORMANCE.md).
+# Usage: OUT=out/gpu bash scripts/gpu_bench.sh   (writes bench_cuda.json, logs and nvidia-smi.txt to $OUT)
+set -uo pipefail
+OUT=${OUT:-out/gpu}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+if compgen -G ".whl/*.whl" >/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/maskpix-site .whl/*.whl || exit 1
+    export PYTHONPATH="/tmp/maskpix-site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+"$PY" -c "import torch, diffusers, segment_anything; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0), 'diffusers', diffusers.__version__)" || exit 1
+start=$(date +%s)
+"$PY" -m maskpix_desktop.bench --device cuda --sections "${SECTIONS:-sam,encoder,edit,memory}" \
+    --json "$OUT/bench_cuda.json" 2> "$OUT/bench_cuda.log" | tee "$OUT/bench_cuda.txt"
+rc=$?
+echo "bench rc=$rc in $(( $(date +%s) - start )) s"
+if [ "${COMPILE_S:-0}" -gt 0 ]; then  # torch.compile of the SD UNet: minutes of compilation, so bounded
+    timeout "$COMPILE_S" "$PY" - "$OUT/unet_compiled.json" <<'PY' || echo "compiled UNet: stopped (rc=$?)"
+import json, sys, torch
+from maskpix_desktop.bench import sd15_unet_config, unet_speed
+r = unet_speed(sd15_unet_config(), "cuda", torch.float16, steps=20, compile_model=True)
+print(json.dumps(r))
+open(sys.argv[1], "w").write(json.dumps(r, indent=2))
+PY
+fi
+tail -n 30 "$OUT/bench_cuda.log"
+exit $rc
