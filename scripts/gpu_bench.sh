@@ -2,7 +2,7 @@
 # The benchmark's GPU run (docs/PERFORMANCE.md, "GPU"): the CUDA sections of `python -m maskpix_desktop.bench`
 # plus the UNet under torch.compile, on a machine whose Python already has torch with CUDA.
 # Wheels of the pure-Python packages that machine lacks may be put in .whl/ (see docs/PERFORMANCE.md).
-# Usage: OUT=out/gpu bash scripts/gpu_bench.sh   (writes bench_cuda.json, logs and nvidia-smi.txt to $OUT)
+# Usage: OUT=out/gpu [COMPILE_S=120] bash scripts/gpu_bench.sh   (bench_cuda_*.json/.txt/.log, nvidia-smi.txt)
 set -uo pipefail
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
@@ -14,11 +14,18 @@ fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 "$PY" -c "import torch, diffusers, segment_anything; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0), 'diffusers', diffusers.__version__)" || exit 1
-start=$(date +%s)
-"$PY" -m maskpix_desktop.bench --device cuda --sections "${SECTIONS:-sam,encoder,edit,memory}" \
-    --json "$OUT/bench_cuda.json" 2> "$OUT/bench_cuda.log" | tee "$OUT/bench_cuda.txt"
-rc=$?
-echo "bench rc=$rc in $(( $(date +%s) - start )) s"
+rc=0
+# One process per group, each with its own JSON, so a stop in one keeps the others' numbers.
+for group in ${GROUPS_:-sam,encoder,memory edit,memory}; do
+    name=${group%%,*}
+    start=$(date +%s)
+    "$PY" -m maskpix_desktop.bench --device cuda --sections "$group" \
+        --json "$OUT/bench_cuda_$name.json" 2> "$OUT/bench_cuda_$name.log" | tee "$OUT/bench_cuda_$name.txt"
+    r=${PIPESTATUS[0]}
+    [ "$r" -ne 0 ] && rc=$r
+    echo "bench $group: rc=$r in $(( $(date +%s) - start )) s"
+    tail -n 5 "$OUT/bench_cuda_$name.log"
+done
 if [ "${COMPILE_S:-0}" -gt 0 ]; then  # torch.compile of the SD UNet: minutes of compilation, so bounded
     timeout "$COMPILE_S" "$PY" - "$OUT/unet_compiled.json" <<'PY' || echo "compiled UNet: stopped (rc=$?)"
 import json, sys, torch
@@ -28,5 +35,4 @@ print(json.dumps(r))
 open(sys.argv[1], "w").write(json.dumps(r, indent=2))
 PY
 fi
-tail -n 30 "$OUT/bench_cuda.log"
 exit $rc

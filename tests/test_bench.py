@@ -128,8 +128,8 @@ def test_encoder_precisions_experiment_runs_and_compares():
     from maskpix_desktop.testing.tiny_sam import build_tiny_sam
 
     out = encoder_precisions(build_tiny_sam(seed=0), "custom", synthetic_image(90, 120), "cpu", repeats=2)
-    assert set(out) >= {"fp32", "tf32", "bf16_autocast", "fp16_autocast"}
-    for name in ("fp32", "tf32", "bf16_autocast", "fp16_autocast"):
+    assert set(out) >= {"fp32", "tf32", "bf16", "fp16"}
+    for name in ("fp32", "tf32", "bf16", "fp16"):
         row = out[name]
         assert row["set_image"]["n"] == 2 and row["vs_fp32"] > 0
         assert row["embedding_dtype"] == "float32"

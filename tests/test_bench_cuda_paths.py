@@ -172,7 +172,7 @@ def test_edit_section_cuda_wiring(monkeypatch):
     assert out["cuda_pipeline_baseline_vs_diffusers"] == out["cuda_pipeline"]["baseline_vs_diffusers"]
     assert "cuda_pipeline_latent_overhead" in out and "cuda_pipeline_pixel_overhead" in out
     bench._cuda_pipeline(bench.BenchConfig(device="cuda"))
-    assert calls[-1] == ("cuda", torch.float16, {"size": 512, "steps": 20, "full_size": True, "repeats": 3})
+    assert calls[-1] == ("cuda", torch.float16, {"size": 512, "steps": 20, "full_size": True, "repeats": 7})
     report = {"machine": bench.machine_info(), "edit": out, "targets": []}
     text = bench.format_table(report)
     assert "CUDA pipeline" in text and "max abs pixel diff 0" in text and "CUDA UNet" in text

@@ -453,17 +453,46 @@ def test_result_from_arrays_and_frozen():
         SegmentResult(None, r.scores, r.logits)
 
 
-def test_encoder_autocast_is_cuda_only_and_stores_float32(sam, monkeypatch):
-    with pytest.raises(ValueError, match="encoder_autocast"):
-        Segmenter(sam, "custom", encoder_autocast=torch.float64)
-    assert Segmenter(sam, "custom", encoder_autocast=torch.bfloat16).encoder_autocast is None  # CPU: ignored
+def test_encoder_precision_is_cuda_only_and_stores_float32(sam):
+    with pytest.raises(ValueError, match="encoder_precision"):
+        Segmenter(sam, "custom", encoder_precision="fp64")
+    assert Segmenter(sam, "custom", encoder_precision="bf16").encoder_precision == "fp32"  # CPU: fp32
     img = _image(31, 60, 90)
     ref = Segmenter(sam, "custom")
     ref.set_image(img)
     seg = Segmenter(sam, "custom")
-    seg.encoder_autocast = torch.bfloat16  # the CUDA code path, run under CPU autocast
+    seg.encoder_precision = "bf16"  # the CUDA code path, run under CPU autocast
     seg.set_image(img)
     feats, ref_feats = seg._predictor.features, ref._predictor.features
     assert feats.dtype == torch.float32
     assert not torch.equal(feats, ref_feats)  # it did run in bfloat16
     assert float((feats - ref_feats).norm() / ref_feats.norm()) < 0.05
+    assert seg.encoder_fallbacks == 0
+
+
+def test_overflowing_half_precision_embedding_is_redone_in_float32(sam, monkeypatch):
+    img = _image(32, 60, 90)
+    ref = Segmenter(sam, "custom")
+    ref.set_image(img)
+    seg = Segmenter(sam, "custom")
+    seg.encoder_precision = "fp16"
+    real = seg._encode
+
+    def overflowing(image, precision):
+        real(image, precision)
+        if precision == "fp16":  # what an fp16 overflow leaves behind
+            seg._predictor.features = torch.full_like(seg._predictor.features, float("inf"))
+
+    monkeypatch.setattr(seg, "_encode", overflowing)
+    seg.set_image(img)
+    assert seg.encoder_fallbacks == 1 and seg.encoder_calls == 1
+    assert torch.equal(seg._predictor.features, ref._predictor.features)  # the float32 embedding
+
+
+def test_tf32_flags_are_restored():
+    from maskpix_desktop.core.segmenter import _tf32
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with _tf32(True):
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before

@@ -15,6 +15,7 @@ and is bit-for-bit equal to it.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -46,6 +47,8 @@ __all__ = [
     "infer_config",
     "load_sam",
 ]
+
+log = logging.getLogger(__name__)
 
 _PIXEL_MEAN = (123.675, 116.28, 103.53)
 _PIXEL_STD = (58.395, 57.12, 57.375)
@@ -342,9 +345,10 @@ class _Upscaler:
         # Decided here, on the thread (and at the thread count) where predict ran, as SamPredictor would.
         h, w = size
         self._exact = exact
-        self._single = low_res.device.type == "cpu" and (
-            not exact
-            or (h + w > _SMALL_OUTPUT and _single_channel_exact(self.count, torch.get_num_threads()))
+        self._single = not exact or (
+            low_res.device.type == "cpu"
+            and h + w > _SMALL_OUTPUT
+            and _single_channel_exact(self.count, torch.get_num_threads())
         )
 
     @property
@@ -645,6 +649,22 @@ def _standard_decoder(decoder: torch.nn.Module) -> bool:
 
 
 DECODERS = ("fast", "exact")
+ENCODER_PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextmanager
+def _tf32(on: bool) -> Iterator[None]:
+    """Allow TF32 matrix products (CUDA) inside the block only; the process-wide flags are restored."""
+    if not on:
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 class Segmenter:
@@ -661,24 +681,30 @@ class Segmenter:
         cache_size: int = 4,
         *,
         decoder: str = "fast",
-        encoder_autocast: torch.dtype | None = None,
+        encoder_precision: str = "auto",
     ):
-        """``encoder_autocast`` (CUDA only, e.g. ``torch.bfloat16``): run the image encoder under autocast;
-        the embedding is stored as float32 and the decoder always runs in float32."""
+        """``encoder_precision`` (CUDA only; the CPU always encodes in float32): "fp32", "tf32" (float32
+        with TF32 matrix units), "bf16" or "fp16" (autocast); "auto" = "tf32" on CUDA. The embedding is
+        stored as float32 and the decoder always runs in float32. A half-precision embedding that is not
+        finite (overflow) is recomputed in float32."""
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-        if encoder_autocast not in (None, torch.bfloat16, torch.float16):
+        if encoder_precision not in ("auto", *ENCODER_PRECISIONS):
             raise ValueError(
-                f"encoder_autocast must be None, torch.bfloat16 or torch.float16, not {encoder_autocast}"
+                f"encoder_precision must be 'auto' or one of {ENCODER_PRECISIONS}, not {encoder_precision!r}"
             )
         self.model = sam.to(device).eval()
         self.model_type = model_type
         self.device = torch.device(device)
         self.cache_size = cache_size
         self.encoder_calls = 0
-        self.encoder_autocast = encoder_autocast if self.device.type == "cuda" else None
+        cuda = self.device.type == "cuda"
+        self.encoder_precision = (
+            ("tf32" if encoder_precision == "auto" else encoder_precision) if cuda else "fp32"
+        )
+        self.encoder_fallbacks = 0  # half-precision embeddings that overflowed and were redone in float32
         self._predictor = SamPredictor(self.model)
         self._cache: OrderedDict[str, _Embedding] = OrderedDict()
         self._current: str | None = None
@@ -703,11 +729,11 @@ class Segmenter:
         cache_size: int = 4,
         *,
         decoder: str = "fast",
-        encoder_autocast: torch.dtype | None = None,
+        encoder_precision: str = "auto",
     ) -> Segmenter:
         """Load a checkpoint with :func:`load_sam` and wrap it."""
         sam, detected = load_sam(path, model_type, device)
-        return cls(sam, detected, device, cache_size, decoder=decoder, encoder_autocast=encoder_autocast)
+        return cls(sam, detected, device, cache_size, decoder=decoder, encoder_precision=encoder_precision)
 
     @property
     def low_res_size(self) -> int:
@@ -764,14 +790,15 @@ class Segmenter:
             return False
         self._current = None
         p = self._predictor
-        dtype = self.encoder_autocast
-        autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
         with self._oom_guard("encoding the image"), torch.inference_mode():
             try:
-                with autocast:
-                    p.set_image(image)
-                if p.features is not None and p.features.dtype != torch.float32:
-                    p.features = p.features.float()
+                self._encode(image, self.encoder_precision)
+                if self.encoder_precision in _AUTOCAST and not bool(torch.isfinite(p.features).all()):
+                    log.warning(
+                        "SAM embedding overflowed in %s; encoding again in float32", self.encoder_precision
+                    )
+                    self.encoder_fallbacks += 1
+                    self._encode(image, "fp32")
             except BaseException:
                 p.reset_image()
                 raise
@@ -782,6 +809,16 @@ class Segmenter:
             self._cache.popitem(last=False)
         self._current = key
         return True
+
+    def _encode(self, image: np.ndarray, precision: str) -> None:
+        """``SamPredictor.set_image`` at ``precision``; leaves a float32 embedding in the predictor."""
+        p = self._predictor
+        dtype = _AUTOCAST.get(precision)
+        autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
+        with _tf32(precision == "tf32"), autocast:
+            p.set_image(image)
+        if p.features is not None and p.features.dtype != torch.float32:
+            p.features = p.features.float()
 
     def _restore(self, emb: _Embedding) -> None:
         p = self._predictor
@@ -816,7 +853,7 @@ class Segmenter:
                 self.model, low_res, tuple(p.input_size), tuple(p.original_size), exact=not self.fast_decoder
             )
             scores, logits = iou.cpu().numpy(), low_res.cpu().numpy()
-            if self.device.type != "cpu":  # the GPU resizes all candidates in a blink
+            if self.device.type != "cpu" and not self.fast_decoder:  # exact: SamPredictor's K-way resize
                 return SegmentResult(source.all(), scores, logits)
             result = SegmentResult(None, scores, logits, source=source)
             result.mask()  # the best candidate now, on this (worker) thread; the others on demand
