@@ -109,6 +109,18 @@ def resize_mask(mask: np.ndarray, size: Sequence[int], mode: str = "nearest") ->
     return np.clip(cv2.resize(src, (w, h), interpolation=interp), 0.0, 1.0)
 
 
+def resize_logits(logits: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Bilinear resize of float logits (not clipped) to ``size = (h, w)``: pixel-centre sampling with the
+    edges replicated, the maths of ``F.interpolate(mode="bilinear", align_corners=False)`` (float32
+    rounding may differ). Returns float32."""
+    arr = _check_2d(logits)
+    h, w = _check_size(size)
+    src = np.ascontiguousarray(arr, dtype=np.float32)
+    if src.shape == (h, w):
+        return src.copy()
+    return cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def _disc_kernel(radius: int) -> np.ndarray:
     """Disc of diameter ``2r+1``: the pixels whose centre lies within ``r + 0.5`` of the centre."""
     yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]

@@ -35,6 +35,7 @@ from segment_anything.modeling.transformer import Attention, TwoWayAttentionBloc
 
 from maskpix_desktop.core.errors import MissingWeightsError, OutOfMemoryError, WeightsError
 from maskpix_desktop.core.images import image_hash
+from maskpix_desktop.core.masks import resize_logits
 from maskpix_desktop.core.sam_decoder import FirstLayer, decode_fast, fast_decoder_supported, image_rows
 
 __all__ = [
@@ -383,6 +384,9 @@ class _Upscaler:
         with self._lock, torch.inference_mode():
             if not self._exact:
                 mid = self._first_resize(i)
+                if mid.device.type == "cpu":  # OpenCV's bilinear: same maths, ~3x faster at 4000x3000
+                    up = resize_logits(mid[0, 0].numpy(), self._size)
+                    return up > self._threshold
             else:
                 if self._mid is None:
                     self._mid = self._first_resize()
