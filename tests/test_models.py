@@ -516,3 +516,32 @@ def test_default_dtype_and_label() -> None:
     assert models.device_label("cpu") == "CPU"
     if torch.cuda.is_available():
         assert models.device_label("cuda").startswith("CUDA: ")
+
+
+def _sparse_file(path, size: int):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.truncate(size)  # sparse: no disk used
+    return path
+
+
+def test_sam_file_of_another_architecture_is_named_not_called_missing(tmp_path):
+    vit_b = models.get_spec("sam_vit_b")
+    _sparse_file(models.local_path("sam_vit_h", tmp_path), vit_b.size_bytes)
+    with pytest.raises(WeightsError) as info:
+        models.require("sam_vit_h", tmp_path)
+    text = str(info.value)
+    assert "sam_vit_h_4b8939.pth" in text and "'sam_vit_b'" in text and "Choose vit_b" in text
+    assert "maskpix-cli models download sam_vit_h" in text
+
+
+def test_truncated_and_odd_sized_weights_say_so(tmp_path):
+    path = _sparse_file(models.local_path("sam_vit_l", tmp_path), 1000)
+    with pytest.raises(MissingWeightsError, match=r"incomplete \(1,000 of 1,249,524,607 bytes\)") as info:
+        models.require("sam_vit_l", tmp_path)
+    assert "maskpix-cli models download sam_vit_l" in str(info.value)
+    _sparse_file(path, 1_249_524_608)
+    with pytest.raises(MissingWeightsError, match="not the 1,249,524,607 of the official file"):
+        models.require("sam_vit_l", tmp_path)
+    _sparse_file(path, 1_249_524_607)
+    assert models.require("sam_vit_l", tmp_path) == path

@@ -496,3 +496,34 @@ def test_tf32_flags_are_restored():
     with _tf32(True):
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+@pytest.mark.parametrize("decoder", ["fast", "exact"])
+@pytest.mark.parametrize("hw", [(16, 4000), (4000, 16), (1, 300)])
+def test_thin_images_are_padded_for_sam_and_masks_cropped_back(sam, decoder, hw):
+    """A 64 px model would resize a 16 px side of a 4000 px image to 0 px; the Segmenter pads it."""
+    from maskpix_desktop.core.segmenter import _pad_thin
+
+    h, w = hw
+    img = _image(40, h, w)
+    padded = _pad_thin(img, 64)
+    assert padded.shape[:2] != img.shape[:2] and min(padded.shape[:2]) * 64 >= max(padded.shape[:2])
+    np.testing.assert_array_equal(padded[:h, :w], img)
+    seg = Segmenter(sam, "custom", decoder=decoder)
+    seg.set_image(img)
+    pts, lbl = np.array([[w // 2, h // 2]]), np.array([1])
+    res = seg.predict(pts, lbl)
+    assert res.masks.shape == (3, h, w) and res.mask().shape == (h, w)
+    refined = seg.predict(pts, lbl, mask_input=res.mask_input())  # logits stay in the padded frame
+    assert refined.masks.shape == (1, h, w)
+    # the same as encoding the padded image and cropping, as SamPredictor would see it
+    ref = SamPredictor(sam)
+    ref.set_image(padded)
+    masks, _, logits = ref.predict(pts, lbl, multimask_output=True)
+    np.testing.assert_allclose(res.logits, logits, rtol=0, atol=1e-5)
+    if decoder == "exact":
+        np.testing.assert_array_equal(res.masks, masks[:, :h, :w])
+    seg.set_image(_image(41, 50, 60))
+    assert seg.predict(pts * 0 + 10, lbl).masks.shape == (3, 50, 60)
+    seg.set_image(img)  # from the cache: the crop size comes back with the embedding
+    assert seg.encoder_calls == 2 and seg.predict(pts, lbl).masks.shape == (3, h, w)

@@ -24,11 +24,15 @@ class WeightsError(MaskPixError):
 class MissingWeightsError(MaskPixError):
     """Model weights are not present locally."""
 
-    def __init__(self, name: str, path: Path | str, fetch_command: str | None = None):
+    def __init__(
+        self, name: str, path: Path | str, fetch_command: str | None = None, detail: str | None = None
+    ):
         self.name = name
         self.path = Path(path)
         self.fetch_command = fetch_command
         msg = f"Model weights for '{name}' are missing: expected {self.path}."
+        if detail:
+            msg += f" {detail}"
         if fetch_command:
             msg += f" Fetch them on a connected machine with: {fetch_command}"
         super().__init__(msg)

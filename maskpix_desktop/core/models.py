@@ -376,9 +376,29 @@ def require(name: str, models_dir: str | Path | None = None) -> Path:
     path = local_path(name, models_dir)
     if is_present(name, models_dir):
         return path
-    if path.is_file():
-        log.warning("%s exists but its size does not match the registry; treating it as missing", path)
-    raise MissingWeightsError(name, path, fetch_command=fetch_command(name, models_dir))
+    fetch = fetch_command(name, models_dir)
+    spec = get_spec(name)
+    expected = spec.files[0].size_bytes if spec.kind not in ("ip2p", "grounding") else None
+    if path.is_file() and expected is not None:
+        size = path.stat().st_size
+        other = next(
+            (s for s in REGISTRY.values() if s.kind == spec.kind and s.name != name and s.size_bytes == size),
+            None,
+        )
+        if other is not None:  # e.g. the vit_b checkpoint saved under vit_h's file name
+            raise WeightsError(
+                f"'{path.name}' in {path.parent} has the size of {other.description} ('{other.name}'), "
+                f"not of '{name}' ({spec.description}). Choose {other.model_type or other.name} in Model "
+                f"settings, or put the right file there: {fetch}"
+            )
+        log.warning("%s has %d bytes, the registry says %d; treating it as missing", path, size, expected)
+        detail = (
+            f"The file there is incomplete ({size:,} of {expected:,} bytes)."
+            if size < expected
+            else f"The file there has {size:,} bytes, not the {expected:,} of the official file."
+        )
+        raise MissingWeightsError(name, path, fetch_command=fetch, detail=detail)
+    raise MissingWeightsError(name, path, fetch_command=fetch)
 
 
 def _env_true(var: str) -> bool:

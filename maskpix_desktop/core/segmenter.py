@@ -334,6 +334,7 @@ class _Upscaler:
         size: tuple[int, int],
         *,
         exact: bool = True,
+        crop: tuple[int, int] | None = None,
     ):
         # No reference to the model: a result kept by the GUI must not keep unloaded weights alive.
         self._img_size = int(model.image_encoder.img_size)
@@ -346,6 +347,7 @@ class _Upscaler:
         # Decided here, on the thread (and at the thread count) where predict ran, as SamPredictor would.
         h, w = size
         self._exact = exact
+        self._crop = None if crop is None or tuple(crop) == tuple(size) else tuple(crop)
         self._single = not exact or (
             low_res.device.type == "cpu"
             and h + w > _SMALL_OUTPUT
@@ -369,7 +371,14 @@ class _Upscaler:
         with self._lock, torch.inference_mode():
             mid = self._mid if self._mid is not None else self._first_resize()
             up = F.interpolate(mid, self._size, mode="bilinear", align_corners=False)[0]
-            return (up > self._threshold).cpu().numpy()
+            return self._cropped((up > self._threshold).cpu().numpy())
+
+    def _cropped(self, masks: np.ndarray) -> np.ndarray:
+        """Masks of a padded thin image (see ``_pad_thin``) cut back to the caller's image size."""
+        if self._crop is None:
+            return masks
+        h, w = self._crop
+        return np.ascontiguousarray(masks[..., :h, :w])
 
     def single_exact(self) -> bool:
         """True when one candidate can be resized on its own (with ``exact``: identical to the K-way resize).
@@ -386,13 +395,13 @@ class _Upscaler:
                 mid = self._first_resize(i)
                 if mid.device.type == "cpu":  # OpenCV's bilinear: same maths, ~3x faster at 4000x3000
                     up = resize_logits(mid[0, 0].numpy(), self._size)
-                    return up > self._threshold
+                    return self._cropped(up > self._threshold)
             else:
                 if self._mid is None:
                     self._mid = self._first_resize()
                 mid = self._mid[:, i : i + 1]
             up = F.interpolate(mid, self._size, mode="bilinear", align_corners=False)
-            return (up[0, 0] > self._threshold).cpu().numpy()
+            return self._cropped((up[0, 0] > self._threshold).cpu().numpy())
 
 
 # PyTorch's CPU bilinear kernel takes a vectorised path for small outputs (height + width <= 128); such
@@ -525,8 +534,9 @@ class SegmentResult:
 @dataclass(frozen=True)
 class _Embedding:
     features: torch.Tensor
-    original_size: tuple[int, int]
+    original_size: tuple[int, int]  # of the (possibly padded) image SAM encoded
     input_size: tuple[int, int]
+    image_size: tuple[int, int]  # of the caller's image: masks are cropped to it
 
 
 @dataclass(frozen=True)
@@ -652,6 +662,19 @@ def _standard_decoder(decoder: torch.nn.Module) -> bool:
     )
 
 
+def _pad_thin(image: np.ndarray, input_size: int) -> np.ndarray:
+    """``image``, or a copy padded at the bottom/right (edge pixels) when it is so thin that SAM's resize
+    to its input size would round the short side to 0 px (e.g. 4000x16 with a 64 px model, 5000x2 with
+    SAM's 1024). Prompts in image pixels stay valid in the padded frame; masks are cropped back, the
+    low-res logits stay in the padded frame (they only go back in as ``mask_input``)."""
+    h, w = image.shape[:2]
+    need = -(-max(h, w) // input_size)  # ceil(long / size): the short side then resizes to >= 1 px
+    if min(h, w) >= need:
+        return image
+    pad = ((0, need - h), (0, 0), (0, 0)) if h < w else ((0, 0), (0, need - w), (0, 0))
+    return np.ascontiguousarray(np.pad(image, pad, mode="edge"))
+
+
 DECODERS = ("fast", "exact")
 ENCODER_PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -723,6 +746,7 @@ class Segmenter:
         self._tokens: _ImageTokens | None = None
         self._key_pe: torch.Tensor | None = None
         self._first_layer: tuple[torch.Tensor, FirstLayer] | None = None  # (features, their tensors)
+        self._image_size: tuple[int, int] | None = None  # the current image's, before any thin padding
 
     @classmethod
     def from_checkpoint(
@@ -794,21 +818,25 @@ class Segmenter:
             return False
         self._current = None
         p = self._predictor
+        padded = _pad_thin(image, int(self.model.image_encoder.img_size))
         with self._oom_guard("encoding the image"), torch.inference_mode():
             try:
-                self._encode(image, self.encoder_precision)
+                self._encode(padded, self.encoder_precision)
                 if self.encoder_precision in _AUTOCAST and not bool(torch.isfinite(p.features).all()):
                     log.warning(
                         "SAM embedding overflowed in %s; encoding again in float32", self.encoder_precision
                     )
                     self.encoder_fallbacks += 1
-                    self._encode(image, "fp32")
+                    self._encode(padded, "fp32")
             except BaseException:
                 p.reset_image()
                 raise
         self.encoder_calls += 1
         assert p.features is not None
-        self._cache[key] = _Embedding(p.features, tuple(p.original_size), tuple(p.input_size))
+        self._image_size = (int(image.shape[0]), int(image.shape[1]))
+        self._cache[key] = _Embedding(
+            p.features, tuple(p.original_size), tuple(p.input_size), self._image_size
+        )
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         self._current = key
@@ -830,6 +858,7 @@ class Segmenter:
         p.original_size = emb.original_size
         p.input_size = emb.input_size
         p.is_image_set = True
+        self._image_size = emb.image_size
 
     def predict(
         self,
@@ -854,7 +883,12 @@ class Segmenter:
         with self._oom_guard("predicting a mask"), torch.inference_mode():
             low_res, iou = self._predict_low_res(pts, lbl, bx, mi, multimask)
             source = _Upscaler(
-                self.model, low_res, tuple(p.input_size), tuple(p.original_size), exact=not self.fast_decoder
+                self.model,
+                low_res,
+                tuple(p.input_size),
+                tuple(p.original_size),
+                exact=not self.fast_decoder,
+                crop=self._image_size,
             )
             scores, logits = iou.cpu().numpy(), low_res.cpu().numpy()
             if self.device.type != "cpu" and not self.fast_decoder:  # exact: SamPredictor's K-way resize

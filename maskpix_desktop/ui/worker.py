@@ -220,22 +220,6 @@ def _free_cuda_memory() -> None:
         log.exception("torch.cuda.empty_cache() failed")
 
 
-def _pad_for_sam(image: np.ndarray, segmenter: Any) -> np.ndarray:
-    """``image``, or a copy padded at the bottom/right (edge pixels) when it is so thin that SAM's resize
-    to its input size would round the short side to 0 px (e.g. 4000x16 with a 64 px model, 5000x2 with
-    SAM's 1024). Prompts in image pixels stay valid in the padded frame; masks are cropped back.
-    """
-    size = getattr(getattr(getattr(segmenter, "model", None), "image_encoder", None), "img_size", None)
-    if not isinstance(size, int) or image.ndim != 3:
-        return image
-    h, w = image.shape[:2]
-    need = -(-max(h, w) // size)  # ceil(long / size): the short side then resizes to at least 1 px
-    if min(h, w) >= need:
-        return image
-    pad = ((0, need - h), (0, 0), (0, 0)) if h < w else ((0, 0), (0, need - w), (0, 0))
-    return np.ascontiguousarray(np.pad(image, pad, mode="edge"))
-
-
 _HEAVY_IMPORTS = (
     ("torch", None),
     ("maskpix_desktop.core.segmenter", None),  # segment_anything
@@ -399,18 +383,13 @@ class _Worker(QObject):
         seg: SegmentJob = job.payload
         self._emit(job, "started")
         segmenter = self._service_now(job).segmenter()
-        image = _pad_for_sam(seg.image, segmenter)
-        segmenter.set_image(image)  # the slow part when the image is new
+        segmenter.set_image(seg.image)  # the slow part when the image is new (thin images: padded there)
         if self._table.is_stale(job):
             raise _Stale
         self._check(job, "Segmentation")
         if seg.points is None and seg.box is None and seg.mask_input is None:
             return None  # encode only: the first click then runs just the decoder
-        res = segmenter.predict(seg.points, seg.labels, seg.box, seg.mask_input, seg.multimask)
-        if image is not seg.image:  # crop the padding off again (logits stay in the padded frame)
-            h, w = seg.image.shape[:2]
-            res = type(res)(np.ascontiguousarray(res.masks[:, :h, :w]), res.scores, res.logits)
-        return res
+        return segmenter.predict(seg.points, seg.labels, seg.box, seg.mask_input, seg.multimask)
 
     def _edit(self, job: _Job, t0: float) -> Any:
         request, want_metrics = job.payload
