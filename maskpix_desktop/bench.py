@@ -983,6 +983,21 @@ def pipeline_speed(
     return out
 
 
+def _diffusers_call(pipe: Any, pil: Any, params: Any) -> np.ndarray:
+    """diffusers' own pipeline call with the parameters ``Editor.run`` uses (the reference side)."""
+    import torch
+
+    out = pipe(
+        prompt=params.instruction,
+        image=pil,
+        num_inference_steps=params.steps,
+        guidance_scale=params.text_scale,
+        image_guidance_scale=params.image_scale,
+        generator=torch.Generator("cpu").manual_seed(params.seed),
+    )
+    return np.asarray(out.images[0])
+
+
 def _measure_pipeline(pipe: Any, device: str, *, size: int, steps: int, repeats: int) -> dict[str, Any]:
     """:func:`pipeline_speed`'s measurements on a built pipeline."""
     import torch
@@ -1004,16 +1019,8 @@ def _measure_pipeline(pipe: Any, device: str, *, size: int, steps: int, repeats:
     params = EditParams(instruction=INSTRUCTION, steps=steps, seed=7, long_side=size)
     pil = images.to_pil(img)
 
-    def diffusers_call() -> np.ndarray:  # as bench_edit's
-        res = pipe(
-            prompt=INSTRUCTION,
-            image=pil,
-            num_inference_steps=params.steps,
-            guidance_scale=params.text_scale,
-            image_guidance_scale=params.image_scale,
-            generator=torch.Generator("cpu").manual_seed(params.seed),
-        )
-        return np.asarray(res.images[0])
+    def diffusers_call() -> np.ndarray:
+        return _diffusers_call(pipe, pil, params)
 
     def ours(mode: str | None) -> Callable[[], Any]:
         def go() -> Any:
@@ -1092,7 +1099,6 @@ def bench_edit(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     machine two OpenMP threads turn every preemption by another program into a barrier wait (seconds of
     noise per run); wall-clock ratios are reported beside them.
     """
-    import torch
 
     from maskpix_desktop.core import images
     from maskpix_desktop.core.editor import Editor
@@ -1108,15 +1114,7 @@ def bench_edit(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     pil = images.to_pil(img)
 
     def diffusers_call():
-        out = pipe(
-            prompt=INSTRUCTION,
-            image=pil,
-            num_inference_steps=params.steps,
-            guidance_scale=params.text_scale,
-            image_guidance_scale=params.image_scale,
-            generator=torch.Generator("cpu").manual_seed(params.seed),
-        )
-        return np.asarray(out.images[0])
+        return _diffusers_call(pipe, pil, params)
 
     def ours_plain():
         return editor.run(EditRequest(img, None, params))
