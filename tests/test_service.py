@@ -224,3 +224,25 @@ def test_broken_clip_weights_are_reported_not_raised(tmp_path: Path, tiny_models
     }
     service = ModelService(ModelChoice(models_dir=str(tmp_path), clip=clip, device="cpu"))
     assert service.clip() is None and "could not be loaded" in (service.clip_error or "")
+
+
+@pytest.mark.parametrize(
+    ("precision", "sam_precision"), [("auto", "auto"), ("fp16", "auto"), ("fp32", "fp32")]
+)
+def test_precision_choice_reaches_sams_encoder(
+    tiny_models: Path, monkeypatch: pytest.MonkeyPatch, precision: str, sam_precision: str
+) -> None:
+    from maskpix_desktop.core.segmenter import Segmenter
+
+    seen: list[str] = []
+    original = Segmenter.from_checkpoint
+
+    def load(*args, **kwargs):
+        seen.append(kwargs["encoder_precision"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "from_checkpoint", load)
+    service = ModelService(ModelChoice(models_dir=str(tiny_models), device="cpu", precision=precision))
+    seg = service.segmenter()
+    assert seen == [sam_precision]
+    assert seg.encoder_precision == "fp32"  # the CPU always encodes in float32

@@ -114,7 +114,11 @@ class ModelService:
                 from maskpix_desktop.core.segmenter import Segmenter
 
                 path, model_type = self.choice.sam_checkpoint()
-                self._segmenter = Segmenter.from_checkpoint(path, model_type=model_type, device=self.device)
+                # --precision fp32 means full float32 everywhere; otherwise SAM's encoder uses TF32 on CUDA.
+                sam_precision = "fp32" if self.choice.precision == "fp32" else "auto"
+                self._segmenter = Segmenter.from_checkpoint(
+                    path, model_type=model_type, device=self.device, encoder_precision=sam_precision
+                )
                 self._sam_path = path
             return self._segmenter
 

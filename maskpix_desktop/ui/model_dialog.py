@@ -186,6 +186,10 @@ class ModelDialog(QDialog):
         # device ------------------------------------------------------------------------------------
         self.device_combo = self._combo(DEVICES, choice.device)
         self.precision_combo = self._combo(PRECISIONS, choice.precision)
+        self.precision_combo.setToolTip(
+            "InstructPix2Pix weights: auto = fp16 on CUDA, fp32 elsewhere.\n"
+            "SAM's image encoder uses TF32 on CUDA unless fp32 is chosen (then full float32)."
+        )
 
         form = QFormLayout()
         form.addRow("Models folder", self._row(self.folder_edit, self.folder_browse))
