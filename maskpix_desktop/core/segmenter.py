@@ -442,8 +442,9 @@ class SegmentResult:
     logits: (K, L, L) float32 low-res logits (L = 256 for official SAM) to feed back as ``mask_input``.
 
     Built by :meth:`Segmenter.predict` the full-size masks are computed lazily: ``mask(i)`` computes
-    (and keeps) only candidate ``i``; ``masks`` computes every candidate. Either way the bits equal
-    ``SamPredictor.predict``'s. A result may also be built from ready arrays: ``SegmentResult(m, s, l)``.
+    (and keeps) only candidate ``i``; ``masks`` computes every candidate. Either way the masks are the
+    same (with ``decoder="exact"`` bit for bit ``SamPredictor.predict``'s). A result may also be built from
+    ready arrays: ``SegmentResult(m, s, l)``.
     """
 
     __slots__ = ("scores", "logits", "_masks", "_one", "_source", "_lock")
