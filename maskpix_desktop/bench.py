@@ -1228,12 +1228,79 @@ def _cuda_pipeline(cfg: BenchConfig) -> dict[str, Any]:
     import torch
 
     if cfg.quick:
-        return pipeline_speed(
+        out = pipeline_speed(
             cfg.device, torch.float16, size=128, steps=cfg.unet_steps, full_size=False, repeats=1
         )
-    return pipeline_speed(
-        cfg.device, torch.float16, size=512, steps=cfg.unet_steps, full_size=True, repeats=7
+    else:
+        out = pipeline_speed(
+            cfg.device, torch.float16, size=512, steps=cfg.unet_steps, full_size=True, repeats=7
+        )
+    try:  # an experiment: never lose the measurement above over it
+        out["tuning"] = pipeline_tuning(
+            cfg.device,
+            torch.float16,
+            size=128 if cfg.quick else 512,
+            steps=cfg.unet_steps,
+            full_size=not cfg.quick,
+            repeats=1 if cfg.quick else 5,
+        )
+    except Exception as exc:
+        out["tuning"] = _error(exc)
+    return out
+
+
+def pipeline_tuning(
+    device: str,
+    dtype: Any,
+    *,
+    size: int = 512,
+    steps: int = 20,
+    full_size: bool = True,
+    repeats: int = 5,
+) -> dict[str, Any]:
+    """Experiment: ``Editor.run`` (no mask) on the plain pipeline vs the same weights with the UNet and
+    VAE in channels_last, and additionally with fused QKV projections (diffusers'
+    ``fuse_qkv_projections``); interleaved; each variant's time ratio to plain and pixel difference."""
+    import torch
+
+    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core.jobs import EditParams, EditRequest
+
+    def channels_last(pipe: Any) -> Any:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+        return pipe
+
+    def fused(pipe: Any) -> Any:
+        channels_last(pipe).fuse_qkv_projections()
+        return pipe
+
+    makers = {"plain": lambda p: p, "channels_last": channels_last, "channels_last_fused_qkv": fused}
+    editors = {
+        name: Editor(make(build_bench_ip2p(device, dtype, full_size=full_size, seed=0)))
+        for name, make in makers.items()
+    }
+    img = synthetic_image(size, size, seed=3)
+    params = EditParams(instruction=INSTRUCTION, steps=steps, seed=7, long_side=size)
+    outs = {name: ed.run(EditRequest(img, None, params)).baseline for name, ed in editors.items()}  # warm-up
+    names = list(editors)
+    times = interleave(
+        [lambda ed=editors[n]: ed.run(EditRequest(img, None, params)) for n in names], repeats, device
     )
+    by = dict(zip(names, times, strict=True))
+    out: dict[str, Any] = {"size": size, "steps": steps, "dtype": str(dtype).replace("torch.", "")}
+    for name in names:
+        delta = np.abs(outs[name].astype(np.int16) - outs["plain"].astype(np.int16))
+        out[name] = {
+            "editor_run": _ms(by[name]),
+            "vs_plain": round(ratio(by[name], by["plain"]), 4),
+            "max_abs_pixel_diff_vs_plain": int(delta.max()),
+            "mean_abs_pixel_diff_vs_plain": round(float(delta.mean()), 4),
+        }
+    del editors
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return out
 
 
 # ----------------------------------------------------------------------------------------- UI
@@ -1904,6 +1971,16 @@ def _pipeline_rows(cp: Any) -> list[tuple[str, str, str]]:
     )
     for name, err in cp.get("errors", {}).items():
         rows.append(("edit", f"  ERROR {name}", err.get("error", str(err))))
+    tune = cp.get("tuning")
+    if isinstance(tune, dict) and "error" in tune:
+        rows.append(("edit", "  tuning (experiment)", f"ERROR {tune['error']}"))
+    elif isinstance(tune, dict):
+        parts = [
+            f"{name} x{v['vs_plain']:.3f} (max pixel diff {v['max_abs_pixel_diff_vs_plain']})"
+            for name, v in tune.items()
+            if isinstance(v, dict) and name != "plain"
+        ]
+        rows.append(("edit", "  tuning (experiment)", "Editor.run vs plain: " + ", ".join(parts)))
     return rows
 
 

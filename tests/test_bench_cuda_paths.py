@@ -176,3 +176,16 @@ def test_edit_section_cuda_wiring(monkeypatch):
     report = {"machine": bench.machine_info(), "edit": out, "targets": []}
     text = bench.format_table(report)
     assert "CUDA pipeline" in text and "max abs pixel diff 0" in text and "CUDA UNet" in text
+
+
+def test_pipeline_tuning_experiment_runs_on_the_cpu():
+    import torch
+
+    from maskpix_desktop.bench import pipeline_tuning
+
+    out = pipeline_tuning("cpu", torch.float32, size=64, steps=2, full_size=False, repeats=1)
+    assert set(out) >= {"plain", "channels_last", "channels_last_fused_qkv"}
+    assert out["plain"]["vs_plain"] == 1.0 and out["plain"]["max_abs_pixel_diff_vs_plain"] == 0
+    for name in ("channels_last", "channels_last_fused_qkv"):
+        assert out[name]["vs_plain"] > 0 and out[name]["editor_run"]["n"] == 1
+        assert out[name]["max_abs_pixel_diff_vs_plain"] <= 8  # same weights: rounding only
