@@ -79,3 +79,14 @@ def test_editor_on_cuda_equals_diffusers_and_blends(dtype):
     np.testing.assert_array_equal(pixel.blended[mask], pixel.baseline[mask])
     latent = editor.run(EditRequest(img, mask, replace(params, mask_mode="latent")))
     assert latent.blended.shape == img.shape and latent.timings["blend_s"] > 0
+
+
+def test_warm_up_on_cuda_then_clicks_work():
+    from maskpix_desktop.core.segmenter import Segmenter
+    from maskpix_desktop.testing.tiny_sam import build_tiny_sam
+
+    seg = Segmenter(build_tiny_sam(seed=0), "custom", DEVICE)
+    seg.warm_up(force=True)
+    assert seg.encoder_calls == 0 and not seg.has_image
+    seg.set_image(_image(3, 100, 120))
+    assert seg.predict(np.array([[60, 50]]), np.array([1])).mask().shape == (100, 120)

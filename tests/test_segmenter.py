@@ -527,3 +527,19 @@ def test_thin_images_are_padded_for_sam_and_masks_cropped_back(sam, decoder, hw)
     assert seg.predict(pts * 0 + 10, lbl).masks.shape == (3, 50, 60)
     seg.set_image(img)  # from the cache: the crop size comes back with the embedding
     assert seg.encoder_calls == 2 and seg.predict(pts, lbl).masks.shape == (3, h, w)
+
+
+def test_warm_up_leaves_the_segmenter_untouched(sam, monkeypatch):
+    seg = Segmenter(sam, "custom")
+    calls = []
+    monkeypatch.setattr(
+        sam.image_encoder, "forward", lambda x, f=sam.image_encoder.forward: calls.append(1) or f(x)
+    )
+    seg.warm_up()  # CPU: nothing to set up
+    assert calls == []
+    seg.set_image(_image(50, 40, 60))
+    key = seg.current_key
+    seg.warm_up(force=True)  # what CUDA does: one encode through a throwaway Segmenter
+    assert calls == [1, 1]
+    assert seg.current_key == key and seg.cached_keys() == [key] and seg.encoder_calls == 1
+    assert seg.predict(np.array([[30, 20]]), np.array([1])).masks.shape == (3, 40, 60)

@@ -116,9 +116,11 @@ class ModelService:
                 path, model_type = self.choice.sam_checkpoint()
                 # --precision fp32 means full float32 everywhere; otherwise SAM's encoder uses TF32 on CUDA.
                 sam_precision = "fp32" if self.choice.precision == "fp32" else "auto"
-                self._segmenter = Segmenter.from_checkpoint(
+                segmenter = Segmenter.from_checkpoint(
                     path, model_type=model_type, device=self.device, encoder_precision=sam_precision
                 )
+                segmenter.warm_up()  # CUDA only: the first click then does not pay the set-up
+                self._segmenter = segmenter
                 self._sam_path = path
             return self._segmenter
 
