@@ -167,6 +167,12 @@ def _token_to_image_any(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: to
     )
 
 
+def _image_to_token_any(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if _factor(attn, k.shape[0]):
+        return _image_to_token(attn, q, k, v)
+    return _image_to_token(attn, None, k, v, q_heads=split_heads(attn, attn.q_proj(q), keys_last=True))
+
+
 @dataclass(frozen=True)
 class FirstLayer:
     """The first layer's prompt-independent tensors of one image (no ``mask_input``), cached per image.
@@ -213,7 +219,6 @@ def _block(
     queries = layer.norm1(queries)
 
     tti, itt = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-    t = queries.shape[0]
     q = queries + query_pe
     if cached is not None:
         k = cached.k
@@ -227,12 +232,8 @@ def _block(
     q = queries + query_pe
     if cached is not None:
         attn_out = _image_to_token(itt, None, q, queries, q_heads=cached.itt_q)
-    elif _factor(itt, t):
-        attn_out = _image_to_token(itt, k, q, queries)
     else:
-        attn_out = _image_to_token(
-            itt, None, q, queries, q_heads=split_heads(itt, itt.q_proj(k), keys_last=True)
-        )
+        attn_out = _image_to_token_any(itt, k, q, queries)
     keys = layer.norm4(keys + attn_out)
     return queries, keys
 

@@ -747,7 +747,6 @@ class Segmenter:
         self._tokens: _ImageTokens | None = None
         self._key_pe: torch.Tensor | None = None
         self._first_layer: tuple[torch.Tensor, FirstLayer] | None = None  # (features, their tensors)
-        self._image_size: tuple[int, int] | None = None  # the current image's, before any thin padding
 
     @classmethod
     def from_checkpoint(
@@ -852,9 +851,11 @@ class Segmenter:
                 raise
         self.encoder_calls += 1
         assert p.features is not None
-        self._image_size = (int(image.shape[0]), int(image.shape[1]))
         self._cache[key] = _Embedding(
-            p.features, tuple(p.original_size), tuple(p.input_size), self._image_size
+            p.features,
+            tuple(p.original_size),
+            tuple(p.input_size),
+            (int(image.shape[0]), int(image.shape[1])),
         )
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -877,7 +878,6 @@ class Segmenter:
         p.original_size = emb.original_size
         p.input_size = emb.input_size
         p.is_image_set = True
-        self._image_size = emb.image_size
 
     def predict(
         self,
@@ -907,7 +907,7 @@ class Segmenter:
                 tuple(p.input_size),
                 tuple(p.original_size),
                 exact=not self.fast_decoder,
-                crop=self._image_size,
+                crop=self._cache[self._current].image_size,
             )
             scores, logits = iou.cpu().numpy(), low_res.cpu().numpy()
             if self.device.type != "cpu" and not self.fast_decoder:  # exact: SamPredictor's K-way resize
