@@ -303,9 +303,10 @@ def _exact_twin(seg: Any) -> Any:
     from maskpix_desktop.core.segmenter import Segmenter
 
     twin = Segmenter(seg.model, seg.model_type, seg.device, decoder="exact")
-    for name in ("features", "original_size", "input_size", "is_image_set"):
-        setattr(twin._predictor, name, getattr(seg._predictor, name))
-    twin._current = seg._current
+    key = seg.current_key
+    twin._cache[key] = seg._cache[key]
+    twin._restore(seg._cache[key])
+    twin._current = key
     return twin
 
 
