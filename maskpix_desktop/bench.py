@@ -999,13 +999,22 @@ def _diffusers_call(pipe: Any, pil: Any, params: Any) -> np.ndarray:
     return np.asarray(out.images[0])
 
 
+def _pipeline_inputs(size: int, steps: int) -> tuple[np.ndarray, Any]:
+    """The image and edit parameters of the whole-pipeline measurements (one set, so they compare)."""
+    from maskpix_desktop.core.jobs import EditParams
+
+    return synthetic_image(size, size, seed=3), EditParams(
+        instruction=INSTRUCTION, steps=steps, seed=7, long_side=size
+    )
+
+
 def _measure_pipeline(pipe: Any, device: str, *, size: int, steps: int, repeats: int) -> dict[str, Any]:
     """:func:`pipeline_speed`'s measurements on a built pipeline."""
     import torch
 
     from maskpix_desktop.core import images
     from maskpix_desktop.core.editor import Editor
-    from maskpix_desktop.core.jobs import EditParams, EditRequest
+    from maskpix_desktop.core.jobs import EditRequest
 
     cuda = device.startswith("cuda")
     out: dict[str, Any] = {
@@ -1015,9 +1024,8 @@ def _measure_pipeline(pipe: Any, device: str, *, size: int, steps: int, repeats:
     }
     editor = Editor(pipe)
     out["editor_device"], out["editor_dtype"] = editor.device, str(editor.dtype).replace("torch.", "")
-    img = synthetic_image(size, size, seed=3)
+    img, params = _pipeline_inputs(size, steps)
     mask = ellipse_mask(size, size)
-    params = EditParams(instruction=INSTRUCTION, steps=steps, seed=7, long_side=size)
     pil = images.to_pil(img)
 
     def diffusers_call() -> np.ndarray:
@@ -1265,7 +1273,7 @@ def pipeline_tuning(
     import torch
 
     from maskpix_desktop.core.editor import Editor
-    from maskpix_desktop.core.jobs import EditParams, EditRequest
+    from maskpix_desktop.core.jobs import EditRequest
 
     def channels_last(pipe: Any) -> Any:
         pipe.unet.to(memory_format=torch.channels_last)
@@ -1281,8 +1289,7 @@ def pipeline_tuning(
         name: Editor(make(build_bench_ip2p(device, dtype, full_size=full_size, seed=0)))
         for name, make in makers.items()
     }
-    img = synthetic_image(size, size, seed=3)
-    params = EditParams(instruction=INSTRUCTION, steps=steps, seed=7, long_side=size)
+    img, params = _pipeline_inputs(size, steps)
     outs = {name: ed.run(EditRequest(img, None, params)).baseline for name, ed in editors.items()}  # warm-up
     names = list(editors)
     times = interleave(
