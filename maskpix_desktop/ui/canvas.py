@@ -332,6 +332,22 @@ class ImageCanvas(QGraphicsView):
         if had_prompts:
             self.promptsChanged.emit()
 
+    def clear_image(self) -> None:
+        """Back to the empty canvas (no image, mask, prompts or undo history), e.g. to undo a failed open."""
+        self._cancel_interaction()
+        had_prompts = not self.prompts().is_empty()
+        self._image = None
+        self._mask = np.zeros((0, 0), np.uint8)
+        self._image_item.setPixmap(QPixmap())
+        self.set_heatmap(None)
+        self.overlay_item.rebuild(self._mask, self._overlay_color)
+        self.undo_stack.clear()
+        self._points.clear()
+        self._box = None
+        self._sync_prompt_items()
+        if had_prompts:
+            self.promptsChanged.emit()
+
     def image(self) -> np.ndarray | None:
         """The current image (read-only array, not a copy), or None."""
         return self._image

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.jobs import EditParams, EditRequest
 from maskpix_desktop.core.service import ModelChoice
 from maskpix_desktop.ui.canvas import ImageCanvas, Prompts
+from maskpix_desktop.ui.document import check_params, check_session
 from maskpix_desktop.ui.edit_panel import EditPanel
 from maskpix_desktop.ui.results import ResultsPanel
 from maskpix_desktop.ui.worker import AutoMaskJob, JobMessage, ModelClient, SegmentJob
@@ -600,7 +602,11 @@ class MainWindow(QMainWindow):
         )
 
     def restore_session(self, s: sessions.Session) -> None:
-        """Show ``s`` exactly: image, prompts (no SAM run: the saved mask wins), mask, params, results."""
+        """Show ``s`` exactly: image, prompts (no SAM run: the saved mask wins), mask, params, results.
+
+        Not atomic on its own: callers check ``s`` first (:func:`document.check_session`) and apply it
+        through :meth:`_apply_atomically`.
+        """
         self._restoring = True
         try:
             for result in s.history:
@@ -622,6 +628,61 @@ class MainWindow(QMainWindow):
             self._restoring = False
         self._update_title()
 
+    def _param_limits(self) -> dict[str, tuple[int, int]]:
+        """The integer ranges the edit panel can show exactly (a spin box would clamp other values)."""
+        p = self.edit_panel
+        pairs = (("steps", p.steps), ("seed", p.seed), ("dilate", p.dilate))
+        return {name: (w.minimum(), w.maximum()) for name, w in pairs}
+
+    def _apply_atomically(self, where: str, apply: Callable[[], None]) -> bool:
+        """Run ``apply`` (it replaces the document); if it raises, put the previous document back.
+
+        Validation comes first (nothing is applied to an invalid file); this is the second line: a
+        failure half-way never leaves a mix of two documents that the next Ctrl+S would write.
+        """
+        before = self._window_state()
+        try:
+            apply()
+        except Exception as exc:
+            log.exception("applying '%s' failed: the previous document is put back", where)
+            self._put_back(before)
+            self.banner.show_message(
+                f"Cannot open '{where}': it could not be shown ({type(exc).__name__}: {exc}). "
+                "Nothing was changed.",
+                "error",
+            )
+            return False
+        return True
+
+    def _window_state(self) -> dict[str, Any]:
+        return {
+            "session": self.session(),
+            "project_path": self.project_path,
+            "image_path": self.image_path,
+            "image_name": getattr(self, "_image_name", ""),
+            "modified": self.modified,
+            "recovered": self._recovered,
+            "seed_lock": self.edit_panel.seed_lock.isChecked(),
+            "automask_result": self.automask_result,
+            "automask_status": self.automask_status.text(),
+            "chosen_logits": self._chosen_logits,
+            "tab": self.tabs.currentIndex(),
+        }
+
+    def _put_back(self, st: dict[str, Any]) -> None:
+        s: sessions.Session = st["session"]
+        if s.image is None:
+            self.canvas.clear_image()
+            self.empty_hint.setVisible(self.isVisible())
+        self.restore_session(s)
+        self.project_path, self.image_path = st["project_path"], st["image_path"]
+        self._image_name, self.modified, self._recovered = st["image_name"], st["modified"], st["recovered"]
+        self.edit_panel.seed_lock.setChecked(st["seed_lock"])
+        self.automask_result, self._chosen_logits = st["automask_result"], st["chosen_logits"]
+        self.automask_status.setText(st["automask_status"])
+        self.tabs.setCurrentIndex(st["tab"])
+        self._update_title()
+
     def open_project_dialog(self) -> None:
         if self.modified and self.canvas.has_image() and not self._hook("ask_discard")(self):
             return
@@ -635,14 +696,21 @@ class MainWindow(QMainWindow):
         path = Path(path)
         try:
             s = sessions.load_project(path)
+            check_session(s, str(path), self._param_limits())
         except MaskPixError as exc:
             self.banner.show_message(str(exc), "error")
             self.statusBar().showMessage(f"Could not open {path.name}", 5000)
             return False
-        self.restore_session(s)
-        self._recovered = recovered
-        self.project_path = None if recovered else path
-        self.modified = recovered
+
+        def apply() -> None:
+            self.restore_session(s)
+            self._recovered = recovered
+            self.project_path = None if recovered else path
+            self.modified = recovered
+
+        if not self._apply_atomically(str(path), apply):
+            self.statusBar().showMessage(f"Could not open {path.name}", 5000)
+            return False
         self.banner.hide()
         if recovered:
             self.statusBar().showMessage("Restored the session that did not close cleanly.", 8000)
@@ -730,13 +798,19 @@ class MainWindow(QMainWindow):
         path = Path(path)
         try:
             request = sessions.rerun_from_sidecar(path)
+            check_params(request.params, str(path), "params", self._param_limits())
         except MaskPixError as exc:
             self.banner.show_message(str(exc), "error")
             return False
-        self._show_image(request.image, None, name=f"{path.stem} (re-run)")
-        self.canvas.set_mask(request.mask, text="Mask from export", undoable=False)
-        self.edit_panel.set_params(request.params)
-        self.edit_panel.seed_lock.setChecked(True)
+
+        def apply() -> None:
+            self._show_image(request.image, None, name=f"{path.stem} (re-run)")
+            self.canvas.set_mask(request.mask, text="Mask from export", undoable=False)
+            self.edit_panel.set_params(request.params)
+            self.edit_panel.seed_lock.setChecked(True)
+
+        if not self._apply_atomically(str(path), apply):
+            return False
         self.banner.show_message(
             f"Loaded the image, mask and settings of {path.name}: Run edit reproduces it "
             f"(seed {request.params.seed}).",
