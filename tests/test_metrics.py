@@ -250,7 +250,8 @@ def test_region_score_equals_score_of_manual_crop(clip):
     positive = [t for t in texts if clip.score(square, t) > 0]
     assert positive, "tiny model gives no positive score; pick other texts"
     for t in positive:
-        assert clip.region_score(edit, mask, t) == pytest.approx(clip.score(square, t), abs=1e-6)
+        # Same single-image batch on both sides, but another preprocessing path: float32 rounding only.
+        assert clip.region_score(edit, mask, t) == pytest.approx(clip.score(square, t), rel=1e-5, abs=1e-6)
     assert math.isnan(clip.region_score(edit, np.zeros_like(mask), "x"))
 
 
@@ -261,7 +262,9 @@ def test_direction_and_compute_metrics_with_clip(clip):
     assert clip.direction(img, img, "a photo", "a photo with a red box") == 0.0
     out = mx.compute_metrics(img, edit, mask, text="a red box", clip=clip)
     assert {"clip_score", "clip_score_region"} <= set(out) and "clip_direction" not in out
-    assert out["clip_score"] == pytest.approx(clip.score(edit, "a red box"), abs=1e-6)
+    # compute_metrics encodes the images as one batch, score() one at a time: float32 GEMMs reduce in
+    # another order per batch size and CPU kernel set, so ~1e-7 relative (x100 scale) is rounding, not a bug.
+    assert out["clip_score"] == pytest.approx(clip.score(edit, "a red box"), rel=1e-5)
     out = mx.compute_metrics(
         img,
         edit,
@@ -271,7 +274,7 @@ def test_direction_and_compute_metrics_with_clip(clip):
         src_caption="a photo",
         tgt_caption="a photo with a red box",
     )
-    assert out["clip_direction"] == pytest.approx(d, abs=1e-6)
+    assert out["clip_direction"] == pytest.approx(d, rel=1e-5, abs=1e-5)
     both = mx.compare(
         img,
         edit,
