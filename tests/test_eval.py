@@ -142,7 +142,7 @@ def test_readers_parse_both_layouts(pie_dir: Path, mb_dir: Path, tmp_path: Path)
     (tmp_path / "metadata.jsonl").write_text(json.dumps({**rec, "instruction": "x"}) + "\n{broken\n")
     fmt, items = ev.read_dataset(tmp_path)
     assert fmt == "magicbrush" and [it.id for it in items] == ["9-1", "line2-1"]
-    assert items[0].problem is None and "lacks" in items[1].problem
+    assert items[0].problem is None and items[1].problem == "line 2: not valid JSON"
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ev.MaskPixError, match="neither"):
@@ -265,7 +265,7 @@ def test_pie_run_writes_every_row_and_the_report(pie_run: Path) -> None:
     plot = images.load_image(pie_run / "distributions.png")
     grid = images.load_image(pie_run / "grid.png")
     assert plot.shape[1] > 600 and grid.shape[0] > 4 * 150  # four items, six panels each
-    assert (pie_run / "items" / "100000000000" / "crop.png").is_file()
+    assert (pie_run / "items" / ev.item_folder("100000000000") / "crop.png").is_file()
 
 
 def test_pie_metrics_match_independent_computation(pie_run: Path, pie_dir: Path, clip) -> None:

@@ -22,11 +22,11 @@ the saved images), ``run_s``, ``rank``, ``finished_at``, ``config``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,7 +38,15 @@ import numpy as np
 
 from maskpix_desktop.core import images, masks, metrics
 from maskpix_desktop.core.errors import ImageLoadError, MaskPixError
-from maskpix_desktop.core.export import comparison_grid, json_number, json_safe, mask_overlay
+from maskpix_desktop.core.eval_store import (
+    JsonlAppender,
+    OutputLock,
+    json_kind,
+    read_rows,
+    row_to_json,
+)
+from maskpix_desktop.core.eval_store import repair_tail as _repair_tail
+from maskpix_desktop.core.export import comparison_grid, json_safe, mask_overlay
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +112,9 @@ METRICS: tuple[MetricSpec, ...] = (
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 PIE_KEYS = ("pie_psnr", "pie_lpips", "pie_mse", "pie_ssim", "clip_score", "clip_score_region", "leakage_mean")
 MB_KEYS = ("l1", "clip_i", *PIE_KEYS)
+#: Metrics of the unedited part (1 - M): undefined when the mask covers the whole image.
+BACKGROUND_KEYS = ("pie_psnr", "pie_lpips", "pie_mse", "pie_ssim", "leakage_mean", "leakage_p99")
+WHOLE_MASK = "the mask covers the whole image: no unedited part (NaN in PIE-Bench, left out of the means)"
 
 
 class ItemError(MaskPixError):
@@ -132,8 +143,17 @@ class EvalItem:
 
     @property
     def slug(self) -> str:
-        """A file-name-safe form of the id (the folder of the item's saved images)."""
-        return re.sub(r"[^A-Za-z0-9._-]", "_", self.id) or "_"
+        """The folder of the item's saved images: a readable file-safe prefix of the id plus a hash of the
+        exact id, so ids that differ only in unsafe characters (``a b``/``a_b``, ``猫``/``犬``) or in case
+        (on case-insensitive disks) never share a folder. Rows name their files, so resuming a run made
+        with the older plain slugs still finds the old folders."""
+        return item_folder(self.id)
+
+
+def item_folder(item_id: str) -> str:
+    """``<safe prefix, at most 40 chars>-<10 hex of sha256(id)>``; never empty, never ``.``/``..``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", item_id)[:40].strip(".") or "item"
+    return f"{safe}-{hashlib.sha256(item_id.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
 
 
 def detect_format(root: Path) -> str:
@@ -153,48 +173,112 @@ def _strip_brackets(text: str) -> str:
     return text.replace("[", "").replace("]", "")
 
 
-def read_pie(root: Path) -> list[EvalItem]:
-    """Items of a PIE-Bench folder: ``mapping_file.json`` plus images under ``annotation_images/``."""
-    root = Path(root)
+def _clean(text: str) -> str:
+    """Text as UTF-8 can store it: a lone surrogate (possible in JSON) becomes its ``\\udXXX`` escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _load_index(path: Path) -> Any:
     try:
-        data = json.loads((root / PIE_MAPPING).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise MaskPixError(f"cannot read {root / PIE_MAPPING}: {exc}") from exc
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise MaskPixError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+
+
+def _field(rec: dict, name: str, problems: list[str], lacks: list[str] | None = None) -> str:
+    """A text field of an index record ("" when absent); a wrong type is a problem, never str()-ed."""
+    value = rec.get(name)
+    if value is None or value == "":
+        if lacks is not None:
+            lacks.append(name)
+        return ""
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, int) and not isinstance(value, bool) and name in ("editing_type_id", "img_id"):
+        return str(value)
+    problems.append(f"'{name}' is {json_kind(value)}, not text")
+    return ""
+
+
+def _whole(value: Any, least: int) -> int | None:
+    """``value`` as an integer >= ``least`` (ints, integral floats, digit strings), else None."""
+    if isinstance(value, str) and value.isascii() and value.strip().isdigit() and len(value) < 19:
+        value = int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= least else None
+
+
+def _rle(value: Any) -> tuple[tuple[int, ...] | None, str | None]:
+    if not isinstance(value, list):
+        return None, f"mask is {json_kind(value)}, not a list of (start, length) integers"
+    runs = [_whole(v, 0) for v in value]
+    bad = next((v for v, r in zip(value, runs, strict=True) if r is None), None)
+    if bad is not None or any(r is None for r in runs):
+        return None, f"mask holds {bad!r:.40}, not a non-negative integer"
+    return tuple(r for r in runs if r is not None), None
+
+
+def read_pie(root: Path) -> list[EvalItem]:
+    """Items of a PIE-Bench folder: ``mapping_file.json`` plus images under ``annotation_images/``. A record
+    of the wrong shape becomes an item with a ``problem`` (an error row), never a crash."""
+    root = Path(root)
+    data = _load_index(root / PIE_MAPPING)
     if not isinstance(data, dict):
-        raise MaskPixError(f"{root / PIE_MAPPING} must map item ids to records")
+        raise MaskPixError(f"{root / PIE_MAPPING} must map item ids to records, not a {json_kind(data)}")
     img_root = root / "annotation_images" if (root / "annotation_images").is_dir() else root
     items = []
     for key in sorted(data):
-        rec = data[key] if isinstance(data[key], dict) else {}
-        problem = None
-        missing = [f for f in ("image_path", "editing_instruction") if not rec.get(f)]
-        missing += ["mask"] if "mask" not in rec else []  # an empty list is a valid (empty) mask
-        if missing:
-            problem = f"record lacks {', '.join(missing)}"
-        rle = rec.get("mask")
-        try:
-            rle_t = tuple(int(v) for v in rle) if isinstance(rle, list) else None
-        except (TypeError, ValueError):
-            rle_t, problem = None, problem or "mask is not a list of integers"
-        if rle_t is None and problem is None:
-            problem = "mask is not a list of (start, length) integers"
+        rec = data[key]
+        problems = [] if isinstance(rec, dict) else [f"the record is {json_kind(rec)}, not an object"]
+        rec = rec if isinstance(rec, dict) else {}
+        lacks: list[str] = []
+        image_path = _field(rec, "image_path", problems, lacks)
+        instruction = _field(rec, "editing_instruction", problems, lacks)
+        prompt, source = _field(rec, "editing_prompt", problems), _field(rec, "original_prompt", problems)
+        edit_type = _field(rec, "editing_type_id", problems)
+        rle_t, rle_problem = _rle(rec["mask"]) if "mask" in rec else (None, None)
+        if "mask" not in rec and isinstance(data[key], dict):
+            lacks.append("mask")  # an empty list is a valid (empty) mask
+        problem = problems[0] if problems else f"record lacks {', '.join(lacks)}" if lacks else rle_problem
         items.append(
             EvalItem(
-                id=str(key),
+                id=_clean(str(key)),
                 dataset="pie",
-                image=img_root / str(rec.get("image_path", "")),
-                instruction=str(rec.get("editing_instruction", "")),
-                prompt=_strip_brackets(str(rec["editing_prompt"])) if rec.get("editing_prompt") else None,
-                source_prompt=_strip_brackets(str(rec["original_prompt"]))
-                if rec.get("original_prompt")
-                else None,
-                edit_type=str(rec.get("editing_type_id", "")),
+                image=img_root / image_path,
+                instruction=instruction,
+                prompt=_strip_brackets(prompt) or None,
+                source_prompt=_strip_brackets(source) or None,
+                edit_type=edit_type,
                 mask_rle=rle_t,
-                blended_word=str(rec.get("blended_word", "") or ""),
+                blended_word=_clean(str(rec.get("blended_word", "") or "")),
                 problem=problem,
             )
         )
     return items
+
+
+MB_TURN_KEYS = ("input", "mask", "instruction", "output")
+MB_HF_KEYS = ("source_img", "mask_img", "instruction", "target_img")
+
+
+def _mb_item(
+    item_id: str, folder: Path, rec: dict, problems: list[str], where: str, keys: Sequence[str], **extra: Any
+) -> EvalItem:
+    """One MagicBrush turn; ``keys`` name its input, mask, instruction and output fields in ``rec``."""
+    lacks: list[str] = []
+    image, mask, instruction, output = (_field(rec, k, problems, lacks) for k in keys)
+    problem = problems[0] if problems else f"lacks {', '.join(lacks)}" if lacks else None
+    return EvalItem(
+        id=item_id,
+        dataset="magicbrush",
+        image=folder / image,
+        instruction=instruction,
+        mask_path=folder / mask,
+        target=folder / output,
+        problem=f"{where}: {problem}" if problem else None,
+        **extra,
+    )
 
 
 def read_magicbrush(root: Path) -> list[EvalItem]:
@@ -205,63 +289,67 @@ def read_magicbrush(root: Path) -> list[EvalItem]:
     (``{img_id: {output file: caption}}``) for the CLIP score; one item per turn, id ``<img_id>-<turn>``.
     Or ``metadata.jsonl`` with the Hugging Face columns ``img_id``, ``turn_index``, ``source_img``,
     ``mask_img``, ``instruction``, ``target_img`` (paths relative to the folder) and optional ``caption``.
+    A session, turn or line of the wrong shape becomes an item with a ``problem`` (an error row).
     """
     root = Path(root)
     items: list[EvalItem] = []
     if (root / MB_SESSIONS).is_file():
-        try:
-            sessions = json.loads((root / MB_SESSIONS).read_text(encoding="utf-8"))
-            captions: dict = {}
-            if (root / MB_CAPTIONS).is_file():
-                captions = json.loads((root / MB_CAPTIONS).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise MaskPixError(f"cannot read the MagicBrush index in {root}: {exc}") from exc
+        sessions = _load_index(root / MB_SESSIONS)
+        if not isinstance(sessions, dict):
+            raise MaskPixError(
+                f"{root / MB_SESSIONS} must map image ids to lists of turns, not a {json_kind(sessions)}"
+            )
+        captions = _load_index(root / MB_CAPTIONS) if (root / MB_CAPTIONS).is_file() else {}
         for img_id in sorted(sessions):
-            folder = root / "images" / str(img_id)
-            for turn, rec in enumerate(sessions[img_id], start=1):
+            folder, turns, sid = root / "images" / img_id, sessions[img_id], _clean(img_id)
+            if not isinstance(turns, list):
+                why = f"is {json_kind(turns)}, not a list of turns"
+                items.append(_mb_item(sid, folder, {}, [why], f"session {sid!r}", MB_TURN_KEYS))
+                continue
+            caps = captions.get(img_id) if isinstance(captions, dict) else None
+            for turn, rec in enumerate(turns, start=1):
+                problems = [] if isinstance(rec, dict) else [f"is {json_kind(rec)}, not a record"]
                 rec = rec if isinstance(rec, dict) else {}
-                lacks = [f for f in ("input", "mask", "instruction", "output") if not rec.get(f)]
-                out_name = str(rec.get("output", ""))
-                caption = captions.get(str(img_id), {}).get(out_name) if isinstance(captions, dict) else None
+                out_name = rec.get("output")
+                caption = caps.get(out_name) if isinstance(caps, dict) and isinstance(out_name, str) else None
+                prompt = _clean(caption) if isinstance(caption, str) and caption else None
+                extra = {"prompt": prompt, "edit_type": f"turn {turn}"}
                 items.append(
-                    EvalItem(
-                        id=f"{img_id}-{turn}",
-                        dataset="magicbrush",
-                        image=folder / str(rec.get("input", "")),
-                        instruction=str(rec.get("instruction", "")),
-                        prompt=str(caption) if caption else None,
-                        edit_type=f"turn {turn}",
-                        mask_path=folder / str(rec.get("mask", "")),
-                        target=folder / out_name,
-                        problem=f"turn lacks {', '.join(lacks)}" if lacks else None,
-                    )
+                    _mb_item(f"{sid}-{turn}", folder, rec, problems, f"turn {turn}", MB_TURN_KEYS, **extra)
                 )
         return items
     try:
-        lines = (root / MB_JSONL).read_text(encoding="utf-8").splitlines()
+        lines = (root / MB_JSONL).read_bytes().split(b"\n")
     except OSError as exc:
         raise MaskPixError(f"cannot read {root / MB_JSONL}: {exc}") from exc
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        problems: list[str] = []
         try:
-            rec = json.loads(line)
-        except ValueError:
-            rec = {}
-        lacks = [f for f in ("source_img", "mask_img", "instruction", "target_img") if not rec.get(f)]
-        img_id = str(rec.get("img_id", f"line{n}"))
-        turn = int(rec.get("turn_index", 1) or 1)
+            rec = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            rec, problems = {}, ["not UTF-8 text"]
+        except (ValueError, RecursionError):
+            rec, problems = {}, ["not valid JSON"]
+        if not isinstance(rec, dict):
+            rec, problems = {}, [f"is {json_kind(rec)}, not a record"]
+        img_id = _field(rec, "img_id", problems) or f"line{n}"
+        raw_turn = rec.get("turn_index", 1)
+        turn = _whole(1 if raw_turn is None else raw_turn, 1)
+        if turn is None:
+            problems.append(f"turn_index {raw_turn!r:.40} is not a whole number >= 1")
+        caption = rec.get("caption")
         items.append(
-            EvalItem(
-                id=f"{img_id}-{turn}",
-                dataset="magicbrush",
-                image=root / str(rec.get("source_img", "")),
-                instruction=str(rec.get("instruction", "")),
-                prompt=str(rec["caption"]) if rec.get("caption") else None,
-                edit_type=f"turn {turn}",
-                mask_path=root / str(rec.get("mask_img", "")),
-                target=root / str(rec.get("target_img", "")),
-                problem=f"line {n} lacks {', '.join(lacks)}" if lacks else None,
+            _mb_item(
+                f"{img_id}-{turn}" if turn is not None else f"{img_id}-line{n}",
+                root,
+                rec,
+                problems,
+                f"line {n}",
+                MB_HF_KEYS,
+                prompt=_clean(caption) if isinstance(caption, str) and caption else None,
+                edit_type=f"turn {turn or '?'}",
             )
         )
     return sorted(items, key=lambda it: it.id)
@@ -450,19 +538,21 @@ def score_row(
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     """Every metric of one output; a metric that cannot be computed is None with a reason in ``missing``."""
     m = loaded.metric_mask
-    out: dict[str, float | None] = {
-        "pie_psnr": metrics.pie_background_psnr(orig, edit, m),
-        "pie_mse": metrics.pie_background_mse(orig, edit, m),
-        "pie_ssim": metrics.pie_background_ssim(orig, edit, m),
-    }
-    leak_mean, leak_p99 = metrics.leakage(metrics.change_map(orig, edit), m)
-    out["leakage_mean"], out["leakage_p99"] = leak_mean, leak_p99
+    out: dict[str, float | None] = {}
     missing: dict[str, str] = {}
-    if scorers.lpips is not None:
-        out["pie_lpips"] = scorers.lpips(orig, edit, m)
+    if masks.as_bool(m).all():  # no unedited part: PIE-Bench's evaluation gives NaN, left out of means
+        for key in BACKGROUND_KEYS:
+            out[key], missing[key] = None, WHOLE_MASK
     else:
-        out["pie_lpips"] = None
-        missing["pie_lpips"] = scorers.missing.get("lpips", "LPIPS unavailable")
+        out["pie_psnr"] = metrics.pie_background_psnr(orig, edit, m)
+        out["pie_mse"] = metrics.pie_background_mse(orig, edit, m)
+        out["pie_ssim"] = metrics.pie_background_ssim(orig, edit, m)
+        out["leakage_mean"], out["leakage_p99"] = metrics.leakage(metrics.change_map(orig, edit), m)
+        if scorers.lpips is not None:
+            out["pie_lpips"] = scorers.lpips(orig, edit, m)
+        else:
+            out["pie_lpips"] = None
+            missing["pie_lpips"] = scorers.missing.get("lpips", "LPIPS unavailable")
     clip = scorers.clip
     clip_reason = scorers.missing.get("clip", "CLIP unavailable")
     if clip is None or not item.prompt:
@@ -622,79 +712,6 @@ def evaluate_item(
 # ============================================================================================ JSONL
 
 
-def _repair_tail(path: Path) -> None:
-    """Cut a torn last line (a kill mid-write) so the next append starts on a fresh line."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return
-    if size == 0:
-        return
-    with open(path, "rb+") as fh:
-        fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return
-        fh.seek(0)
-        data = fh.read()
-        cut = data.rfind(b"\n") + 1
-        log.warning("%s: dropping a torn last line (%d bytes)", path, size - cut)
-        fh.truncate(cut)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def row_to_json(row: dict[str, Any]) -> str:
-    return json.dumps(json_safe(row), sort_keys=True, allow_nan=False, ensure_ascii=False)
-
-
-def row_from_json(line: str) -> dict[str, Any]:
-    row = json.loads(line)
-    if not isinstance(row, dict) or "item" not in row or "mode" not in row:
-        raise ValueError("not a result row")
-    row["metrics"] = {k: json_number(v) for k, v in (row.get("metrics") or {}).items()}
-    return row
-
-
-class JsonlAppender:
-    """Append-only JSON lines; every row is flushed and fsynced before :meth:`append` returns."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _repair_tail(self.path)
-        self._fh = open(self.path, "a", encoding="utf-8")
-
-    def append(self, row: dict[str, Any]) -> None:
-        self._fh.write(row_to_json(row) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        self._fh.close()
-
-    def __enter__(self) -> JsonlAppender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; unreadable lines (a torn tail) are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(row_from_json(line))
-        except ValueError:
-            log.warning("%s:%d: skipping an unreadable line", path, n)
-    return rows
-
-
 def shard_path(out_dir: Path, rank: int) -> Path:
     return Path(out_dir) / f"shard-{rank}.jsonl"
 
@@ -710,11 +727,12 @@ def all_rows(out_dir: Path) -> list[dict[str, Any]]:
 
 def done_keys(out_dir: Path, *, retry_errors: bool = False) -> set[tuple[str, str]]:
     """(item, mode) pairs already finished in any shard (error rows too, unless ``retry_errors``)."""
-    return {
-        (r["item"], r["mode"])
-        for r in all_rows(out_dir)
-        if r.get("status") == "ok" or (r.get("status") == "error" and not retry_errors)
-    }
+    return _done(all_rows(out_dir), retry_errors)
+
+
+def _done(rows: Iterable[dict[str, Any]], retry_errors: bool) -> set[tuple[str, str]]:
+    ok = ("ok",) if retry_errors else ("ok", "error")
+    return {(r["item"], r["mode"]) for r in rows if r.get("status") in ok}
 
 
 def merge_rows(
@@ -738,7 +756,9 @@ def merge_rows(
 # ============================================================================================ report
 
 
-def _stats(values: list[float | None]) -> dict[str, Any]:
+def _stats(values: list[float | None], excluded: int = 0) -> dict[str, Any]:
+    """Mean, median and counts; ``n_excluded`` of the missing values are items left out on purpose
+    (a whole-image mask), the rest of ``n_missing`` could not be computed."""
     present = [v for v in values if v is not None and not math.isnan(v)]
     finite = [v for v in present if math.isfinite(v)]
     n_inf = len(present) - len(finite)
@@ -755,6 +775,7 @@ def _stats(values: list[float | None]) -> dict[str, Any]:
         "n": len(present),
         "n_inf": n_inf,
         "n_missing": len(values) - len(present),
+        "n_excluded": excluded,
     }
 
 
@@ -766,7 +787,8 @@ def _aggregate(rows: list[dict[str, Any]], keys: Sequence[str], modes: Sequence[
             continue
         entry: dict[str, Any] = {"items": len(mrows)}
         for key in keys:
-            st = _stats([r["metrics"].get(key) for r in mrows])
+            whole = sum(1 for r in mrows if (r.get("missing") or {}).get(key) == WHOLE_MASK)
+            st = _stats([r["metrics"].get(key) for r in mrows], whole)
             reasons = sorted({r.get("missing", {}).get(key) for r in mrows} - {None})
             if reasons:
                 st["missing_reason"] = "; ".join(reasons)
@@ -779,6 +801,8 @@ def _cell(stat: dict[str, Any] | None, spec: MetricSpec) -> str:
     if stat is None:
         return "—"
     if stat["n"] == 0:
+        if stat.get("n_excluded") and stat["n_excluded"] == stat["n_missing"]:
+            return "NaN"  # every item has a whole-image mask (PIE-Bench: NaN)
         return "missing" if stat.get("missing_reason") else "—"
     mean = stat["mean"]
     if math.isinf(mean):
@@ -999,6 +1023,7 @@ def write_report(
     ok = [r for r in rows if r.get("status") == "ok"]
     errors = [r for r in rows if r.get("status") != "ok"]
     edit_types = sorted({r.get("edit_type", "") for r in ok}, key=lambda t: (len(t), t))
+    whole = sorted({r["item"] for r in ok if (r.get("missing") or {}).get("pie_psnr") == WHOLE_MASK})
     summary: dict[str, Any] = {
         **meta,
         "modes": list(modes),
@@ -1011,6 +1036,12 @@ def write_report(
             for k in all_keys
         },
         "overall": _aggregate(rows, all_keys, modes),
+        "excluded_whole_mask": {
+            "count": len(whole),
+            "items": whole,
+            "metrics": list(BACKGROUND_KEYS),
+            "reason": WHOLE_MASK,
+        },
         "by_edit_type": {
             t: _aggregate([r for r in ok if r.get("edit_type", "") == t], all_keys, modes) for t in edit_types
         },
@@ -1056,6 +1087,15 @@ def write_report(
         "∞: at least one item's background is identical to the original (infinite PSNR). "
         "`*`: mean over the items where the metric exists. `missing`: no item has it (see models).",
     ]
+    if whole:
+        md += [
+            "",
+            f"Excluded: {len(whole)} item(s) whose mask covers the whole image have no unedited part; their "
+            "PSNR, LPIPS, MSE, SSIM and leakage are NaN (as in PIE-Bench's evaluation) and left out of "
+            f"those means: {', '.join(f'`{i}`' for i in whole[:20])}"
+            + (" …" if len(whole) > 20 else "")
+            + ".",
+        ]
     if summary["by_edit_type"]:
         md += ["", "## Per edit type", ""]
         specs = [METRIC_BY_KEY[k] for k in keys]
@@ -1137,20 +1177,44 @@ def _device_string(dev: Any) -> str:
     return dev
 
 
-def _check_config(out: Path, record: dict[str, Any]) -> None:
+def _check_config(out: Path, record: dict[str, Any], rows: Sequence[dict[str, Any]]) -> None:
+    """Refuse to mix settings (fails closed): ``eval-config.json`` must be readable and equal to this
+    run's settings, a folder with rows must have it, and every row must carry this run's config."""
     path = out / CONFIG_JSON
-    if not path.is_file():
-        return
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
-    if diff:
-        details = ", ".join(f"{k}: {old.get(k)!r} -> {record.get(k)!r}" for k in diff)
+    if path.exists() or path.is_symlink():
+        try:
+            text = path.read_text(encoding="utf-8")
+            old = json.loads(text) if text.strip() else "empty"
+            if not isinstance(old, dict):
+                raise ValueError(f"it is {old}" if old == "empty" else f"it holds a {json_kind(old)}")
+        except (OSError, ValueError, RecursionError) as exc:
+            raise MaskPixError(
+                f"{path} is unreadable ({exc}); it records the settings of the results in {out}, so they "
+                "cannot be checked against this run. Restore it, or use another --out folder"
+            ) from None
+        _refuse_diff(out, old, record, "")
+    elif rows:
         raise MaskPixError(
-            f"{out} holds results made with other settings ({details}); resume with the same settings "
-            "or use another --out folder"
+            f"{out} holds {len(rows)} result rows but no {CONFIG_JSON}, so their settings are unknown; "
+            "use another --out folder"
+        )
+    for r in rows:
+        if isinstance(r.get("config"), dict):
+            where = f" in the row ({r['item']}, {r['mode']})"
+            _refuse_diff(out, {"config": r["config"]}, {"config": record["config"]}, where)
+
+
+def _refuse_diff(out: Path, old: dict[str, Any], new: dict[str, Any], where: str) -> None:
+    flat_old = {**old, **{f"config.{k}": v for k, v in (old.get("config") or {}).items()}}
+    flat_new = {**new, **{f"config.{k}": v for k, v in new["config"].items()}}
+    diff = sorted(
+        k for k in set(flat_old) | set(flat_new) if k != "config" and flat_old.get(k) != flat_new.get(k)
+    )
+    if diff:
+        details = ", ".join(f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in diff)
+        raise MaskPixError(
+            f"{out} holds results made with other settings{where} ({details}); resume with the same "
+            "settings or use another --out folder"
         )
 
 
@@ -1185,12 +1249,9 @@ def _run_eval(opts: RunOptions, log_fn: Callable[[str], None]) -> dict[str, Any]
     import torch
     from accelerate import PartialState
 
-    from maskpix_desktop.core.service import ModelChoice, ModelService
-
     want_cpu = opts.device == "cpu" or (opts.device == "auto" and not torch.cuda.is_available())
     state = PartialState(cpu=want_cpu, timeout=timedelta(seconds=opts.dist_timeout_s))
-    rank, world = state.process_index, state.num_processes
-    if world > 1 or opts.device == "auto":
+    if state.num_processes > 1 or opts.device == "auto":
         device = _device_string(state.device)
     else:
         device = opts.device
@@ -1202,8 +1263,53 @@ def _run_eval(opts: RunOptions, log_fn: Callable[[str], None]) -> dict[str, Any]
     if not modes:
         raise MaskPixError(f"no mode to evaluate; choose from {', '.join(MODES)}")
     out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MaskPixError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    lock = _lock_output(out, state)  # before anything is read, repaired, written or loaded
+    try:
+        return _run_locked(opts, log_fn, state, device, fmt, items, modes, out)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _lock_output(out: Path, state: Any) -> OutputLock | None:
+    """The main process takes the folder's OS lock and tells the others whether it got it, so a second
+    launch on the same ``--out`` (one process or many) stops at once with the same message."""
+    lock, err = None, None
+    if state.is_main_process:
+        try:
+            lock = OutputLock.acquire(out)
+        except MaskPixError as exc:
+            err = str(exc)
+    if state.num_processes > 1:
+        import torch.distributed as dist
+
+        box = [err]
+        dist.broadcast_object_list(box, src=0)
+        err = box[0]
+    if err:
+        raise MaskPixError(err)
+    return lock
+
+
+def _run_locked(
+    opts: RunOptions,
+    log_fn: Callable[[str], None],
+    state: Any,
+    device: str,
+    fmt: str,
+    items: list[EvalItem],
+    modes: tuple[str, ...],
+    out: Path,
+) -> dict[str, Any] | None:
+    import torch
+
+    from maskpix_desktop.core.service import ModelChoice, ModelService
+
+    rank, world = state.process_index, state.num_processes
     choice = ModelChoice(
         models_dir=opts.models_dir, ip2p=opts.ip2p, device=device, precision=opts.config.precision
     )
@@ -1216,11 +1322,12 @@ def _run_eval(opts: RunOptions, log_fn: Callable[[str], None]) -> dict[str, Any]
         "ip2p": str(service.choice.ip2p or "registry"),
         "clip": bool(opts.clip),
     }
-    _check_config(out, record)
+    previous = all_rows(out)
+    _check_config(out, record, previous)
     if state.is_main_process and not (out / CONFIG_JSON).is_file():
         images.atomic_write_text(out / CONFIG_JSON, json.dumps(record, indent=2, sort_keys=True))
 
-    done = done_keys(out, retry_errors=opts.retry_errors)
+    done = _done(previous, opts.retry_errors)
     own = shard_path(out, rank)
     _repair_tail(own)
     state.wait_for_everyone()
