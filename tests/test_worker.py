@@ -492,7 +492,7 @@ def test_shutdown_during_running_edit(qtbot, qtlog):
     client = ModelClient(lambda: FakeService(FakeEditor(delay=0.05)))
     client.start()
     rec = Recorder(client)
-    jid = client.edit(_request(steps=10_000))
+    jid = client.edit(_request(steps=1_000))  # 50 s: still running at shutdown
     qtbot.waitUntil(lambda: "progress" in rec.kinds(jid), timeout=5000)
     thread = client._thread
     t0 = time.perf_counter()
@@ -582,3 +582,31 @@ def test_qt_bindings_keep_singleton_refcounts(qapp):
         emitter.setObjectName("x")
     assert abs(sys.getrefcount(True) - true_refs) < 50
     assert abs(sys.getrefcount(None) - none_refs) < 50
+
+
+# ---------------------------------------------------------------------------------- document identity
+
+
+def test_jobs_of_a_closed_document_are_cancelled_and_their_messages_dropped(make_client, qtbot):
+    """Issue 22.1 at the job layer: a running edit and a job queued behind it for document 1; the
+    document changes to 2: the edit stops, the queued job never starts, none of their later messages is
+    delivered; jobs of document 2 and model loads run and report as usual."""
+    editor = FakeEditor(delay=0.05)
+    client = make_client(lambda: FakeService(editor, FakeSegmenter()))
+    rec = Recorder(client)
+    client.set_document(1)
+    edit = client.edit(_request(steps=200), metrics=False)
+    queued = client.edit(_request(steps=3), metrics=False)
+    qtbot.waitUntil(lambda: "progress" in rec.kinds(edit), timeout=10_000)
+    seen_before = len(rec.msgs)
+    client.set_document(2)
+    assert client.document == 2
+    fresh = client.edit(_request(steps=2), metrics=False)
+    load = client.load_models(sam=False, ip2p=False, clip=False)
+    assert rec.wait(qtbot, fresh).kind == "finished" and rec.final(fresh).doc == 2
+    assert rec.wait(qtbot, load).kind == "finished" and rec.final(load).doc == 0
+    assert editor.runs == [edit, fresh]  # the queued job of document 1 never started
+    assert all(m.doc == 1 for m in rec.msgs[:seen_before])
+    assert not [m for m in rec.msgs[seen_before:] if m.doc == 1]  # nothing of document 1 after the switch
+    assert rec.final(edit) is None and rec.final(queued) is None
+    assert len(editor.runs) == 2 and not client.is_busy()  # the old jobs are over and forgotten

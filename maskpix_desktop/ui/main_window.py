@@ -221,6 +221,7 @@ class MainWindow(QMainWindow):
         self._models_ready = False
         self._automask_job = 0
         self._tau_job = 0
+        self._document = 0  # incremented for every image, project or re-run opened (see _new_document)
         self.automask_result: Any = None  # the AutoMaskResult on the canvas (None after a new image)
 
         self.banner = Banner()
@@ -550,8 +551,25 @@ class MainWindow(QMainWindow):
         self._add_recent(path)
         return True
 
+    def _new_document(self) -> None:
+        """A new image, project or re-run replaces the document: the old one's jobs are cancelled and
+        their messages dropped (see ``worker``), so no result lands on the wrong image."""
+        self._document += 1
+        self.client.set_document(self._document)
+        self._segment_timer.stop()
+        self._tau_timer.stop()
+        self._segment_job = self._tau_job = 0
+        if self._automask_job:
+            self._automask_job = 0
+            self._set_automask_running(False)
+        if self._edit_job:
+            self._edit_job = 0
+            self.edit_panel.set_running(False)
+            self.statusBar().showMessage("The running edit was cancelled: another image was opened.", 8000)
+
     def _show_image(self, image: np.ndarray, path: Path | None, name: str = "") -> None:
         """Put a decoded image on the canvas (empty mask, no prompts) and start its SAM encoding."""
+        self._new_document()
         self.image_path = path
         self._image_name = path.name if path is not None else name
         self.canvas.set_image(image)
@@ -607,6 +625,7 @@ class MainWindow(QMainWindow):
         Not atomic on its own: callers check ``s`` first (:func:`document.check_session`) and apply it
         through :meth:`_apply_atomically`.
         """
+        self._new_document()
         self._restoring = True
         try:
             for result in s.history:

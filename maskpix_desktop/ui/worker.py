@@ -3,8 +3,14 @@
 ``ModelClient`` (GUI thread) numbers jobs, posts them to a ``_Worker`` living on its own QThread and
 re-emits the worker's :class:`JobMessage` objects on the GUI thread. Every job ends with exactly one of
 "finished", "cancelled" or "failed", except a segment job superseded by a newer one, which ends
-silently (its messages are dropped as stale). Cancel is a ``threading.Event`` per job; the editor checks
-it after every denoising step. The thread is never terminated: ``shutdown()`` cancels, quits and waits.
+silently (its messages are dropped as stale). Cancel is a ``threading.Event`` per job; the editor
+checks it after every denoising step. The thread is never terminated: ``shutdown()`` cancels, quits
+and waits.
+
+Document identity: every job except a model load carries the number of the document it was made for
+(:meth:`ModelClient.set_document`; the window starts a new one for every image, project or re-run it
+opens). Changing the document cancels the old document's jobs, waiting or running, and drops every
+message of theirs still on its way: nothing computed for one image ever lands on another.
 
 Arrays inside jobs (images, masks, prompts) are handed over, not copied: do not mutate them afterwards.
 """
@@ -53,6 +59,7 @@ class JobMessage:
     detail: str = ""  # traceback text for the log
     seconds: float = 0.0  # wall time of the job (terminal messages)
     eta_s: float | None = None  # progress: estimated seconds left
+    doc: int = 0  # the document the job was made for (0: none, e.g. a model load)
 
     @property
     def final(self) -> bool:
@@ -104,11 +111,12 @@ _WAITING, _RUNNING, _DONE = "waiting", "running", "done"
 class _Job:
     """A job as both threads see it; ``state`` changes only under the table's lock."""
 
-    __slots__ = ("job_id", "task", "payload", "cancel", "state")
+    __slots__ = ("job_id", "task", "doc", "payload", "cancel", "state")
 
-    def __init__(self, job_id: int, task: str):
+    def __init__(self, job_id: int, task: str, doc: int = 0):
         self.job_id = job_id
         self.task = task
+        self.doc = doc
         self.payload: Any = None
         self.cancel = threading.Event()
         self.state = _WAITING
@@ -135,10 +143,10 @@ class _JobTable:
         self.latest_segment = 0
         self.closed = False
 
-    def add(self, task: str) -> _Job:
+    def add(self, task: str, doc: int = 0) -> _Job:
         with self._lock:
             self._next_id += 1
-            job = _Job(self._next_id, task)
+            job = _Job(self._next_id, task, doc)
             self._jobs[job.job_id] = job
             if task == "segment":
                 self.latest_segment = job.job_id
@@ -179,6 +187,19 @@ class _JobTable:
                 if job.state == _WAITING:
                     job.state = _DONE
                     ended.append(job)
+            return ended
+
+    def cancel_other_documents(self, doc: int) -> list[_Job]:
+        """Cancel every job made for a document other than ``doc`` (loads are for none); return the
+        waiting ones, now over."""
+        with self._lock:
+            ended = []
+            for job in self._jobs.values():
+                if job.doc and job.doc != doc:
+                    job.cancel.set()
+                    if job.state == _WAITING:
+                        job.state = _DONE
+                        ended.append(job)
             return ended
 
     def close(self) -> None:
@@ -285,7 +306,7 @@ class _Worker(QObject):
         return self._service
 
     def _emit(self, job: _Job, kind: str, **fields: Any) -> None:
-        self.message.emit(JobMessage(job.job_id, job.task, kind, **fields))
+        self.message.emit(JobMessage(job.job_id, job.task, kind, doc=job.doc, **fields))
 
     @Slot(object)
     def run(self, item: Any) -> None:
@@ -498,7 +519,7 @@ def _stop_live_threads() -> None:
 class ModelClient(QObject):
     """GUI-side handle of the model service: submit jobs, cancel them, receive :class:`JobMessage`."""
 
-    message = Signal(object)  # JobMessage on the GUI thread; stale segment messages are never emitted
+    message = Signal(object)  # JobMessage on the GUI thread; stale segment / other-document ones never are
     _submit = Signal(object)
     _local = Signal(object)
 
@@ -509,6 +530,7 @@ class ModelClient(QObject):
         self._thread: QThread | None = None
         self._worker: _Worker | None = None
         self._closed = False
+        self._document = 0
         self._local.connect(self._deliver, _QUEUED)
 
     # ---------------------------------------------------------------- lifecycle
@@ -553,7 +575,7 @@ class ModelClient(QObject):
         if self._closed:
             raise RuntimeError("ModelClient was shut down")
         self.start()
-        job = self._table.add(task)
+        job = self._table.add(task, 0 if task == "load" else self._document)
         job.payload = make_payload(job.job_id)
         self._submit.emit(job)
         return job.job_id
@@ -582,7 +604,19 @@ class ModelClient(QObject):
     def cancel(self, job_id: int | None = None) -> None:
         """Cancel one job, or every unfinished one (None); waiting jobs report "cancelled" at once."""
         for job in self._table.cancel(job_id):
-            self._local.emit(JobMessage(job.job_id, job.task, "cancelled"))
+            self._local.emit(JobMessage(job.job_id, job.task, "cancelled", doc=job.doc))
+
+    @property
+    def document(self) -> int:
+        """The document new jobs are made for (0 until :meth:`set_document` is first called)."""
+        return self._document
+
+    def set_document(self, doc: int) -> None:
+        """Jobs from now on belong to ``doc``: the other documents' jobs are cancelled (waiting ones never
+        start, a running one stops at its next check) and none of their messages is delivered again."""
+        self._document = int(doc)
+        for job in self._table.cancel_other_documents(self._document):
+            self._local.emit(JobMessage(job.job_id, job.task, "cancelled", doc=job.doc))
 
     def set_service_factory(self, factory: Callable[[], Any]) -> None:
         """Model settings changed: the worker unloads the current service; the next job builds a new one."""
@@ -607,4 +641,6 @@ class ModelClient(QObject):
             self._table.forget(msg.job_id)
         if msg.task == "segment" and msg.job_id < self._table.latest_segment:
             return
+        if msg.doc and msg.doc != self._document:
+            return  # made for a document that is no longer open
         self.message.emit(msg)
