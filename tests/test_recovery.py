@@ -254,7 +254,7 @@ def test_unreadable_autosave_is_explained_and_kept(qtbot, tmp_path, crashed):
     win = _launch(qtbot, tmp_path, ask=lambda w, text: True)
     assert win.banner.isVisible() and "damaged" in win.banner.label.text()
     assert win.canvas.image() is None
-    assert path.with_name("previous.maskpix").exists() and not path.with_suffix(".lock").exists()
+    assert list(path.parent.glob("unreadable-*.maskpix")) and not path.with_suffix(".lock").exists()
     win.close()
 
 

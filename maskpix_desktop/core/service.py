@@ -9,7 +9,6 @@ with paths relative to the folder.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass, field, replace
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from maskpix_desktop.core import models
-from maskpix_desktop.core.errors import MaskPixError, MissingWeightsError, WeightsError
+from maskpix_desktop.core.errors import MaskPixError, MissingWeightsError
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +49,7 @@ class ModelChoice:
         path = self.root / MANIFEST
         if not path.is_file():
             return self
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise WeightsError(f"{path} is not valid JSON: {exc}") from exc
+        data = models.read_models_json(path)  # WeightsError naming the file and key when malformed
         changes: dict[str, Any] = {}
         if self.sam in SAM_VARIANTS and self.sam == "vit_h" and "sam" in data:
             changes["sam"] = str(self.root / data["sam"])

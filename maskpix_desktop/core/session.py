@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
+import hashlib
 import io
 import json
 import logging
 import math
 import os
-import re
 import shutil
 import socket
 import threading
@@ -48,8 +49,21 @@ import numpy as np
 
 from maskpix_desktop.core import images
 from maskpix_desktop.core.errors import ImageLoadError, ImageSaveError, MaskPixError, ProjectError
-from maskpix_desktop.core.export import json_number, json_safe
+from maskpix_desktop.core.export import json_safe
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
+from maskpix_desktop.core.project_reader import (
+    BLOB_PATTERN,
+    MAX_JSON_BYTES,
+    Fields,
+    ProjectReader,
+    describe_value,
+)
+from maskpix_desktop.core.project_records import (
+    manifest_fields,
+    params_from,
+    prompts_from,
+    result_from_record,
+)
 
 __all__ = [
     "AUTOSAVE_NAME",
@@ -59,6 +73,7 @@ __all__ = [
     "Autosaver",
     "ProjectError",
     "Recoverable",
+    "Resolution",
     "SaveCache",
     "Session",
     "autosave_dir",
@@ -80,10 +95,10 @@ VERSION = 1
 PROJECT_SUFFIX = ".maskpix"
 AUTOSAVE_NAME = "session"
 ENV_DATA_DIR = "MASKPIX_DATA_DIR"
-PREVIOUS_NAME = "previous"  # a declined or unreadable autosave is kept once under this name
+PREVIOUS_NAME = "previous"  # a declined autosave is kept once under this name
+UNREADABLE_PREFIX = "unreadable-"  # an autosave that cannot be read is kept as unreadable-<time>.maskpix
 BLOB_SUFFIX = ".blobs"  # session.maskpix keeps its arrays in session.blobs/ (written once each)
 
-_MAX_MEMBER_BYTES = 4 << 30  # refuse zip members that claim to unpack to more than 4 GiB
 _LOCK_OFFSET = 1 << 20  # Windows locks a byte range; lock one far beyond the marker's text
 
 
@@ -127,6 +142,8 @@ class SaveCache:
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
         self._keys: dict[int, tuple[np.ndarray, str]] = {}
+        #: blob files this cache wrote: name -> (size, mtime_ns, sha256 of the bytes), to verify before reuse
+        self.files: dict[str, tuple[int, int, str]] = {}
 
     def __len__(self) -> int:
         return len(self.blobs)
@@ -144,6 +161,33 @@ class SaveCache:
         """Forget what the last save did not use."""
         self.blobs = {k: v for k, v in self.blobs.items() if k in used}
         self._keys = {i: (a, k) for i, (a, k) in self._keys.items() if k in used}
+        self.files = {n: v for n, v in self.files.items() if n.split(".")[0] in used}
+
+    def blob_intact(self, path: Path) -> bool:
+        """True when ``path`` is a blob this cache wrote and it still holds exactly those bytes (its size
+        and time unchanged, or else its content hash). An unknown or damaged blob is written again."""
+        known = self.files.get(path.name)
+        if known is None:
+            return False
+        try:
+            st = path.stat()
+            if st.st_size != known[0]:
+                return False
+            if st.st_mtime_ns == known[1]:
+                return True
+            same = hashlib.sha256(path.read_bytes()).hexdigest() == known[2]
+        except OSError:
+            return False
+        if same:
+            self.files[path.name] = (known[0], st.st_mtime_ns, known[2])
+        return same
+
+    def wrote_blob(self, path: Path, data: bytes) -> None:
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        self.files[path.name] = (st.st_size, st.st_mtime_ns, hashlib.sha256(data).hexdigest())
 
 
 class _ArrayWriter:
@@ -179,8 +223,11 @@ class _ArrayWriter:
             # to it, so an autosave after a brush stroke writes the mask and a few kilobytes of JSON.
             blob = self.blob_dir / f"{key}{ext}"
             ref["blob"] = f"{self.blob_dir.name}/{blob.name}"
-            if not blob.is_file():
-                images.atomic_write_bytes(blob, self._encode(a, pixels))
+            if self.cache is None or not self.cache.blob_intact(blob):  # never reuse a damaged file
+                data = self._encode(a, pixels)
+                images.atomic_write_bytes(blob, data)
+                if self.cache is not None:
+                    self.cache.wrote_blob(blob, data)
         else:
             data = self.cache.blobs.get(key) if self.cache is not None else None
             if data is None:
@@ -219,109 +266,7 @@ def _png_pixels(a: np.ndarray) -> tuple[np.ndarray, int] | None:
     return None
 
 
-def _read_member(zf: zipfile.ZipFile, name: str, where: str) -> bytes:
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
-        raise ProjectError(f"'{where}' is incomplete: '{name}' is missing from it.") from None
-    if info.file_size > _MAX_MEMBER_BYTES:
-        raise ProjectError(f"'{where}' is damaged: '{name}' claims {info.file_size:,} bytes.")
-    try:
-        return zf.read(info)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ProjectError(f"'{where}' is damaged: '{name}' cannot be read ({exc}).") from None
-
-
-def _read_json(zf: zipfile.ZipFile, name: str, where: str) -> Any:
-    raw = _read_member(zf, name, where)
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProjectError(f"'{where}' is damaged: '{name}' is not valid JSON ({exc}).") from None
-
-
-_BLOB = re.compile(r"^[A-Za-z0-9_.-]+/[0-9a-f]{40}\.(png|npz)$")
-
-
-def _read_blob(base: Path, rel: str, where: str) -> bytes:
-    if not _BLOB.match(rel) or rel.startswith("."):
-        raise ProjectError(f"'{where}' is damaged: bad image reference {rel!r}.")
-    path = base / rel
-    try:
-        if path.stat().st_size > _MAX_MEMBER_BYTES:
-            raise ProjectError(f"'{where}' is damaged: '{rel}' is too large.")
-        return path.read_bytes()
-    except OSError:
-        raise ProjectError(f"'{where}' is incomplete: '{rel}' beside it is missing or unreadable.") from None
-
-
-def _read_array(zf: zipfile.ZipFile, ref: Any, where: str, base: Path | None = None) -> np.ndarray | None:
-    if ref is None:
-        return None
-    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
-        raise ProjectError(f"'{where}' is damaged: bad array reference {ref!r}.")
-    name = ref["file"]
-    if isinstance(ref.get("blob"), str):
-        data = _read_blob(base or Path(where).parent, ref["blob"], where)
-    else:
-        data = _read_member(zf, name, where)
-    try:
-        shape = tuple(int(v) for v in ref["shape"])
-        dtype = np.dtype(ref["dtype"])
-    except (KeyError, TypeError, ValueError):
-        raise ProjectError(f"'{where}' is damaged: '{name}' has no valid shape and type.") from None
-    if name.endswith((".npz", ".npy")):
-        try:
-            loaded = np.load(io.BytesIO(data), allow_pickle=False)
-            if hasattr(loaded, "files"):  # .npz
-                with loaded:
-                    arr = loaded["array"]
-            else:
-                arr = loaded
-        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-            raise ProjectError(f"'{where}' is damaged: '{name}' cannot be read ({exc}).") from None
-    else:
-        arr = _decode_png(data, name, where)
-        scale = ref.get("scale")
-        if dtype == np.bool_:
-            arr = arr > 127
-        elif scale:
-            arr = arr.astype(dtype) / float(scale)
-    if arr.shape != shape or arr.dtype != dtype:
-        raise ProjectError(
-            f"'{where}' is damaged: '{name}' holds {arr.dtype} {arr.shape}, expected {dtype} {shape}."
-        )
-    return np.ascontiguousarray(arr)
-
-
-def _decode_png(data: bytes, name: str, where: str) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            w, h = img.size
-            if w * h > images.DEFAULT_MAX_PIXELS:
-                raise ProjectError(f"'{where}' holds an image too large to open ({w}x{h} in '{name}').")
-            if img.format != "PNG" or img.mode not in ("L", "RGB", "RGBA"):
-                raise ProjectError(f"'{where}' is damaged: '{name}' is not an 8-bit PNG.")
-            img.load()
-            return np.array(img)
-    except ProjectError:
-        raise
-    except MemoryError:
-        raise ProjectError(f"Not enough memory to open '{where}'.") from None
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... on damaged data
-        raise ProjectError(f"'{where}' is damaged: '{name}' cannot be decoded ({exc}).") from None
-
-
 # ------------------------------------------------------------------------------------------ save / load
-
-
-def _metrics_from_json(metrics: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(metrics, dict):
-        return {}
-    rows = {k: row for k, row in metrics.items() if isinstance(row, dict)}
-    return {str(k): {str(n): json_number(v) for n, v in row.items()} for k, row in rows.items()}
 
 
 def _result_record(result: EditResult, index: int, put: Callable[..., Any]) -> dict[str, Any]:
@@ -338,43 +283,6 @@ def _result_record(result: EditResult, index: int, put: Callable[..., Any]) -> d
         "mask_used": put(f"{folder}/mask_used", result.mask_used),
     }
     return meta
-
-
-def _result_from_record(zf: zipfile.ZipFile, meta: Any, where: str) -> EditResult:
-    if not isinstance(meta, dict) or not isinstance(meta.get("arrays"), dict):
-        raise ProjectError(f"'{where}' is damaged: a history entry has no images.")
-    arrays = {k: _read_array(zf, v, where) for k, v in meta["arrays"].items()}
-    for key in ("original", "baseline", "blended", "edit", "mask_used"):
-        if arrays.get(key) is None:
-            raise ProjectError(f"'{where}' is damaged: a history entry lacks its {key} image.")
-    params = _params_from(meta.get("params"), where)
-    working = meta.get("working_size") or arrays["original"].shape[:2]
-    return EditResult(
-        request=EditRequest(
-            image=arrays["original"],
-            mask=arrays.get("request_mask"),
-            params=params,
-            job_id=int(meta.get("job_id", 0)),
-        ),
-        baseline=arrays["baseline"],
-        blended=arrays["blended"],
-        edit=arrays["edit"],
-        mask_used=arrays["mask_used"],
-        working_size=(int(working[0]), int(working[1])),
-        timings={str(k): float(v) for k, v in (meta.get("timings") or {}).items()},
-        model={str(k): str(v) for k, v in (meta.get("model") or {}).items()},
-        nsfw=bool(meta.get("nsfw", False)),
-        metrics=_metrics_from_json(meta.get("metrics")),
-    )
-
-
-def _params_from(data: Any, where: str) -> EditParams:
-    if not isinstance(data, dict):
-        raise ProjectError(f"'{where}' is damaged: the edit parameters are missing.")
-    try:
-        return EditParams.from_dict({"instruction": "", **data})
-    except (TypeError, ValueError) as exc:
-        raise ProjectError(f"'{where}' holds invalid edit parameters: {exc}") from None
 
 
 def save_project(
@@ -434,7 +342,7 @@ def save_project(
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "image": None
                 if image_ref is None
-                else {"name": session.image_name, "path": session.image_path, **image_ref},
+                else {"name": _image_name(session), "path": _absolute(session.image_path), **image_ref},
                 "layers": layers,
                 "prompts": "prompts.json",
                 "params": "params.json",
@@ -446,9 +354,19 @@ def save_project(
         cache.prune(writer.used)
     if blobs is not None:
         for old in blobs.iterdir():
-            if _BLOB.match(f"x/{old.name}") and old.name.split(".")[0] not in writer.used:
+            if BLOB_PATTERN.match(f"x/{old.name}") and old.name.split(".")[0] not in writer.used:
                 _unlink_quietly(old)
     return target
+
+
+def _absolute(path: str | None) -> str | None:
+    """An image path as stored in a project: absolute (a relative one would depend on the working folder)."""
+    return os.path.abspath(path) if path else None
+
+
+def _image_name(session: Session) -> str:
+    """The image's display name (the file's own name when none was given)."""
+    return session.image_name or (Path(session.image_path).name if session.image_path else "")
 
 
 def embed_project(path: str | os.PathLike, target: str | os.PathLike) -> Path:
@@ -481,8 +399,10 @@ def _check_manifest(manifest: Any, where: str) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ProjectError(f"'{where}' is not a MaskPix project (its manifest names no maskpix format).")
     version = manifest.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise ProjectError(f"'{where}' is damaged: its format version {version!r} is not valid.")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ProjectError(
+            f"'{where}' is damaged: its format version {describe_value(version)} is not valid."
+        )
     if version > VERSION:
         raise ProjectError(
             f"'{where}' was made by a newer MaskPix (format {version}); this version reads format "
@@ -492,47 +412,68 @@ def _check_manifest(manifest: Any, where: str) -> dict[str, Any]:
 
 
 def project_summary(path: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of a project (reads only ``manifest.json``); ProjectError when unusable."""
+    """The manifest of a project (reads only ``manifest.json``, every field type checked).
+
+    ProjectError when unusable."""
     p = Path(path)
-    with _open_zip(p) as zf:
-        return _check_manifest(_read_json(zf, "manifest.json", str(p)), str(p))
+    where = str(p)
+    try:
+        with _open_zip(p) as zf:
+            manifest = _check_manifest(ProjectReader(zf, where).json("manifest.json"), where)
+            manifest_fields(manifest, where)
+            return manifest
+    except ProjectError:
+        raise
+    except Exception as exc:  # never let a hostile file escape as anything but a ProjectError
+        raise ProjectError(f"'{where}' is damaged ({type(exc).__name__}: {exc}).") from None
 
 
-def load_project(path: str | os.PathLike) -> Session:
+def load_project(path: str | os.PathLike, *, budget: int | None = None) -> Session:
     """Read a ``.maskpix`` project back into a :class:`Session` (every array bit for bit).
 
-    Raises :class:`ProjectError` with a message for the user when the file is missing, not a project,
-    damaged, incomplete or written by a newer MaskPix.
+    Every field is checked before the Session is built, so a Session is returned whole or not at all.
+    Reading is budgeted (``budget`` bytes unpacked in all, default :func:`project_reader.default_budget`;
+    see :mod:`maskpix_desktop.core.project_reader`). Raises :class:`ProjectError` with a message for the
+    user (file and field) when the file is missing, not a project, damaged, incomplete, too large or
+    written by a newer MaskPix; never any other exception.
     """
     p = Path(path)
     where = str(p)
     try:
         with _open_zip(p) as zf:
-            manifest = _check_manifest(_read_json(zf, "manifest.json", where), where)
-            image_info = manifest.get("image")
-            image = _read_array(zf, image_info, where) if image_info else None
+            reader = ProjectReader(zf, where, budget=budget)
+            fields = manifest_fields(_check_manifest(reader.json("manifest.json"), where), where)
+            f = Fields(where, "manifest.json")
+            image_info = fields["image"]
+            image = reader.array(image_info, f, "image") if image_info else None
             mask = None
-            for layer in manifest.get("layers") or []:
-                if isinstance(layer, dict) and layer.get("name") == "mask":
-                    mask = _read_array(zf, layer, where)
-            prompts = _read_json(zf, str(manifest.get("prompts", "prompts.json")), where)
-            params = _params_from(_read_json(zf, str(manifest.get("params", "params.json")), where), where)
-            history = [
-                _result_from_record(zf, _read_json(zf, str(name), where), where)
-                for name in manifest.get("history") or []
-            ]
-            points, labels, box = _prompts_from(prompts, where)
+            for i, layer in enumerate(fields["layers"]):
+                if layer.get("name") == "mask":
+                    mask = reader.array(layer, f, f"layers[{i}]")
+            prompts = reader.json(fields["prompts"])
+            params = params_from(reader.json(fields["params"]), where, fields["params"], prefix="params")
+            results: dict[str, EditResult] = {}  # a record listed twice is read once (the same result)
+            for name in fields["history"]:
+                if name not in results:
+                    results[name] = result_from_record(reader, reader.json(name), name)
+            history = [results[name] for name in fields["history"]]
+            points, labels, box = prompts_from(prompts, where, fields["prompts"])
     except ProjectError:
         raise
     except MemoryError:
         raise ProjectError(f"Not enough memory to open '{where}'.") from None
-    except (zipfile.BadZipFile, EOFError, KeyError, TypeError, ValueError, IndexError) as exc:
+    except RecursionError:
+        raise ProjectError(f"'{where}' is damaged: it is nested too deeply.") from None
+    except Exception as exc:  # a safety net: a hostile file must never escape as anything else
+        log.exception("unexpected failure reading %s", where)
         raise ProjectError(f"'{where}' is damaged ({type(exc).__name__}: {exc}).") from None
     if image is not None and (image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8):
         raise ProjectError(f"'{where}' is damaged: its image is {image.dtype} {image.shape}, not RGB.")
     if mask is not None and (image is None or mask.shape != image.shape[:2] or mask.dtype != np.uint8):
         raise ProjectError(f"'{where}' is damaged: its mask does not match the image.")
-    current = int(manifest.get("current", len(history) - 1))
+    current = fields["current"]
+    if current is None:
+        current = len(history) - 1
     return Session(
         image=image,
         image_name=str((image_info or {}).get("name") or ""),
@@ -547,31 +488,18 @@ def load_project(path: str | os.PathLike) -> Session:
     )
 
 
-def _prompts_from(data: Any, where: str):
-    if not isinstance(data, dict):
-        raise ProjectError(f"'{where}' is damaged: the prompts are not readable.")
-    points = [(float(x), float(y)) for x, y in data.get("points") or []]
-    labels = [1 if int(v) else 0 for v in data.get("labels") or []]
-    if len(points) != len(labels):
-        raise ProjectError(f"'{where}' is damaged: {len(points)} prompt points but {len(labels)} labels.")
-    box = data.get("box")
-    if box is not None:
-        if len(box) != 4:
-            raise ProjectError(f"'{where}' is damaged: the prompt box needs four numbers.")
-        box = tuple(float(v) for v in box)
-    return points, labels, box
-
-
 # ------------------------------------------------------------------------------------------ re-run
 
 
 def _sidecar_metadata(p: Path) -> dict[str, Any]:
     if p.suffix.lower() == ".json":
         try:
+            if p.stat().st_size > MAX_JSON_BYTES:
+                raise ProjectError(f"Cannot re-run from '{p}': it is far larger than MaskPix metadata.")
             data = json.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ProjectError(f"Cannot re-run from '{p}': the file does not exist.") from None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ProjectError(f"Cannot re-run from '{p}': it is not MaskPix metadata ({exc}).") from None
     else:
         try:
@@ -584,7 +512,7 @@ def _sidecar_metadata(p: Path) -> dict[str, Any]:
             )
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ProjectError(f"Cannot re-run from '{p}': its metadata is damaged ({exc}).") from None
     if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
         raise ProjectError(f"Cannot re-run from '{p}': it holds no edit parameters.")
@@ -599,30 +527,36 @@ def rerun_from_sidecar(path: str | os.PathLike) -> EditRequest:
     ``path``) supply the image and the mask; the parameters (instruction, seed, steps, scales, mask mode,
     ...) come from the metadata. Running the request on the same models and device reproduces the
     baseline and blended images exactly (the original must have been exported losslessly: PNG, TIFF or
-    WebP at quality 100). Raises :class:`ProjectError` when something needed is missing.
+    WebP at quality 100). Raises :class:`ProjectError` (naming the file and the field) when something
+    needed is missing or of the wrong type.
     """
     p = Path(path)
     meta = _sidecar_metadata(p)
-    params = _params_from(meta["params"], str(p))
-    files = meta.get("files") if isinstance(meta.get("files"), dict) else {}
+    f = Fields(str(p))
+    params = params_from(meta["params"], str(p))
+    files = f.obj(meta.get("files") or {}, "files")
     needed = {}
     for item, label in (("original", "original image"), ("mask", "mask")):
-        name = files.get(item)
+        name = f.str(files.get(item) or "", f"files.{item}")
         if not name:
             raise ProjectError(
                 f"Cannot re-run from '{p.name}': the export did not include the {label}; export again "
                 f"with '{item}' checked."
             )
-        where = p.parent / Path(str(name)).name
+        where = p.parent / Path(name).name
         if not where.is_file():
             raise ProjectError(f"Cannot re-run from '{p.name}': '{where.name}' is not beside it.")
         needed[item] = where
+    size = meta.get("image_size")
+    if size is not None:
+        size = [f.int(v, "image_size", lo=1) for v in f.list(size, "image_size")]
+        if len(size) != 2:
+            raise f.error("image_size", "two integers [height, width]", f"{len(size)} numbers")
     try:
         image = images.load_image(needed["original"])
     except ImageLoadError as exc:
         raise ProjectError(f"Cannot re-run from '{p.name}': {exc}") from None
-    size = meta.get("image_size")
-    if size and list(image.shape[:2]) != [int(v) for v in size]:
+    if size and list(image.shape[:2]) != size:
         raise ProjectError(
             f"Cannot re-run from '{p.name}': '{needed['original'].name}' is "
             f"{image.shape[1]}x{image.shape[0]}, but the edit was made on a {size[1]}x{size[0]} image."
@@ -720,12 +654,15 @@ class Recoverable:
     marker: dict[str, Any]
 
     def describe(self) -> str:
-        """One line for the restore question: when it was saved and what it holds."""
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.saved))
+        """One line for the restore question: when it was saved and what it holds (never raises)."""
+        try:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.saved))
+        except (OverflowError, OSError, ValueError):
+            when = "at an unknown time"
         try:
             manifest = project_summary(self.path)
         except ProjectError:
-            return f"autosaved {when}"
+            return f"autosaved {when} (it looks damaged)"
         name = (manifest.get("image") or {}).get("name") or "an image"
         n = len(manifest.get("history") or [])
         results = f", {n} result{'s' if n != 1 else ''}" if n else ""
@@ -746,50 +683,101 @@ def find_recoverable(folder: str | os.PathLike | None = None) -> list[Recoverabl
         return []
     for lock in locks:
         path = lock.with_suffix(PROJECT_SUFFIX)
-        with _stale_lock(lock) as stale:
-            if not stale:
-                continue
-            marker = _read_marker(lock)
-            if not path.is_file():
-                _unlink_quietly(lock)
-                continue
-            try:
+        try:
+            with _stale_lock(lock) as stale:
+                if not stale:
+                    continue
+                marker = _read_marker(lock)
+                if not path.is_file():
+                    _unlink_quietly(lock)
+                    continue
                 saved = path.stat().st_mtime
-            except OSError:
-                continue
+        except OSError as exc:  # an odd marker must not stop the app from starting
+            log.warning("skipping the autosave marker %s: %s", lock, exc)
+            continue
         found.append(Recoverable(path, lock, saved, marker))
     found.sort(key=lambda r: r.saved, reverse=True)
     return found
 
 
-def resolve_recoverable(rec: Recoverable, *, keep_copy: bool = False) -> None:
+@dataclass(frozen=True)
+class Resolution:
+    """What became of an answered autosave: ``kept`` is where a copy was kept (None: restored, nothing
+    kept); ``problem`` says why it could not be read (then ``kept`` is an ``unreadable-<time>`` file)."""
+
+    kept: Path | None = None
+    problem: str | None = None
+
+
+def resolve_recoverable(rec: Recoverable, *, keep_copy: bool = False) -> Resolution:
     """The user answered: drop ``rec``'s marker (it will not be offered again).
 
-    With ``keep_copy`` (declined, or restoring failed) the autosave is moved to ``previous.maskpix``
-    beside it rather than left to be overwritten by the next autosave.
+    With ``keep_copy`` (declined, or restoring failed) the autosave is kept: as a self-contained
+    ``previous.maskpix`` beside it when it can be read, else moved aside, with its blobs folder, to
+    ``unreadable-<time>.maskpix`` (never overwriting an earlier one), so the next autosave cannot touch
+    it. Never raises for a damaged autosave.
     """
+    result = Resolution()
     with _stale_lock(rec.lock) as stale:
         if not stale:
-            return  # someone else took it over meanwhile
+            return result  # someone else took it over meanwhile
+        blobs = rec.path.with_suffix(BLOB_SUFFIX)
         if keep_copy:
             previous = rec.path.with_name(PREVIOUS_NAME + PROJECT_SUFFIX)
             try:  # self-contained: the blobs folder will be reused and pruned by the next autosave
                 embed_project(rec.path, previous)
                 _unlink_quietly(rec.path)
+                result = Resolution(kept=previous)
             except MaskPixError as exc:
-                log.warning("keeping the unreadable autosave as it is: %s", exc)
-                with contextlib.suppress(OSError):
-                    os.replace(rec.path, previous)
-            shutil.rmtree(rec.path.with_suffix(BLOB_SUFFIX), ignore_errors=True)
+                log.warning("keeping the unreadable autosave aside: %s", exc)
+                result = Resolution(kept=_set_aside(rec.path), problem=str(exc))
+            except Exception as exc:  # e.g. the disk is full while writing previous.maskpix
+                log.exception("could not copy the autosave %s", rec.path)
+                result = Resolution(kept=_set_aside(rec.path), problem=f"{type(exc).__name__}: {exc}")
+        _remove_temp_files(rec.path)
+        if result.problem is None:  # else the blobs went aside with the autosave
+            shutil.rmtree(blobs, ignore_errors=True)
         if os.name != "nt":
             _unlink_quietly(rec.lock)
     if os.name == "nt":  # pragma: no cover - an open file cannot be removed on Windows
         _unlink_quietly(rec.lock)
+    return result
 
 
-def discard_recoverable(rec: Recoverable) -> None:
-    """Declined: keep the autosave as ``previous.maskpix`` and forget the marker."""
-    resolve_recoverable(rec, keep_copy=True)
+def _set_aside(path: Path) -> Path | None:
+    """Move an unreadable autosave (and its blobs folder) to ``unreadable-<time>``; where it went."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i in range(1, 1000):
+        stem = f"{UNREADABLE_PREFIX}{stamp}" + ("" if i == 1 else f"-{i}")
+        target = path.with_name(stem + PROJECT_SUFFIX)
+        if target.exists() or target.with_suffix(BLOB_SUFFIX).exists():
+            continue
+        try:
+            os.replace(path, target)
+        except OSError as exc:
+            log.warning("could not move %s aside: %s", path, exc)
+            return path if path.exists() else None
+        with contextlib.suppress(OSError):
+            os.replace(path.with_suffix(BLOB_SUFFIX), target.with_suffix(BLOB_SUFFIX))
+        return target
+    return path
+
+
+def _remove_temp_files(path: Path) -> None:
+    """Remove what interrupted writes of ``path`` (an autosave slot) left: ``.<name>.*.tmp`` beside it
+    and any temp file in its blobs folder. Only called by the slot's owner, so none is in use."""
+    candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    blobs = path.with_suffix(BLOB_SUFFIX)
+    with contextlib.suppress(OSError):
+        candidates += list(blobs.glob(".*.tmp"))
+    for tmp in candidates:
+        _unlink_quietly(tmp)
+
+
+def discard_recoverable(rec: Recoverable) -> Resolution:
+    """Declined: keep the autosave as ``previous.maskpix`` (or set it aside if unreadable); forget the
+    marker."""
+    return resolve_recoverable(rec, keep_copy=True)
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -862,6 +850,7 @@ class Autosaver:
                 os.close(fd)
                 raise
             self._fd, self.lock_path, self.path = fd, lock, path
+            _remove_temp_files(path)  # left by a write this slot's previous owner did not finish
             return
         raise OSError(errno.EBUSY, f"no free autosave slot in {self.folder}")
 

@@ -137,11 +137,14 @@ def offer_restore(window, ask=None) -> bool | None:
 
     ``ask(window, description) -> bool`` defaults to a question box; the environment variable
     ``MASKPIX_RESTORE=yes|no`` answers without asking. Returns None when there was nothing to offer,
-    else whether a session was restored. A declined (or unreadable) autosave is kept as
-    ``previous.maskpix``; either way it is not offered again.
+    else whether a session was restored. A declined autosave is kept as ``previous.maskpix``; one that
+    cannot be read is kept aside as ``unreadable-<time>.maskpix`` and the banner says where (the text is
+    also left in ``window.restore_notice``). Either way it is not offered again, and nothing in an
+    autosave can stop the app from starting.
     """
     from maskpix_desktop.core import session as sessions
 
+    window.restore_notice = None
     if window.autosaver is None:
         return None
     found = sessions.find_recoverable(window.autosaver.folder)
@@ -155,11 +158,34 @@ def offer_restore(window, ask=None) -> bool | None:
         wanted = False
     else:
         wanted = bool((ask or _ask_restore)(window, rec.describe()))
-    restored = wanted and window.open_project(rec.path, recovered=True)
-    if wanted and not restored:
-        log.warning("could not restore the autosave %s", rec.path)
-    sessions.resolve_recoverable(rec, keep_copy=not restored)
+    restored = False
+    if wanted:
+        try:
+            restored = bool(window.open_project(rec.path, recovered=True))
+        except Exception:  # the window's own failure: keep the autosave, start empty
+            log.exception("restoring the autosave %s failed", rec.path)
+        if not restored:
+            log.warning("could not restore the autosave %s", rec.path)
+    outcome = sessions.resolve_recoverable(rec, keep_copy=not restored)
+    if outcome.problem is not None:
+        where = outcome.kept if outcome.kept is not None else rec.path
+        window.restore_notice = (
+            f"Your last session's autosave could not be read: {outcome.problem} "
+            f"It was kept as {where}; MaskPix starts with an empty session."
+        )
+        window.banner.show_message(window.restore_notice, "warning")
     return restored
+
+
+def _offer_restore_safely(window, ask) -> bool | None:
+    """:func:`offer_restore` that can never stop the start-up: any failure is logged and shown."""
+    try:
+        return offer_restore(window, ask)
+    except Exception as exc:
+        log.exception("the restore offer failed")
+        window.restore_notice = f"Your last session could not be checked for recovery: {exc}"
+        window.banner.show_message(window.restore_notice, "warning")
+        return False
 
 
 def build_window(args: argparse.Namespace, *, ask_restore=None, **window_kwargs):
@@ -173,14 +199,16 @@ def build_window(args: argparse.Namespace, *, ask_restore=None, **window_kwargs)
         models_dir=args.models_dir, device=args.device, load_models=not args.no_models, **window_kwargs
     )
     window.show()
-    restored = offer_restore(window, ask_restore)
+    restored = _offer_restore_safely(window, ask_restore)
     if args.image:
         if restored:
             window.banner.show_message(
                 f"Restored your previous session; {args.image} was not opened.", "info"
             )
         else:
-            window.open_image(args.image)
+            opened = window.open_image(args.image)
+            if opened and window.restore_notice:  # opening the image hides the banner: say it again
+                window.banner.show_message(window.restore_notice, "warning")
     return window
 
 
