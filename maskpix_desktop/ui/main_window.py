@@ -58,6 +58,10 @@ SEGMENT_DELAY_MS = 30
 TAU_DELAY_MS = 80  # the tau slider re-thresholds the auto mask this long after it stops moving
 AUTOSAVE_DELAY_MS = 2000
 ENV_AUTOSAVE_MS = "MASKPIX_AUTOSAVE_MS"  # tests and power users: the autosave debounce in milliseconds
+#: While changes keep coming (the debounce keeps restarting), an autosave still runs this long after the
+#: first change it has not saved: continuous painting never loses more than about this much work.
+AUTOSAVE_MAX_DELAY_MS = 10_000
+ENV_AUTOSAVE_MAX_MS = "MASKPIX_AUTOSAVE_MAX_MS"
 
 
 def resources_dir() -> Path:
@@ -171,19 +175,30 @@ def relevance_rgba(relevance: Any) -> np.ndarray:
     return np.ascontiguousarray(np.dstack([rgb, alpha]))
 
 
-def _autosave_delay_ms() -> int:
+def _env_ms(name: str, default: int) -> int:
     try:
-        return max(0, int(os.environ.get(ENV_AUTOSAVE_MS, AUTOSAVE_DELAY_MS)))
+        return max(0, int(os.environ.get(name, default)))
     except ValueError:
-        return AUTOSAVE_DELAY_MS
+        return default
+
+
+def _autosave_delay_ms() -> int:
+    """The autosave debounce: this long after the last change (``$MASKPIX_AUTOSAVE_MS`` overrides it)."""
+    return _env_ms(ENV_AUTOSAVE_MS, AUTOSAVE_DELAY_MS)
+
+
+def _autosave_max_delay_ms() -> int:
+    """The longest an unsaved change waits for its autosave (``$MASKPIX_AUTOSAVE_MAX_MS`` overrides it)."""
+    return _env_ms(ENV_AUTOSAVE_MAX_MS, AUTOSAVE_MAX_DELAY_MS)
 
 
 class MainWindow(QMainWindow):
     """MaskPix's window. ``service_factory`` lets tests inject a fake model service.
 
-    The session (image, prompts, mask, parameters, results) autosaves ``AUTOSAVE_DELAY_MS`` after each
-    change into ``autosave_dir`` (default: :func:`maskpix_desktop.core.session.autosave_dir`); pass
-    ``autosave=False`` to turn that off.
+    The session (image, prompts, mask, parameters, results) autosaves ``AUTOSAVE_DELAY_MS`` after the
+    last change, and at the latest ``AUTOSAVE_MAX_DELAY_MS`` after the first unsaved one, into
+    ``autosave_dir`` (default: :func:`maskpix_desktop.core.session.autosave_dir`); pass ``autosave=False``
+    to turn that off.
     """
 
     #: Replaceable (class or instance) for tests: asked before a project replaces a modified session.
@@ -276,6 +291,9 @@ class MainWindow(QMainWindow):
             )
         self._autosave_timer = QTimer(self, singleShot=True, interval=_autosave_delay_ms())
         self._autosave_timer.timeout.connect(self.autosave_now)
+        # Not restarted by later changes: bounds the wait while the debounce keeps restarting.
+        self._autosave_deadline = QTimer(self, singleShot=True, interval=_autosave_max_delay_ms())
+        self._autosave_deadline.timeout.connect(self.autosave_now)
         self.canvas.maskEdited.connect(self._changed)
         self.canvas.promptsChanged.connect(self._changed)
         self.edit_panel.paramsChanged.connect(self._changed)
@@ -779,10 +797,13 @@ class MainWindow(QMainWindow):
             self._update_title()
         if self.autosaver is not None and not self.autosaver.closed:
             self._autosave_timer.start()
+            if not self._autosave_deadline.isActive():
+                self._autosave_deadline.start()
 
     def autosave_now(self, *, wait: bool = False) -> None:
         """Hand the current session to the autosave thread (``wait``: write it before returning)."""
         self._autosave_timer.stop()
+        self._autosave_deadline.stop()
         if self.autosaver is None or self.autosaver.closed:
             return
         s = self.session()
@@ -1209,6 +1230,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self._closed = True
         self._autosave_timer.stop()
+        self._autosave_deadline.stop()
         self._segment_timer.stop()
         self.client.shutdown()
         if self.autosaver is not None:
