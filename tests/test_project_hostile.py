@@ -208,6 +208,12 @@ def test_mistyped_sidecar_fields_are_refused(tmp_path, session, case, change, ne
     assert str(paths["json"]) in str(info.value) and f"'{needle}'" in str(info.value), str(info.value)
 
 
+def test_duplicated_member_is_refused(project):
+    with zipfile.ZipFile(project, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("params.json", json.dumps({"instruction": "the other copy"}))
+    _refused(project, "two members named 'params.json'")
+
+
 def test_deeply_nested_json_is_refused(project):
     _rewrite(project, "prompts.json", lambda raw: b"[" * 100_000 + b"]" * 100_000)
     _refused(project, "prompts.json", "nested too deeply")
@@ -424,6 +430,20 @@ def test_malformed_autosave_never_stops_the_start_up(qtbot, tmp_path, monkeypatc
         win.close()
     again = _launch(qtbot, tmp_path, ask=lambda w, text: pytest.fail("offered twice"))
     again.close()
+
+
+@pytest.mark.parametrize("marker", [b"[" * 4096, b"\xff\xfe", b'{"pid": [1, 2]}', b"[]"])
+def test_malformed_crash_marker_never_stops_the_start_up(qtbot, tmp_path, monkeypatch, session, marker):
+    data = tmp_path / "data"
+    monkeypatch.setenv("MASKPIX_DATA_DIR", str(data))
+    monkeypatch.setenv("MASKPIX_RESTORE", "yes")
+    path = _crashed_autosave(data / "autosave", session)
+    path.with_suffix(".lock").write_bytes(marker)
+    win = _launch(qtbot, tmp_path, ask=None)
+    try:
+        assert sessions_equal(win.session(), session)  # the autosave itself is fine: restored
+    finally:
+        win.close()
 
 
 def test_bad_autosave_notice_survives_the_command_line_image(qtbot, tmp_path, monkeypatch, session, photo):

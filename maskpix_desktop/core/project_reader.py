@@ -154,6 +154,11 @@ class ProjectReader:
         self.used = 0
         self._arrays: dict[tuple[str, str, str, tuple[int, ...], float], np.ndarray] = {}
         self._json: dict[str, Any] = {}
+        seen: set[str] = set()
+        for name in zf.namelist():  # zip allows two members of one name; which one is "the" manifest?
+            if name in seen:
+                raise ProjectError(f"'{where}' is damaged: it holds two members named '{name}'.")
+            seen.add(name)
 
     # ------------------------------------------------------------------ budget
     def charge(self, nbytes: int, what: str) -> None:

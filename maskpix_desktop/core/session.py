@@ -637,7 +637,7 @@ def _read_marker(lock: Path) -> dict[str, Any]:
         with open(lock, "rb") as fh:
             data = json.loads(fh.read(4096).decode("utf-8"))
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a marker is a hint only: never fatal
         return {}
 
 
