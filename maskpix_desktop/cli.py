@@ -1,11 +1,16 @@
 """Headless command line: batch runs from a cases file, model management, tiny test models, self-test.
 
 ``maskpix-cli run cases.toml --out DIR``   ``maskpix-cli models list|download``
+
+Exit codes: 0 done; 1 bad input (cases file, case field, output folder: checked before any model
+loads, one ``error:`` line naming the file and field) or a failed run; 2 missing model weights (and
+argparse usage errors); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -115,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_MISSING if isinstance(exc, MissingWeightsError) else EXIT_ERROR
+    except OSError as exc:  # a file error not caught closer to its source: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -160,7 +168,13 @@ def _case_mask(case: Any, image: Any, service: Any) -> Any:
     from maskpix_desktop.core import images
 
     if case.mask is not None:
-        return images.load_mask(case.mask, size=image.shape[:2])
+        mask = images.load_mask(case.mask)
+        if mask.shape != image.shape[:2]:  # checked from the headers up front; the decoded files decide
+            raise MaskPixError(
+                f"case '{case.name}': the mask '{case.mask}' is {mask.shape[1]}x{mask.shape[0]} pixels but "
+                f"the image is {image.shape[1]}x{image.shape[0]}; a mask must have the image's size"
+            )
+        return mask
     if getattr(case, "auto_mask", False):
         from maskpix_desktop.automask_cli import case_auto_mask
 
@@ -186,29 +200,57 @@ def _umask() -> int:
     return current
 
 
+def _check_output(out: Path, names: list[str], *, overwrite: bool) -> None:
+    """Refuse, before any model loads, an output folder that cannot take the case folders: ``--out`` is
+    a file, a target exists (without ``--overwrite``) or is of the wrong kind, or nothing can be created
+    there (proved by creating, then removing, a temp folder in it)."""
+    try:
+        _check_output_kinds(out, names, overwrite=overwrite)
+        created = [p for p in (out, *out.parents) if not p.exists()]
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise MaskPixError(f"cannot use the output folder '{out}': {exc.strerror or exc}") from None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".maskpix-check.", dir=out))
+    except OSError as exc:
+        raise MaskPixError(f"cannot write to the output folder '{out}': {exc.strerror or exc}") from None
+    finally:
+        for folder in created:  # innermost first; leave nothing behind (the run creates it again)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _check_output_kinds(out: Path, names: list[str], *, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise MaskPixError(f"--out '{out}' is a file, not a folder")
+    if not out.is_dir():
+        return
+    clash = [n for n in [*names, SUMMARY] if (out / n).exists() or (out / n).is_symlink()]
+    if clash and not overwrite:
+        raise MaskPixError(f"output exists for {', '.join(clash)} in {out}; use --overwrite")
+    for n in clash:
+        target = out / n
+        folder = n != SUMMARY
+        if target.is_symlink() or target.is_dir() != folder:
+            kind = "folder" if folder else "file"
+            raise MaskPixError(f"'{target}' is in the way: it is not a {kind}; move it away")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from maskpix_desktop.core import export, images, metrics
-    from maskpix_desktop.core.cases import load_cases
+    from maskpix_desktop.core.cases import check_case_files, load_cases
     from maskpix_desktop.core.jobs import EditRequest
     from maskpix_desktop.core.service import ModelChoice, ModelService
 
     cases = load_cases(args.cases)
-    for case in cases:  # fail before any model work on a missing input
+    for case in cases:  # fail before any model work on a bad input
         if case.name.lower() == SUMMARY:
             raise MaskPixError(f"case name '{case.name}' is reserved for the summary file; rename the case")
-        if not case.image.is_file():
-            raise MaskPixError(f"case '{case.name}': image not found: {case.image}")
-        if case.mask is not None and not case.mask.is_file():
-            raise MaskPixError(f"case '{case.name}': mask not found: {case.mask}")
+        check_case_files(case)
     out: Path = args.out
-    if not args.overwrite:
-        clash = [c.name for c in cases if (out / c.name).exists()]
-        if (out / SUMMARY).exists():
-            clash.append(SUMMARY)
-        if clash:
-            raise MaskPixError(f"output exists for {', '.join(clash)} in {out}; use --overwrite")
+    _check_output(out, [c.name for c in cases], overwrite=args.overwrite)
     choice = ModelChoice(
         models_dir=args.models_dir, sam=args.sam, ip2p=args.ip2p, device=args.device, precision=args.precision
     )
@@ -242,7 +284,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             tmp = Path(tempfile.mkdtemp(prefix=f".{case.name}.", dir=out))
             try:
                 os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
-                export.export_result(result, tmp, stem=case.name)
+                for note in export.export_result(result, tmp, stem=case.name).renamed:
+                    print(f"note: case '{case.name}': {note}", file=sys.stderr)
                 final = out / case.name
                 if final.exists():
                     shutil.rmtree(final)

@@ -123,10 +123,18 @@ def test_duplicate_names_are_refused(tmp_path: Path, first: str, second: str) ->
         load_cases(path)
 
 
-def test_unknown_keys_are_kept_in_extra(tmp_path: Path) -> None:
-    path = one_case(tmp_path, 'mask = "m.png"\nnote = "from the study"\nrating = 4\n[case.tags]\nx = 1\n')
+def test_free_form_notes_are_kept_in_the_extra_table(tmp_path: Path) -> None:
+    path = one_case(
+        tmp_path,
+        'mask = "m.png"\n[case.extra]\nnote = "from the study"\nrating = 4\n[case.extra.tags]\nx = 1\n',
+    )
     (case,) = load_cases(path)
     assert case.extra == {"note": "from the study", "rating": 4, "tags": {"x": 1}}
+
+
+def test_unknown_key_outside_extra_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CaseError, match=r"case 'one': 'note' is not a case key \(.*\[case.extra\]"):
+        load_cases(one_case(tmp_path, 'mask = "m.png"\nnote = "from the study"\n'))
 
 
 def test_candidate_and_all_params_are_read(tmp_path: Path) -> None:
@@ -246,17 +254,17 @@ def test_required_fields(tmp_path: Path, body: str, match: str) -> None:
 @pytest.mark.parametrize(
     ("extra", "match"),
     [
-        ('mask_mode = "magic"', "mask mode must be one of"),
+        ('mask_mode = "magic"', "mask_mode must be one of"),
         ('seam = "glue"', "seam must be one of"),
-        ("steps = 0", "steps must be at least 1"),
-        ("image_scale = 0.5", "image guidance scale"),
-        ("long_side = 32", "working size"),
-        ("feather = -1.0", "must not be negative"),
-        ('steps = "many"', "'steps' must be an integer"),
-        ("steps = 2.5", "'steps' must be an integer"),
-        ("seed = true", "'seed' must be an integer"),
-        ('text_scale = "high"', "'text_scale' must be a number"),
-        ("negative_prompt = 3", "'negative_prompt' must be a string"),
+        ("steps = 0", r"steps must be an integer in 1\.\.1000, not 0"),
+        ("image_scale = 0.5", r"image_scale must be a finite number in 1\.\.100, not 0\.5"),
+        ("long_side = 32", r"long_side must be an integer in 64\.\.2048, not 32"),
+        ("feather = -1.0", r"feather must be a finite number in 0\.\.200, not -1\.0"),
+        ('steps = "many"', "steps must be an integer in 1..1000, not 'many'"),
+        ("steps = 2.5", "steps must be an integer in 1..1000, not 2.5"),
+        ("seed = true", "seed must be an integer in 0..2147483647, not True"),
+        ('text_scale = "high"', "text_scale must be a finite number in 0..100, not 'high'"),
+        ("negative_prompt = 3", "negative_prompt must be a string, not 3"),
     ],
 )
 def test_parameter_validation_names_the_case(tmp_path: Path, extra: str, match: str) -> None:

@@ -312,7 +312,7 @@ def test_existing_summary_needs_overwrite(tmp_path: Path, tiny_models: Path, cap
         (
             '[[case]]\nname = "odd-mode"\nimage = "a.png"\nmask = "m.png"\ninstruction = "x"\n'
             'mask_mode = "magic"\n',
-            "case 'odd-mode': mask mode must be one of",
+            "case 'odd-mode': mask_mode must be one of",
         ),
         ('[[case]]\nname = "broken\nimage = "a.png"\n', "is not valid TOML"),
         (
@@ -350,15 +350,17 @@ def test_missing_cases_file(tmp_path: Path, capsys) -> None:
 def test_unreadable_image_stops_with_complete_earlier_cases(
     tmp_path: Path, tiny_models: Path, capsys
 ) -> None:
+    # A sound header (it passes the up-front check) over truncated data: found only when decoded.
     fake = tmp_path / "fake.png"
-    fake.write_text("this is text, not a picture\n", encoding="utf-8")
+    data = (SAMPLES / "car.jpg").read_bytes()
+    fake.write_bytes(data[: len(data) // 3])
     cases = tmp_path / "cases.toml"
     cases.write_text(car_case("first") + car_case("fake", image=fake) + car_case("third"), encoding="utf-8")
     out = tmp_path / "out"
     rc = main(["run", str(cases), "--out", str(out), "--models-dir", str(tiny_models), "--no-clip"])
     err = capsys.readouterr().err
     assert rc == 1
-    assert f"Cannot open '{fake}': not an image file" in err and "Traceback" not in err
+    assert f"Cannot open '{fake}': the file is damaged or truncated" in err and "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["first"]  # no "fake", no "third", no temp folders
     assert sorted(p.name for p in (out / "first").iterdir()) == sorted(CASE_FILES)
     strict_json((out / "first" / "metadata.json").read_text(encoding="utf-8"))

@@ -22,14 +22,27 @@ from PySide6.QtWidgets import (
 )
 
 from maskpix_desktop.core.blend import MASK_MODES
-from maskpix_desktop.core.jobs import EditParams
+from maskpix_desktop.core.jobs import PARAM_RANGES, EditParams
 
+#: Offered working sizes (all inside PARAM_RANGES["long_side"]; set_params adds any other valid one).
 WORKING_SIZES = (256, 384, 512, 640, 768, 1024)
 MODE_TIPS = {
     "pixel": "Edit the whole image, then keep the edit only inside the mask (outside = original, exactly).",
     "latent": "Pin the background latents to the source at every denoising step, then composite.",
     "crop": "Edit only the mask's padded bounding box at full working resolution, then paste back.",
 }
+
+
+def _int_spin(name: str, value: int, **kw) -> QSpinBox:
+    """A spin box limited to the parameter's range in core.jobs.PARAM_RANGES (the one copy)."""
+    lo, hi = PARAM_RANGES[name]
+    return QSpinBox(minimum=int(lo), maximum=int(hi), value=value, **kw)
+
+
+def _float_spin(name: str, value: float, **kw) -> QDoubleSpinBox:
+    """A double spin box limited to the parameter's range in core.jobs.PARAM_RANGES."""
+    lo, hi = PARAM_RANGES[name]
+    return QDoubleSpinBox(minimum=float(lo), maximum=float(hi), value=value, **kw)
 
 
 class EditPanel(QWidget):
@@ -46,13 +59,13 @@ class EditPanel(QWidget):
         self.instruction.setClearButtonEnabled(True)
         self.instruction.returnPressed.connect(self._on_return)
 
-        self.steps = QSpinBox(minimum=1, maximum=200, value=20)
+        self.steps = _int_spin("steps", 20)
         self.steps.setToolTip("Denoising steps: more is slower and usually cleaner.")
-        self.text_scale = QDoubleSpinBox(minimum=0.0, maximum=30.0, value=7.5, singleStep=0.5, decimals=1)
+        self.text_scale = _float_spin("text_scale", 7.5, singleStep=0.5, decimals=1)
         self.text_scale.setToolTip("Text guidance s_T: how strongly the edit follows the instruction.")
-        self.image_scale = QDoubleSpinBox(minimum=1.0, maximum=10.0, value=1.5, singleStep=0.1, decimals=2)
+        self.image_scale = _float_spin("image_scale", 1.5, singleStep=0.1, decimals=2)
         self.image_scale.setToolTip("Image guidance s_I: how strongly the result stays close to the photo.")
-        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=1234)
+        self.seed = _int_spin("seed", 1234)
         self.seed_lock = QCheckBox("lock")
         self.seed_lock.setChecked(True)
         self.seed_lock.setToolTip("Locked: every run uses this seed. Unlocked: a new random seed per run.")
@@ -77,9 +90,9 @@ class EditPanel(QWidget):
                 self.mask_mode.count() - 1, MODE_TIPS[mode], Qt.ItemDataRole.ToolTipRole
             )
         self.mask_mode.setToolTip("\n".join(f"{m}: {t}" for m, t in MODE_TIPS.items()))
-        self.dilate = QSpinBox(minimum=0, maximum=200, value=0, suffix=" px")
+        self.dilate = _int_spin("dilate", 0, suffix=" px")
         self.dilate.setToolTip("Grow the mask before blending.")
-        self.feather = QDoubleSpinBox(minimum=0.0, maximum=100.0, value=2.0, singleStep=0.5, suffix=" px")
+        self.feather = _float_spin("feather", 2.0, singleStep=0.5, suffix=" px")
         self.feather.setToolTip("Soften the mask edge (Gaussian sigma). 0 = hard edge.")
         self.poisson = QCheckBox("Poisson seam")
         self.poisson.setToolTip("Blend the seam with Poisson image editing (cv2.seamlessClone).")
@@ -136,7 +149,7 @@ class EditPanel(QWidget):
 
     # ------------------------------------------------------------------ params
     def randomize_seed(self) -> None:
-        self.seed.setValue(random.randrange(0, 2**31 - 1))
+        self.seed.setValue(random.randint(self.seed.minimum(), self.seed.maximum()))
 
     def params(self) -> EditParams:
         """Current settings as EditParams (values loaded by :meth:`set_params` come back exactly)."""
