@@ -328,23 +328,26 @@ def test_disk_full_raises_image_save_error_and_leaves_nothing(
     assert listing(out) == []
 
 
-def test_disk_full_with_overwrite_keeps_files_that_existed(tmp_path: Path, monkeypatch) -> None:
+def test_disk_full_with_overwrite_keeps_the_old_set(tmp_path: Path, monkeypatch) -> None:
     export.export_result(make_result(seed=1), tmp_path, items=["original"])
     kept = (tmp_path / "original.png").read_bytes()
-    calls = []
+    real_link, real_replace = os.link, os.replace
 
-    def replace_then_fail(src, dst):
-        calls.append(dst)
-        if len(calls) > 1:
-            _enospc()
-        return os.rename(src, dst)
+    def fail_on_blended(real):
+        def wrapper(src, dst):
+            if Path(dst) == tmp_path / "blended.png":  # the second file's final rename
+                _enospc()
+            return real(src, dst)
 
-    monkeypatch.setattr(os, "replace", replace_then_fail)
-    with pytest.raises(ImageSaveError):
+        return wrapper
+
+    monkeypatch.setattr(os, "link", fail_on_blended(real_link))
+    monkeypatch.setattr(os, "replace", fail_on_blended(real_replace))
+    with pytest.raises(ImageSaveError, match="the disk is full"):
         export.export_result(make_result(seed=2), tmp_path, items=["original", "blended"], overwrite=True)
     monkeypatch.undo()
-    # original.png was replaced (it existed before, so it is not removed); blended.png never appeared.
-    assert listing(tmp_path) == ["original.png"] and (tmp_path / "original.png").read_bytes() != kept
+    # original.png had already been replaced when blended.png failed: it is put back, nothing else stays.
+    assert listing(tmp_path) == ["original.png"] and (tmp_path / "original.png").read_bytes() == kept
 
 
 def test_read_only_folder_is_an_image_save_error(tmp_path: Path) -> None:

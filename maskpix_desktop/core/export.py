@@ -1,18 +1,25 @@
 """Writing results: images with PNG text chunks, a comparison grid, metrics CSV and a JSON sidecar.
 
-Used by the CLI and the GUI's export dialog alike. Nothing is overwritten silently and every file is
-written atomically (temp file + rename), so a full disk leaves no partial file; a failed export removes
-the files it had created. JSON (sidecar and the ``maskpix`` PNG text chunk) is strict: non-finite
-numbers (an untouched background has an infinite PSNR) are written as the strings "inf", "-inf" and
-"nan", as in the CSV, and ``float()`` reads them back.
+Used by the CLI and the GUI's export dialog alike. Nothing is overwritten silently. An export is a
+set: every file is first written into a hidden staging folder beside the targets, then all are renamed
+into place; a failure at any point leaves the old set or the new one, never a mix, and no temp files.
+File names are made valid on Windows too (``a:b`` becomes ``a_b``), and what was changed is returned
+(``PlannedPaths.renamed``) for the caller to show. JSON (sidecar and the ``maskpix`` PNG text chunk)
+is strict: non-finite numbers (an untouched background has an infinite PSNR) are written as the
+strings "inf", "-inf" and "nan", as in the CSV, and ``float()`` reads them back.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
+import os
+import re
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from maskpix_desktop.core import images, masks
+from maskpix_desktop.core.errors import ImageSaveError
 from maskpix_desktop.core.jobs import EditResult
 
 EXPORT_ITEMS = ("original", "mask", "baseline", "blended", "grid", "metrics_csv", "json")
@@ -123,12 +131,59 @@ def to_json(obj: Any, *, indent: int | None = 2) -> str:
     return json.dumps(json_safe(obj), indent=indent, sort_keys=True, allow_nan=False)
 
 
+# ------------------------------------------------------------------------------------------ file names
+#: Characters Windows refuses in file names (plus both path separators: a name never leaves its folder).
+_WINDOWS_BAD_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+#: Device names Windows reserves, with any extension ("CON.png" cannot be created there).
+WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in (*"123456789", "¹", "²", "³")}
+)
+#: Longest name part in UTF-8 bytes: with an extension and the temp-file prefix/suffix it stays below
+#: the 255-byte file-name limit of every common file system.
+MAX_NAME_BYTES = 200
+
+
+def windows_safe_name(name: str) -> tuple[str, str | None]:
+    """``(safe, why)``: ``name`` (without extension) made a valid file name on Windows, macOS and Linux,
+    and why it was changed (None when unchanged). Bad characters become ``_``; trailing dots and spaces
+    go; a device name gets ``_`` appended to its first part; an over-long name is cut."""
+    why = None
+    safe = _WINDOWS_BAD_CHARS.sub("_", name)
+    if safe != name:
+        why = "is not a valid file name on Windows"
+    stripped = safe.rstrip(" .")
+    if stripped != safe:
+        why, safe = "is not a valid file name on Windows", stripped
+    head, dot, tail = safe.partition(".")
+    if head.rstrip(" ").upper() in WINDOWS_RESERVED:
+        why, safe = "is a device name on Windows", f"{head}_{dot}{tail}"
+    if len(safe.encode("utf-8")) > MAX_NAME_BYTES:
+        safe = safe.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore").rstrip(" .")
+        why = why or "is too long for a file name"
+    if not safe:
+        why, safe = "is not a valid file name", "_"
+    return safe, why
+
+
+class PlannedPaths(dict):
+    """Target path per export item (a ``dict[str, Path]``), plus ``renamed``: one message per file whose
+    name was changed to be valid everywhere, e.g. "Saved as 'a_b.png' ('a:b.png' is not a valid file
+    name on Windows)"."""
+
+    def __init__(self, paths: dict[str, Path] | None = None, renamed: list[str] | None = None):
+        super().__init__(paths or {})
+        self.renamed: list[str] = list(renamed or [])
+
+
 def planned_paths(
     out_dir: Path, items: Iterable[str], *, pattern: str = "{item}", fmt: str = "png", **fields: str
-) -> dict[str, Path]:
-    """Target path per item; ``pattern`` may use {item}, {stem}, {seed}, {mode} and any ``fields``."""
+) -> PlannedPaths:
+    """Target path per item; ``pattern`` may use {item}, {stem}, {seed}, {mode} and any ``fields``.
+
+    Names are made Windows-safe (:func:`windows_safe_name`); ``.renamed`` says what was changed.
+    """
     ext = IMAGE_FORMATS[fmt]
-    paths = {}
+    paths = PlannedPaths()
     for item in items:
         if item not in EXPORT_ITEMS:
             raise ValueError(f"unknown export item {item!r}; choose from {EXPORT_ITEMS}")
@@ -139,13 +194,79 @@ def planned_paths(
                 f"bad file name pattern {pattern!r}: {exc!r}; use {{item}}, {{stem}}, ..."
             ) from None
         suffix = ".csv" if item == "metrics_csv" else ".json" if item == "json" else ext
-        path = out_dir / f"{name}{suffix}"
+        safe, why = windows_safe_name(name)
+        if why is not None:
+            wanted = name if len(name) <= 60 else name[:57] + "..."
+            paths.renamed.append(f"Saved as '{safe}{suffix}' ('{wanted}{suffix}' {why})")
+        path = out_dir / f"{safe}{suffix}"
         if path in paths.values():
             raise ValueError(
                 f"pattern {pattern!r} gives two items the same file name {path.name}; add {{item}}"
             )
         paths[item] = path
     return paths
+
+
+def _staged(out_dir: Path) -> Path:
+    """A hidden staging folder in ``out_dir`` (same file system: the final renames are atomic)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".maskpix-export-", dir=out_dir))
+    except OSError as exc:
+        raise images._save_error(out_dir, exc) from None
+
+
+def _place(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``, which must not exist (a hard link refuses to replace a file that
+    appeared meanwhile; file systems without hard links fall back to a rename)."""
+    try:
+        os.link(new, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "File exists", str(target)) from None
+        os.replace(new, target)
+    else:
+        os.unlink(new)
+
+
+class _UndoFailed(ImageSaveError):
+    """A failed export whose undo failed too: the old files are kept in the staging folder."""
+
+
+def _publish_set(staged: list[tuple[Path, Path]], stage: Path, overwrite: bool) -> None:
+    """Move every staged file onto its target; on any failure undo every move, so the old set is back.
+
+    Raises :class:`ImageSaveError` (or ``FileExistsError``); if even the undo fails, the old files are
+    left in ``stage`` and the message says where.
+    """
+    backups: list[tuple[Path, Path]] = []  # (old file moved aside, its target)
+    placed: list[Path] = []
+    try:
+        for i, (new, target) in enumerate(staged):
+            if os.path.lexists(target):
+                if not overwrite:
+                    raise FileExistsError(errno.EEXIST, "File exists", str(target))
+                backup = stage / f".old-{i}"
+                os.replace(target, backup)
+                backups.append((backup, target))
+            _place(new, target)
+            placed.append(target)
+    except BaseException as exc:
+        try:
+            for target in placed:
+                target.unlink()
+            for backup, target in backups:
+                os.replace(backup, target)
+        except OSError as undo:
+            raise _UndoFailed(
+                f"Export to '{stage.parent}' failed ({exc}) and could not be undone ({undo}): the "
+                f"previous files are in '{stage}'."
+            ) from None
+        if isinstance(exc, OSError) and not isinstance(exc, FileExistsError):
+            raise images._save_error(target, exc) from None
+        raise
 
 
 def export_result(
@@ -158,18 +279,25 @@ def export_result(
     quality: int = 95,
     overwrite: bool = False,
     stem: str = "image",
-) -> dict[str, Path]:
-    """Write the chosen items; refuses (FileExistsError, nothing written) if any target exists."""
+) -> PlannedPaths:
+    """Write the chosen items as one set; refuses (FileExistsError, nothing written) if any target exists.
+
+    Every file is written to a staging folder first, then all are renamed into place: a failure leaves
+    the old files (or none), never some old and some new. Returns the paths, with ``.renamed`` saying
+    which names were changed to be valid on Windows.
+    """
     out_dir = Path(out_dir)
     p = result.request.params
     paths = planned_paths(
         out_dir, items, pattern=pattern, fmt=fmt, stem=stem, seed=str(p.seed), mode=p.mask_mode
     )
+    for path in paths.values():
+        if path.is_dir():
+            raise ImageSaveError(f"Could not save '{path}': a folder of that name is in the way.")
     if not overwrite:
-        clash = [str(path) for path in paths.values() if path.exists()]
+        clash = [str(path) for path in paths.values() if os.path.lexists(path)]
         if clash:
             raise FileExistsError("These files exist already: " + ", ".join(clash))
-    out_dir.mkdir(parents=True, exist_ok=True)
     meta = result.metadata()
     meta["files"] = {k: v.name for k, v in paths.items()}
     text = png_text(meta)
@@ -185,20 +313,25 @@ def export_result(
             ["Original", "Mask", "Baseline (IP2P)", f"Blended ({p.mask_mode})"],
         ),
     }
-    existed = {item for item, path in paths.items() if path.exists()}
-    written: list[Path] = []
+    stage = _staged(out_dir)
+    keep_stage = False
     try:
+        staged: list[tuple[Path, Path]] = []
         for item, path in paths.items():
+            new = stage / path.name
             if item in pictures:
-                images.save_image(path, pictures[item](), text=text, quality=quality, overwrite=overwrite)
+                images.save_image(new, pictures[item](), text=text, quality=quality, overwrite=False)
             elif item == "metrics_csv":
-                images.atomic_write_text(path, metrics_csv(result.metrics), overwrite=overwrite)
+                images.atomic_write_text(new, metrics_csv(result.metrics), overwrite=False)
             elif item == "json":
-                images.atomic_write_text(path, to_json(meta), overwrite=overwrite)
-            if item not in existed:
-                written.append(path)
-    except BaseException:
-        for path in written:  # all or nothing for the files this call created
-            path.unlink(missing_ok=True)
-        raise
+                images.atomic_write_text(new, to_json(meta), overwrite=False)
+            staged.append((new, path))
+        try:
+            _publish_set(staged, stage, overwrite)
+        except _UndoFailed:
+            keep_stage = True
+            raise
+    finally:
+        if not keep_stage:
+            shutil.rmtree(stage, ignore_errors=True)
     return paths

@@ -58,12 +58,19 @@ def _show_error(parent: QWidget, message: str) -> None:
     QMessageBox.critical(parent, "Export failed", message)
 
 
+def _show_notice(parent: QWidget, message: str) -> None:
+    """Default notice after an export whose file names had to change (QMessageBox.information)."""
+    QMessageBox.information(parent, "Saved under other names", message)
+
+
 class ExportDialog(QDialog):
     """Write a result's images, grid, metrics CSV and JSON sidecar; OK exports, errors keep it open."""
 
-    #: Hooks (replaceable in tests, on the class or an instance): overwrite question and error report.
+    #: Hooks (replaceable in tests, on the class or an instance): overwrite question, error report and
+    #: the notice listing names changed to be valid on Windows.
     ask_overwrite: Callable[[QWidget, list[str]], bool] = staticmethod(_ask_overwrite)
     show_error: Callable[[QWidget, str], None] = staticmethod(_show_error)
+    show_notice: Callable[[QWidget, str], None] = staticmethod(_show_notice)
 
     def __init__(
         self, result: EditResult, default_dir: Path, parent: QWidget | None = None, *, stem: str = "image"
@@ -73,6 +80,8 @@ class ExportDialog(QDialog):
         self.edit_result = result
         self.stem = stem
         self.exported_paths: dict[str, Path] = {}
+        #: After an export: one message per file name changed to be valid on Windows (also shown).
+        self.renamed: list[str] = []
 
         items_box = QGroupBox("Items")
         grid = QGridLayout(items_box)
@@ -145,8 +154,9 @@ class ExportDialog(QDialog):
     def image_format(self) -> str:
         return str(self.format_combo.currentData())
 
-    def planned(self) -> dict[str, Path]:
-        """Target path per checked item; ValueError/KeyError/IndexError for a bad pattern."""
+    def planned(self) -> export.PlannedPaths:
+        """Target path per checked item (``.renamed``: names made Windows-safe); ValueError/KeyError/
+        IndexError for a bad pattern."""
         p = self.edit_result.request.params
         if not self.pattern_edit.text().strip():
             raise ValueError("the pattern is empty")
@@ -199,6 +209,9 @@ class ExportDialog(QDialog):
             self._hook("show_error")(self, str(exc))
             return False
         self.exported_paths = paths
+        self.renamed = list(getattr(paths, "renamed", []))
+        if self.renamed:
+            self._hook("show_notice")(self, "\n".join(self.renamed))
         return True
 
     def accept(self) -> None:
@@ -230,5 +243,8 @@ class ExportDialog(QDialog):
             return
         self.preview_label.setStyleSheet("")
         names = [path.name + ("  (exists)" if path.exists() else "") for path in planned.values()]
-        self.preview_label.setText("\n".join(names) if names else "Nothing selected.")
+        text = "\n".join(names) if names else "Nothing selected."
+        if planned.renamed:
+            text += "\n\n" + "\n".join(planned.renamed)
+        self.preview_label.setText(text)
         self.export_button.setEnabled(bool(names) and bool(self.folder_edit.text().strip()))
