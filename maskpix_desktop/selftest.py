@@ -294,8 +294,9 @@ def check_gui(ctx: _Context) -> str:
     from PySide6.QtCore import QEventLoop, QSettings
 
     from maskpix_desktop.core import images
+    from maskpix_desktop.paths import resources_dir
     from maskpix_desktop.ui.app import create_app
-    from maskpix_desktop.ui.main_window import MainWindow, resources_dir
+    from maskpix_desktop.ui.main_window import MainWindow
 
     root = ctx.need("models")
     sample = resources_dir() / "samples" / "dog.jpg"
@@ -442,7 +443,7 @@ def _report_stream(out: TextIO | None) -> Iterator[TextIO]:
     if out is not None or sys.stdout is not None:
         yield out if out is not None else sys.stdout
         return
-    from maskpix_desktop.ui.app import log_dir
+    from maskpix_desktop.paths import log_dir
 
     folder = log_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,7 @@ from maskpix_desktop.core.project_records import (
     prompts_from,
     result_from_record,
 )
+from maskpix_desktop.paths import autosave_dir, data_dir
 
 __all__ = [
     "AUTOSAVE_NAME",
@@ -94,7 +95,6 @@ FORMAT = "maskpix-project"
 VERSION = 1
 PROJECT_SUFFIX = ".maskpix"
 AUTOSAVE_NAME = "session"
-ENV_DATA_DIR = "MASKPIX_DATA_DIR"
 PREVIOUS_NAME = "previous"  # a declined autosave is kept once under this name
 UNREADABLE_PREFIX = "unreadable-"  # an autosave that cannot be read is kept as unreadable-<time>.maskpix
 BLOB_SUFFIX = ".blobs"  # session.maskpix keeps its arrays in session.blobs/ (written once each)
@@ -571,21 +571,6 @@ def rerun_from_sidecar(path: str | os.PathLike) -> EditRequest:
 
 
 # ------------------------------------------------------------------------------------------ folders
-
-
-def data_dir() -> Path:
-    """MaskPix's per-user data folder (``$MASKPIX_DATA_DIR`` overrides it, e.g. for tests). Not created."""
-    env = os.environ.get(ENV_DATA_DIR, "").strip()
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return platformdirs.user_data_path("maskpix", appauthor=False)
-
-
-def autosave_dir() -> Path:
-    """Where autosaves and their lock markers live (not created)."""
-    return data_dir() / "autosave"
 
 
 # ------------------------------------------------------------------------------------------ OS locks

@@ -10,16 +10,12 @@ import sys
 import traceback
 from pathlib import Path
 
+from maskpix_desktop.paths import log_dir
+
 log = logging.getLogger("maskpix")
 
 APP_NAME = "MaskPix Desktop"
 ORG_NAME = "MaskPix"
-
-
-def log_dir() -> Path:
-    import platformdirs
-
-    return platformdirs.user_log_path("maskpix", appauthor=False)
 
 
 def setup_logging(level: int = logging.INFO) -> Path:
