@@ -16,6 +16,7 @@ in :mod:`maskpix_desktop.core.evaluation`. See docs/EVALUATION.md.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 MODE_NAMES = ("baseline", "pixel", "latent", "crop")
@@ -27,6 +28,36 @@ def _modes(text: str) -> tuple[str, ...]:
     if bad or not modes:
         raise argparse.ArgumentTypeError(f"modes must be a comma list of {', '.join(MODE_NAMES)}")
     return modes
+
+
+def _count(least: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
+        return value
+
+    return parse
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 < value <= 7 * 24 * 60):  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be a number of minutes in (0, 10080], not {text}")
+    return value
+
+
+def _device(text: str) -> str:
+    value = text.strip().lower()
+    if value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d{1,3}", value):
+        return value
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -42,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
     p.add_argument("--format", dest="fmt", default="auto", choices=("auto", "pie", "magicbrush"))
     p.add_argument("--modes", type=_modes, default=MODE_NAMES, help="comma list (default: all four)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N items (in id order)")
+    p.add_argument("--limit", type=_count(0), default=None, help="only the first N items (in id order)")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
     p.add_argument("--text-scale", type=float, default=7.5, help="text guidance scale (default 7.5)")
     p.add_argument("--image-scale", type=float, default=1.5, help="image guidance scale (default 1.5)")
@@ -61,17 +92,25 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-clip", action="store_true", help="skip CLIP metrics (reported as missing)")
     p.add_argument("--lpips-net", default="squeeze", choices=("squeeze", "alex", "vgg"))
     p.add_argument("--no-images", action="store_true", help="do not save per-item images (no grid)")
-    p.add_argument("--grid-items", type=int, default=4, help="items in grid.png (default 4)")
+    p.add_argument("--grid-items", type=_count(0), default=4, help="items in grid.png (default 4)")
     p.add_argument("--retry-errors", action="store_true", help="rerun (item, mode) pairs that failed")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--threads", type=_count(1), default=None, help="torch CPU threads per process")
     p.add_argument(
-        "--dist-timeout", type=float, default=720.0, help="minutes a process waits for the others (720)"
+        "--dist-timeout", type=_minutes, default=720.0, help="minutes a process waits for the others (720)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
     p.add_argument("--ip2p", default=None, help="InstructPix2Pix diffusers folder or Hugging Face id")
-    p.add_argument("--device", default="auto", help="auto | cuda | cpu (under torchrun: each rank's own)")
-    p.add_argument("--precision", default="auto", help="auto | fp16 | bf16 | fp32")
+    p.add_argument(
+        "--device", type=_device, default="auto", help="auto | cuda | cpu (under torchrun: each rank's own)"
+    )
+    p.add_argument(
+        "--precision",
+        type=str.lower,
+        default="auto",
+        choices=("auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16"),
+        help="auto | fp16 | bf16 | fp32",
+    )
     return p
 
 

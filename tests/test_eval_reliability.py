@@ -288,7 +288,7 @@ def test_magicbrush_records_of_the_wrong_type_become_error_rows(
 
 @pytest.mark.parametrize(
     "damage",
-    ["empty", "not_json", "a_list", "deleted", "a_folder", "edited_to_match"],
+    ["empty", "not_json", "a_list", "deleted", "a_folder", "dev_zero", "edited_to_match"],
 )
 def test_settings_guard_fails_closed(
     damage: str, pie_run: Path, hostile_pie: Path, tiny_models_dir: Path, tmp_path: Path, capsys
@@ -309,6 +309,11 @@ def test_settings_guard_fails_closed(
     elif damage == "a_folder":
         cfg.unlink()
         cfg.mkdir()
+    elif damage == "dev_zero":  # reading it would never end
+        if not Path("/dev/zero").exists():
+            pytest.skip("no /dev/zero")
+        cfg.unlink()
+        cfg.symlink_to("/dev/zero")
     else:  # the user edits the record to the new settings; the rows still carry the old ones
         record["config"]["steps"] = 3
         cfg.write_text(json.dumps(record))
@@ -322,7 +327,8 @@ def test_settings_guard_fails_closed(
         "not_json": "eval-config.json is unreadable",
         "a_list": "eval-config.json is unreadable (it holds a list)",
         "deleted": "result rows but no eval-config.json",
-        "a_folder": "eval-config.json is unreadable",
+        "a_folder": "eval-config.json is unreadable (it is not a regular file)",
+        "dev_zero": "eval-config.json is unreadable (it is not a regular file)",
         "edited_to_match": "other settings in the row (a b, baseline) (config.steps: 2 -> 3)",
     }[damage]
     assert expect in err, err
@@ -405,3 +411,45 @@ def test_whole_image_mask_metrics_are_nan_and_left_out_of_the_means(pie_run: Pat
     assert pixel_psnr["n"] == 4 and pixel_psnr["n_excluded"] == 1  # the inf of the whole item is not in it
     md = (pie_run / "summary.md").read_text(encoding="utf-8")
     assert "Excluded: 1 item(s) whose mask covers the whole image" in md and "`whole`" in md
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--threads", "-1", "must be at least 1"),
+        ("--dist-timeout", "inf", "number of minutes"),
+        ("--dist-timeout", "nan", "number of minutes"),
+        ("--device", "tpu", "'tpu' is not a device"),
+        ("--precision", "fp8", "invalid choice: 'fp8'"),
+        ("--limit", "-2", "must be at least 0"),
+    ],
+)
+def test_eval_options_out_of_range_are_refused_by_the_parser(option, value, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "data", "--out", "out", option, value])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_duplicated_manifest_member_is_refused(tmp_path: Path) -> None:
+    """A zip may hold two ``manifest.json``; the reader must not pick the last one silently."""
+    import warnings
+    import zipfile
+
+    from maskpix_desktop.core.session import ProjectError, Session, load_project, save_project
+
+    path = save_project(tmp_path / "p.maskpix", Session(image=np.zeros((8, 8, 3), np.uint8)))
+    with zipfile.ZipFile(path) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    with zipfile.ZipFile(path, "a") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns "Duplicate name"
+        zf.writestr("manifest.json", json.dumps({**manifest, "current": 0}))
+    with pytest.raises(ProjectError, match="two members named 'manifest.json'"):
+        load_project(path)
+
+
+def test_out_naming_a_file_is_refused_before_models(hostile_pie: Path, tmp_path: Path, capsys) -> None:
+    target = tmp_path / "a_file"
+    target.write_text("keep me")
+    assert run(hostile_pie, target, tmp_path / "no_models") == 1
+    assert f"cannot create the output folder {target}: File exists" in capsys.readouterr().err
+    assert target.read_text() == "keep me"

@@ -1183,7 +1183,13 @@ def _check_config(out: Path, record: dict[str, Any], rows: Sequence[dict[str, An
     path = out / CONFIG_JSON
     if path.exists() or path.is_symlink():
         try:
-            text = path.read_text(encoding="utf-8")
+            if not path.is_file():
+                raise ValueError("it is not a regular file")
+            with open(path, "rb") as fh:
+                raw = fh.read(1 << 20)
+            if len(raw) == 1 << 20:
+                raise ValueError("it is larger than 1 MiB")
+            text = raw.decode("utf-8")
             old = json.loads(text) if text.strip() else "empty"
             if not isinstance(old, dict):
                 raise ValueError(f"it is {old}" if old == "empty" else f"it holds a {json_kind(old)}")
