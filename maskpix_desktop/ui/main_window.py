@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QScrollArea,
     QSlider,
@@ -45,6 +46,7 @@ from maskpix_desktop.core.service import ModelChoice
 from maskpix_desktop.ui.canvas import ImageCanvas, Prompts
 from maskpix_desktop.ui.document import check_params, check_session
 from maskpix_desktop.ui.edit_panel import EditPanel
+from maskpix_desktop.ui.file_jobs import FileJob, FileJobs
 from maskpix_desktop.ui.results import ResultsPanel
 from maskpix_desktop.ui.worker import AutoMaskJob, JobMessage, ModelClient, SegmentJob
 
@@ -237,6 +239,8 @@ class MainWindow(QMainWindow):
         self._automask_job = 0
         self._tau_job = 0
         self._document = 0  # incremented for every image, project or re-run opened (see _new_document)
+        self._change_serial = 0  # incremented by every change (a save knows which changes it holds)
+        self._close_when_idle = False  # quitting waits for a save in flight
         self.automask_result: Any = None  # the AutoMaskResult on the canvas (None after a new image)
 
         self.banner = Banner()
@@ -263,8 +267,10 @@ class MainWindow(QMainWindow):
         self.edit_panel = EditPanel()
         self._build_automask_row()
         self._build_tools_dock()
+        self.file_jobs = FileJobs(self)
         self._build_menus()
         self._build_status_bar()
+        self.file_jobs.changed.connect(self._on_file_jobs_changed)
 
         self.client = ModelClient(service_factory or _service_factory(self.choice), self)
         self.client.message.connect(self._on_message)
@@ -437,10 +443,10 @@ class MainWindow(QMainWindow):
             self.samples_menu.addAction(path.stem, lambda p=path: self.open_image(p))
         file.addSeparator()
         self.save_project_action = file.addAction(
-            "&Save project", QKeySequence.StandardKey.Save, self.save_project
+            "&Save project", QKeySequence.StandardKey.Save, lambda: self.save_project(wait=False)
         )
         self.save_project_as_action = file.addAction(
-            "Save project &as…", QKeySequence("Ctrl+Shift+S"), self.save_project_as
+            "Save project &as…", QKeySequence("Ctrl+Shift+S"), lambda: self.save_project_as(wait=False)
         )
         file.addSeparator()
         self.export_action = file.addAction("&Export result…", QKeySequence("Ctrl+E"), self.export_current)
@@ -484,7 +490,17 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel("models: not loaded")
         self.cursor_label = QLabel("")
         self.cursor_label.setMinimumWidth(90)
-        for w in (self.cursor_label, self.model_label, self.device_label):
+        self.file_label = QLabel("")  # "Saving x.maskpix…" while the file thread works
+        self.file_progress = QProgressBar(maximumWidth=90, maximumHeight=14, textVisible=False)
+        self.file_progress.setRange(0, 0)  # busy indicator
+        self.file_progress.hide()
+        for w in (
+            self.file_label,
+            self.file_progress,
+            self.cursor_label,
+            self.model_label,
+            self.device_label,
+        ):
             sb.addPermanentWidget(w)
 
     # ------------------------------------------------------------------ settings
@@ -726,17 +742,51 @@ class MainWindow(QMainWindow):
         start = str(self.project_path.parent) if self.project_path else str(Path.home())
         path, _ = QFileDialog.getOpenFileName(self, "Open project", start, PROJECT_FILTER)
         if path:
-            self.open_project(path)
+            self.open_project(path, wait=False)
 
-    def open_project(self, path: str | Path, *, recovered: bool = False) -> bool:
-        """Replace the session with a ``.maskpix`` project; a bad file gives a message and changes nothing."""
+    def open_project(self, path: str | Path, *, recovered: bool = False, wait: bool = True) -> bool:
+        """Replace the session with a ``.maskpix`` project; a bad file gives a message and changes nothing.
+
+        ``wait=False`` (File menu, drops) reads the file on the file thread and applies it when read
+        (True then means "started"), unless another document was opened meanwhile.
+        """
         path = Path(path)
+        if not wait:
+            doc = self._document
+
+            def done(s: Any, error: BaseException | None) -> None:
+                if error is not None:
+                    self._could_not_open(path, error)
+                elif doc != self._document:
+                    self.statusBar().showMessage(
+                        f"{path.name} was not opened: another file was opened.", 8000
+                    )
+                else:
+                    self._show_project(path, s, recovered)
+
+            job = FileJob(f"Opening {path.name}…", lambda: sessions.load_project(path), done)
+            self.file_jobs.submit(job)
+            return True
         try:
             s = sessions.load_project(path)
+        except MaskPixError as exc:
+            self._could_not_open(path, exc)
+            return False
+        return self._show_project(path, s, recovered)
+
+    def _could_not_open(self, path: Path, error: BaseException) -> None:
+        text = str(error) if isinstance(error, MaskPixError) else f"Cannot open '{path}': {error!r}."
+        if isinstance(error, MemoryError):
+            text = f"Not enough memory to open '{path}'."
+        self.banner.show_message(text, "error")
+        self.statusBar().showMessage(f"Could not open {path.name}", 5000)
+
+    def _show_project(self, path: Path, s: sessions.Session, recovered: bool) -> bool:
+        """Check ``s`` field by field, then show it in one step (the previous document back on failure)."""
+        try:
             check_session(s, str(path), self._param_limits())
         except MaskPixError as exc:
-            self.banner.show_message(str(exc), "error")
-            self.statusBar().showMessage(f"Could not open {path.name}", 5000)
+            self._could_not_open(path, exc)
             return False
 
         def apply() -> None:
@@ -757,13 +807,13 @@ class MainWindow(QMainWindow):
         self._update_title()
         return True
 
-    def save_project(self) -> bool:
-        """Save to the current project file (asks for one the first time)."""
+    def save_project(self, *, wait: bool = True) -> bool:
+        """Save to the current project file (asks for one the first time); see :meth:`write_project`."""
         if self.project_path is None:
-            return self.save_project_as()
-        return self.write_project(self.project_path)
+            return self.save_project_as(wait=wait)
+        return self.write_project(self.project_path, wait=wait)
 
-    def save_project_as(self) -> bool:
+    def save_project_as(self, *, wait: bool = True) -> bool:
         start = self.project_path or (
             self.image_path.with_suffix(sessions.PROJECT_SUFFIX) if self.image_path else Path.home()
         )
@@ -773,25 +823,60 @@ class MainWindow(QMainWindow):
         path = Path(path)
         if path.suffix.lower() != sessions.PROJECT_SUFFIX:
             path = path.with_name(path.name + sessions.PROJECT_SUFFIX)
-        return self.write_project(path)
+        return self.write_project(path, wait=wait)
 
-    def write_project(self, path: str | Path) -> bool:
-        """Write the session to ``path`` (atomic); errors (disk full, read-only) go to the banner."""
+    def write_project(self, path: str | Path, *, wait: bool = True) -> bool:
+        """Write the session to ``path`` (atomic); errors (disk full, read-only) go to the banner.
+
+        ``wait=False`` (Ctrl+S and the File menu) snapshots the session here and writes it on the file
+        thread; the window stays responsive, the status bar shows the save, and True means "started".
+        """
         path = Path(path)
+        snapshot, serial, doc = self.session(), self._change_serial, self._document
+        if not wait:
+
+            def done(_value: Any, error: BaseException | None) -> None:
+                if error is not None:
+                    self._not_saved(error)
+                else:
+                    self._saved(path, serial, doc)
+
+            save = lambda: sessions.save_project(path, snapshot)  # noqa: E731
+            self.file_jobs.submit(FileJob(f"Saving {path.name}…", save, done, key=f"save:{path}"))
+            return True
+        self.file_jobs.wait_idle()  # an older snapshot queued for this file must not land after this one
         try:
-            sessions.save_project(path, self.session())
+            sessions.save_project(path, snapshot)
         except MaskPixError as exc:
-            self.banner.show_message(f"The project was not saved. {exc}", "error")
+            self._not_saved(exc)
             return False
+        self._saved(path, serial, doc)
+        return True
+
+    def _not_saved(self, error: BaseException) -> None:
+        text = str(error) if isinstance(error, MaskPixError) else f"{type(error).__name__}: {error}"
+        self.banner.show_message(f"The project was not saved. {text}", "error")
+
+    def _saved(self, path: Path, serial: int, doc: int) -> None:
+        """A save of the document ``doc`` as it was at change ``serial`` is on disk."""
+        self.statusBar().showMessage(f"Saved project {path.name}", 5000)
+        if doc != self._document:
+            return  # another file was opened meanwhile: it is not this project
         self.project_path = path
-        self.modified = False
+        self.modified = serial != self._change_serial  # changes made during the save are not in it
         self._recovered = False
         self._update_title()
-        self.statusBar().showMessage(f"Saved project {path.name}", 5000)
-        return True
+
+    def _on_file_jobs_changed(self) -> None:
+        busy = self.file_jobs.busy()
+        self.file_progress.setVisible(busy)
+        self.file_label.setText(self.file_jobs.label() if busy else "")
+        if not busy and self._close_when_idle:
+            QTimer.singleShot(0, self.close)
 
     def _changed(self) -> None:
         """Something the user would miss changed: mark modified and (re)start the autosave countdown."""
+        self._change_serial += 1
         if not self.modified and not self._restoring:
             self.modified = True
             self._update_title()
@@ -889,7 +974,11 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event) -> None:  # noqa: N802
         for url in event.mimeData().urls():
             if url.isLocalFile():
-                self.open_image(url.toLocalFile())  # .maskpix files open as projects
+                path = Path(url.toLocalFile())
+                if path.suffix.lower() == sessions.PROJECT_SUFFIX:
+                    self.open_project(path, wait=False)  # read on the file thread
+                else:
+                    self.open_image(path)
                 break
 
     # ------------------------------------------------------------------ tools
@@ -1227,6 +1316,13 @@ class MainWindow(QMainWindow):
         )
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        if self.file_jobs.busy():  # never quit half-way through writing the user's project
+            event.ignore()
+            self._close_when_idle = True
+            what = self.file_jobs.label().rstrip("…") or "Saving"
+            self.statusBar().showMessage(f"{what}: MaskPix quits when it is done.")
+            self.banner.show_message(f"{what}… MaskPix will quit as soon as it is finished.", "info")
+            return
         self.settings.setValue("window/geometry", self.saveGeometry())
         self._closed = True
         self._autosave_timer.stop()
