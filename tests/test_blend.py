@@ -76,6 +76,20 @@ def test_composite_rejects_shape_mismatches(pair):
         blend.composite(orig, edit, np.ones((H, W, 1), bool))
 
 
+@pytest.mark.parametrize("chunk", [1 << 20, 7 * W])  # one chunk; 7-row chunks (a partial last one)
+def test_composite_soft_mask_is_bit_identical_to_the_full_image_formula(pair, monkeypatch, chunk):
+    """Bit for bit the full-image float32 formula, whichever pixels take the copy path."""
+    monkeypatch.setattr(blend, "_CHUNK_PIXELS", chunk)
+    orig, edit = pair
+    soft = blend.prepare_mask(_rect_mask(), dilate=2, feather=3.0)
+    assert ((soft > 0) & (soft < 1)).any() and (soft == 1).any() and (soft == 0).any()
+    o = orig.astype(np.float32)
+    formula = o + soft[..., None] * (edit.astype(np.float32) - o)
+    expected = np.clip(np.rint(formula), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(blend.composite(orig, edit, soft), expected)
+    np.testing.assert_array_equal(blend.composite(orig, edit, np.ascontiguousarray(soft.T).T), expected)
+
+
 # -------------------------------------------------------------------------------------- prepare_mask
 
 
@@ -264,6 +278,25 @@ def test_poisson_seam_only_changes_the_mask_box(pair):
     outside[y0:y1, x0:x1] = False
     np.testing.assert_array_equal(out[outside], orig[outside])
     assert (out[m] != comp[m]).any()  # it really blended
+
+
+def test_poisson_seam_in_rgb_equals_opencvs_bgr_clone(pair):
+    """The solve is per channel: cloning RGB directly gives exactly the BGR round trip it replaced."""
+    orig, other = pair
+    soft = blend.prepare_mask(_rect_mask(y0=12, y1=50, x0=20, x1=70), feather=2.0)
+    comp = blend.composite(orig, other, soft)
+    hard = masks.as_bool(soft, threshold=0.01).copy()
+    hard[[0, -1], :] = False
+    hard[:, [0, -1]] = False
+    x0, y0, x1, y1 = masks.bbox(hard)
+    bgr = cv2.seamlessClone(
+        np.ascontiguousarray(comp[..., ::-1]),
+        np.ascontiguousarray(orig[..., ::-1]),
+        hard.astype(np.uint8) * 255,
+        ((x0 + x1) // 2, (y0 + y1) // 2),
+        cv2.NORMAL_CLONE,
+    )
+    np.testing.assert_array_equal(blend.poisson_seam(orig, comp, soft), bgr[..., ::-1])
 
 
 def test_poisson_seam_soft_mask_uses_its_thresholded_box(pair):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -349,3 +350,130 @@ class _Exploit:
 
     def __reduce__(self):
         return (Path.touch, (Path(self.path),))
+
+
+# ---------------------------------------------------------------------------------- edit-loop fast path
+
+# compute_metrics's SSIM runs in float32: blurred second moments of values up to 128^2 (the fast path centres
+# at 128) carry ~1e-7 relative error, i.e. ~1e-3 absolute against C2 = 58.5 in the denominator, so a pixel's
+# SSIM moves by ~1e-5 relative at worst; 1e-4 relative on the means leaves a margin. The pixel statistics
+# are exact integer histograms / sums: only the float64 summation order differs (1e-12).
+SSIM_REL = 1e-4
+PIXEL_REL = 1e-12
+SSIM_KEYS = ("bg_ssim", "pie_ssim")
+
+
+def _edit_pair(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    orig = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), (xx + yy) % 256], -1)
+    orig = np.clip(orig + rng.normal(0, 8, orig.shape), 0, 255).astype(np.uint8)
+    edit = np.clip(orig.astype(np.int16) + rng.integers(-12, 13, orig.shape), 0, 255).astype(np.uint8)
+    return orig, edit
+
+
+def _assert_close(fast: dict, ref: dict) -> None:
+    assert set(fast) == set(ref)
+    for k, v in ref.items():
+        if math.isnan(v) or math.isinf(v):
+            assert fast[k] == v or (math.isnan(fast[k]) and math.isnan(v)), k
+        else:
+            assert fast[k] == pytest.approx(v, rel=SSIM_REL if k in SSIM_KEYS else PIXEL_REL, abs=1e-12), k
+
+
+@pytest.mark.parametrize("kind", ["ellipse", "soft", "speckle", "empty", "full", "corner"])
+def test_fast_metrics_match_the_definitions(kind):
+    h, w = 90, 130
+    orig, edit = _edit_pair(h, w, seed=5)
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(6)
+    mask = {
+        "ellipse": ((yy - 45) / 25.0) ** 2 + ((xx - 60) / 40.0) ** 2 <= 1,
+        "soft": np.clip(1.2 - np.hypot(yy - 40, xx - 70) / 30.0, 0, 1).astype(np.float32),
+        "speckle": rng.random((h, w)) < 0.3,
+        "empty": np.zeros((h, w), bool),
+        "full": np.ones((h, w), bool),
+        "corner": (yy < 8) & (xx < 12),
+    }[kind]
+    edit[masks_as_bool(mask)] = 255 - orig[masks_as_bool(mask)]
+    _assert_close(mx.compute_metrics(orig, edit, mask), mx.compute_metrics(orig, edit, mask, reference=True))
+    _assert_close(mx.compute_metrics(orig, orig, mask), mx.compute_metrics(orig, orig, mask, reference=True))
+
+
+def masks_as_bool(mask: np.ndarray) -> np.ndarray:
+    return mask if mask.dtype == bool else mask >= 0.5
+
+
+def test_pie_ssim_band_tiles_and_whole_map_paths_both_match():
+    """A small mask on a large image takes the band tiles; a speckled one the whole-map fallback."""
+    orig, edit = _edit_pair(300, 420, seed=7)
+    small = np.zeros((300, 420), bool)
+    small[140:170, 200:260] = True
+    speckle = np.random.default_rng(8).random((300, 420)) < 0.2
+    inside = np.ascontiguousarray(small)
+    assert mx._SsimShared(orig, inside, (~inside).view(np.uint8), None).tiles  # the band path
+    inside = np.ascontiguousarray(speckle)
+    assert mx._SsimShared(orig, inside, (~inside).view(np.uint8), None).tiles is None  # the fallback
+    for m in (small, speckle):
+        _assert_close(mx.compute_metrics(orig, edit, m), mx.compute_metrics(orig, edit, m, reference=True))
+
+
+def test_compare_shares_the_original_and_equals_separate_calls():
+    orig, edit = _edit_pair(64, 80, seed=9)
+    other = np.roll(edit, 3, axis=1)
+    m = np.zeros((64, 80), bool)
+    m[10:40, 20:60] = True
+    both = mx.compare(orig, edit, other, m)
+    assert both["baseline"] == mx.compute_metrics(orig, edit, m)
+    assert both["blended"] == mx.compute_metrics(orig, other, m)
+    ref = mx.compare(orig, edit, other, m, reference=True)
+    _assert_close(both["blended"], ref["blended"])
+
+
+def test_ssim_factor_bounds_the_working_size():
+    assert mx.ssim_factor(768, 1024) == 1 and mx.ssim_factor(1080, 1920) == 1
+    assert mx.ssim_factor(3000, 4000) == 3  # 1000 x 1333
+    assert mx.ssim_factor(4000, 6000) == 4  # 1000 x 1500
+    for h, w in ((3000, 4000), (4000, 6000), (2000, 2001), (10, 10**6)):
+        f = mx.ssim_factor(h, w)
+        assert (h // f) * (w // f) <= mx.SSIM_MAX_PIXELS
+        assert f == 1 or (h // (f - 1)) * (w // (f - 1)) > mx.SSIM_MAX_PIXELS
+    assert mx.ssim_factor(100, 100, max_pixels=2500) == 2
+
+
+def test_large_image_ssim_is_the_ssim_of_block_means_and_pixel_metrics_stay_exact(monkeypatch):
+    """Over SSIM_MAX_PIXELS: SSIM of the f x f block means (cv2.INTER_AREA), the background map weighted
+    by each block's fraction outside M; PIE-Bench zeroes M at full size first. The rest stays full size."""
+    monkeypatch.setattr(mx, "SSIM_MAX_PIXELS", 41 * 60)
+    h, w = 123, 182  # f = 3: 41 x 60 blocks, one partial row and two partial columns dropped
+    orig, edit = _edit_pair(h, w, seed=11)
+    m = np.zeros((h, w), bool)
+    m[30:71, 50:101] = True  # not aligned to the blocks: partial blocks on every side
+    edit[m] = 255 - orig[m]
+    f = mx.ssim_factor(h, w)
+    assert f == 3
+    fast = mx.compute_metrics(orig, edit, m)
+    ref = mx.compute_metrics(orig, edit, m, reference=True)
+    for k in set(ref) - set(SSIM_KEYS):  # leakage, mIoU, PSNRs, MSE: full resolution
+        assert fast[k] == pytest.approx(ref[k], rel=PIXEL_REL), k
+
+    hs, ws = h // f, w // f
+
+    def shrink(img):
+        return cv2.resize(img[: hs * f, : ws * f], (ws, hs), interpolation=cv2.INTER_AREA)
+
+    outside = 1.0 - m[: hs * f, : ws * f].reshape(hs, f, ws, f).mean(axis=(1, 3))
+    bg = (mx.ssim_map(shrink(orig), shrink(edit)) * outside).sum() / outside.sum()
+    keep = (~m)[..., None]
+    pie = mx.ssim_map(shrink(orig * keep), shrink(edit * keep))[5:-5, 5:-5].mean()
+    assert fast["bg_ssim"] == pytest.approx(bg, rel=SSIM_REL)
+    assert fast["pie_ssim"] == pytest.approx(pie, rel=SSIM_REL)
+    assert abs(fast["bg_ssim"] - ref["bg_ssim"]) > 1e-4  # the working size really changed
+
+
+def test_reference_flag_runs_the_single_metric_functions():
+    orig, edit, mask = _pair_with_outside_diff(5)
+    ref = mx.compute_metrics(orig, edit, mask, reference=True)
+    assert ref["bg_ssim"] == mx.background_ssim(orig, edit, mask)
+    assert ref["pie_ssim"] == mx.pie_background_ssim(orig, edit, mask)
+    assert ref["pie_mse"] == mx.pie_background_mse(orig, edit, mask)

@@ -15,6 +15,7 @@ from maskpix_desktop.core import masks
 
 MASK_MODES = ("pixel", "latent", "crop")
 SEAM_MODES = ("none", "poisson")
+_CHUNK_PIXELS = 1 << 20
 
 
 def prepare_mask(mask: np.ndarray, *, dilate: int = 0, feather: float = 0.0) -> np.ndarray:
@@ -27,16 +28,30 @@ def composite(orig: np.ndarray, edit: np.ndarray, mask: np.ndarray) -> np.ndarra
     """``y = M*edit + (1-M)*orig`` rounded to uint8.
 
     Computed as ``orig + M*(edit - orig)`` in float32, so where ``M == 0`` the output is the original
-    exactly and where ``M == 1`` it is the edit exactly.
+    exactly and where ``M == 1`` it is the edit exactly. Those pixels are copied; the formula runs only
+    on the pixels with ``0 < M < 1`` (a feathered edge), in row chunks: same result, no full-size floats.
     """
     if orig.shape != edit.shape:
         raise ValueError(f"image shapes differ: {orig.shape} vs {edit.shape}")
-    m = masks.as_float(mask)
-    if m.shape != orig.shape[:2]:
+    m = np.asarray(mask)
+    if m.ndim != 2 or m.shape != orig.shape[:2]:
         raise ValueError(f"mask shape {m.shape} does not match image {orig.shape[:2]}")
-    o = orig.astype(np.float32)
-    y = o + m[..., None] * (edit.astype(np.float32) - o)
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    out = np.array(orig, copy=True, order="C")
+    if m.dtype == np.bool_:
+        np.copyto(out, edit, where=m[..., None])
+        return out
+    m = masks.as_float(m)
+    step = max(1, _CHUNK_PIXELS // max(m.shape[1], 1))
+    for y in range(0, m.shape[0], step):
+        rows = slice(y, y + step)
+        mr, o, e = m[rows], out[rows], edit[rows]
+        np.copyto(o, e, where=(mr == 1.0)[..., None])
+        ys, xs = np.nonzero((mr > 0.0) & (mr < 1.0))
+        if ys.size:
+            of = o[ys, xs].astype(np.float32)
+            yv = of + mr[ys, xs][:, None] * (e[ys, xs].astype(np.float32) - of)
+            o[ys, xs] = np.clip(np.rint(yv), 0, 255).astype(np.uint8)
+    return out
 
 
 def poisson_seam(orig: np.ndarray, composite_img: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -61,18 +76,14 @@ def poisson_seam(orig: np.ndarray, composite_img: np.ndarray, mask: np.ndarray) 
         return composite_img.copy()
     x0, y0, x1, y1 = box
     center = ((x0 + x1) // 2, (y0 + y1) // 2)
-    m8 = hard.astype(np.uint8) * 255
+    m8 = hard.astype(np.uint8) * 255  # OpenCV scales the mask by 1/255 into the gradient weights
     try:
-        out = cv2.seamlessClone(
-            np.ascontiguousarray(composite_img[..., ::-1]),
-            np.ascontiguousarray(orig[..., ::-1]),
-            m8,
-            center,
-            cv2.NORMAL_CLONE,
+        # The solve is per channel, so RGB in gives RGB out: no BGR copies of the full-size images.
+        return cv2.seamlessClone(
+            np.ascontiguousarray(composite_img), np.ascontiguousarray(orig), m8, center, cv2.NORMAL_CLONE
         )
     except cv2.error:
         return composite_img.copy()
-    return np.ascontiguousarray(out[..., ::-1])
 
 
 @dataclass(frozen=True)

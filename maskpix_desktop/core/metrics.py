@@ -5,6 +5,16 @@ Conventions:
 - "outside" means the background ~M, where a masked edit should leave the image untouched;
 - every function is pure numpy / OpenCV; only :class:`ClipScorer` needs torch and open_clip, imported
   lazily, so importing this module stays cheap.
+
+The single-metric functions (:func:`background_ssim`, :func:`pie_background_ssim`, ...) are the
+definitions: full resolution, float64 (the PIE-Bench evaluation uses them). :func:`compute_metrics` and
+:func:`compare`, which run after every edit, take a fast path with the same maths (docs/PERFORMANCE.md,
+"Edit loop"): the pixel statistics (leakage, mIoU, PSNRs, MSE) stay exact at full resolution, computed
+from one difference image and integer histograms; SSIM runs in float32, once per edit (the PIE-Bench
+variant is recomputed only in the band where its zeroed mask changes the window), with the original's
+half shared by both views, and on images over :data:`SSIM_MAX_PIXELS` on an ``f x f`` area-averaged copy
+(SSIM's 11-pixel window is defined at viewing resolution; Wang et al.'s reference code downsamples the
+same way). ``reference=True`` runs the definitions instead.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLIP_FETCH_COMMAND",
     "METRIC_INFO",
+    "SSIM_MAX_PIXELS",
     "ClipScorer",
     "background_psnr",
     "background_ssim",
@@ -39,6 +50,7 @@ __all__ = [
     "pie_background_ssim",
     "region_crop",
     "spatial_miou",
+    "ssim_factor",
     "ssim_map",
 ]
 
@@ -49,6 +61,10 @@ _SSIM_KSIZE = 11
 _SSIM_SIGMA = 1.5
 _SSIM_C1 = (0.01 * 255.0) ** 2
 _SSIM_C2 = (0.03 * 255.0) ** 2
+
+# compute_metrics: SSIM of images with more pixels runs on an f x f area-averaged copy (about a 1080p screen).
+SSIM_MAX_PIXELS = 1 << 21
+_SSIM_TILE = 128  # band tiles of the PIE-Bench SSIM (see _SsimShared)
 
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 
@@ -467,6 +483,198 @@ class ClipScorer:
         return self._direction(img[0], img[1], txt[0], txt[1])
 
 
+# ------------------------------------------------------------------------------- edit-loop fast path
+
+
+def ssim_factor(h: int, w: int, max_pixels: int | None = None) -> int:
+    """The integer factor ``f`` compute_metrics shrinks an ``h x w`` image by for SSIM (1: full size)."""
+    limit = SSIM_MAX_PIXELS if max_pixels is None else max_pixels
+    f = max(1, math.ceil(math.sqrt(h * w / limit)))
+    while f > 1 and (h // (f - 1)) * (w // (f - 1)) <= limit:  # sqrt rounding
+        f -= 1
+    return f
+
+
+def _shrink(img: np.ndarray, f: int) -> np.ndarray:
+    """float32 copy of ``img`` after ``f x f`` block means (cv2.INTER_AREA, 8-bit; partial blocks dropped)."""
+    if f > 1:
+        h, w = img.shape[0] // f, img.shape[1] // f
+        img = cv2.resize(img[: h * f, : w * f], (w, h), interpolation=cv2.INTER_AREA)
+    return img.astype(np.float32)
+
+
+_CHANNEL_MEAN = np.full((1, 3), 1.0 / 3.0, np.float32)
+
+
+def _blur32(img: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(
+        img, (_SSIM_KSIZE, _SSIM_KSIZE), _SSIM_SIGMA, sigmaY=_SSIM_SIGMA, borderType=cv2.BORDER_REFLECT_101
+    )
+
+
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, centred image, variance) of float32 ``x``; second moments of ``x - 128`` (less cancellation)."""
+    mu = _blur32(x)
+    xc = x - np.float32(128.0)
+    muc = mu - np.float32(128.0)
+    return mu, xc, _blur32(xc * xc) - muc * muc
+
+
+def _ssim32(mx_: tuple, my_: tuple) -> np.ndarray:
+    """SSIM map (HxW float32, channel mean) from both images' :func:`_moments`."""
+    mu_x, xc, v_x = mx_
+    mu_y, yc, v_y = my_
+    cov = _blur32(xc * yc) - (mu_x - np.float32(128.0)) * (mu_y - np.float32(128.0))
+    c1, c2, two = np.float32(_SSIM_C1), np.float32(_SSIM_C2), np.float32(2.0)
+    num = (two * mu_x * mu_y + c1) * (two * cov + c2)
+    den = (mu_x * mu_x + mu_y * mu_y + c1) * (v_x + v_y + c2)
+    return cv2.transform(num / den, _CHANNEL_MEAN)  # HxW: mean over the three channels
+
+
+class _SsimShared:
+    """The original's half of both SSIMs, shared by every edit compared with the same original and mask.
+
+    Working images are ``f x f`` block means (f from :func:`ssim_factor`). The PIE-Bench pair (both
+    images zeroed in M) equals the plain pair outside the blocks that hold masked pixels, so its map
+    equals the plain map wherever the 11x11 window misses those blocks, and is exactly 1 wherever the
+    window lies in fully masked blocks (both images 0). Only the band in between is recomputed, on
+    ``_SSIM_TILE``-sized tiles with a 5-pixel halo (the whole map when the band covers most tiles).
+    """
+
+    def __init__(self, orig: np.ndarray, inside: np.ndarray, keep8: np.ndarray, max_pixels: int | None):
+        h, w = inside.shape
+        self.f = f = ssim_factor(h, w, max_pixels)
+        self.keep8 = keep8
+        self.plain = _moments(_shrink(orig, f))
+        if f > 1:
+            hs, ws = h // f, w // f
+            frac = cv2.resize(
+                inside[: hs * f, : ws * f].astype(np.float32), (ws, hs), interpolation=cv2.INTER_AREA
+            )
+            count = np.rint(frac * np.float32(f * f))  # masked pixels per block, exact
+            self.w_out = 1.0 - count.astype(np.float64) / (f * f)
+            touched, full = count > 0, count == f * f
+        else:
+            hs, ws = h, w
+            self.w_out = (~inside).astype(np.float64)
+            touched, full = inside, inside
+        self.r = r = _SSIM_KSIZE // 2
+        kernel = np.ones((_SSIM_KSIZE, _SSIM_KSIZE), np.uint8)
+        # outside the image counts as "not touched" for dilate and "full" for erode: windows are clipped,
+        # which is what reflect-101 sees for an 11-pixel window
+        near = cv2.dilate(touched.view(np.uint8), kernel).view(bool)
+        self.ones = cv2.erode(full.view(np.uint8), kernel).view(bool)
+        self.band = near & ~self.ones
+        t = _SSIM_TILE
+        ty, tx = -(-hs // t), -(-ws // t)
+        padded = np.zeros((ty * t, tx * t), bool)
+        padded[:hs, :ws] = self.band
+        hit = np.argwhere(padded.reshape(ty, t, tx, t).any(axis=(1, 3)))
+        self.tiles: list[tuple[tuple[int, ...], tuple]] | None = None
+        self.pie_full: tuple | None = None
+        if len(hit) * (t + 2 * r) ** 2 > 0.5 * hs * ws:
+            self.pie_full = _moments(self._pie(orig, (0, hs, 0, ws)))
+            return
+        self.tiles = []
+        for i, j in hit:
+            y0, x0 = int(i) * t, int(j) * t
+            y1, x1 = min(y0 + t, hs), min(x0 + t, ws)
+            box = (y0, y1, x0, x1, max(0, y0 - r), min(hs, y1 + r), max(0, x0 - r), min(ws, x1 + r))
+            self.tiles.append((box, _moments(self._pie(orig, box[4:]))))
+
+    def _pie(self, img: np.ndarray, box: tuple[int, ...]) -> np.ndarray:
+        """Working-size PIE-Bench image (masked pixels 0, then shrunk) of the working box (y0, y1, x0, x1)."""
+        f = self.f
+        y0, y1, x0, x1 = (v * f for v in box)
+        return _shrink(cv2.copyTo(img[y0:y1, x0:x1], self.keep8[y0:y1, x0:x1]), f)  # copyTo zero-fills
+
+    def maps(self, edit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(plain SSIM map, PIE-Bench SSIM map) of ``edit`` against the original, at the working size."""
+        plain = _ssim32(self.plain, _moments(_shrink(edit, self.f)))
+        hs, ws = plain.shape
+        if self.tiles is None:
+            assert self.pie_full is not None
+            return plain, _ssim32(self.pie_full, _moments(self._pie(edit, (0, hs, 0, ws))))
+        pie = plain.copy()
+        pie[self.ones] = 1.0
+        for (y0, y1, x0, x1, a0, a1, b0, b1), mom_x in self.tiles:
+            local = _ssim32(mom_x, _moments(self._pie(edit, (a0, a1, b0, b1))))
+            sel = self.band[y0:y1, x0:x1]
+            pie[y0:y1, x0:x1][sel] = local[y0 - a0 : y1 - a0, x0 - b0 : x1 - b0][sel]
+        return plain, pie
+
+    def scores(self, edit: np.ndarray) -> tuple[float, float]:
+        """(bg_ssim, pie_ssim): the plain map averaged over the background (each working pixel weighted by
+        its fraction outside M), the PIE-Bench map over its interior (5-pixel border left out)."""
+        plain, pie = self.maps(edit)
+        total = float(self.w_out.sum())
+        bg = float("nan") if total == 0.0 else float(np.vdot(plain.astype(np.float64), self.w_out)) / total
+        r = self.r
+        if pie.shape[0] > 2 * r and pie.shape[1] > 2 * r:
+            pie = pie[r:-r, r:-r]
+        return bg, float(pie.mean(dtype=np.float64))
+
+
+_CHANGE_LEVELS = 3 * 255 + 1  # channel sums of |edit - orig|: the change map takes these / 3
+_CHUNK_PIXELS = 1 << 22
+
+
+def _pixel_metrics(
+    orig: np.ndarray, edit: np.ndarray, inside: np.ndarray, keep8: np.ndarray, tau: float | None
+) -> dict[str, float]:
+    """Leakage, mIoU and both PSNRs / the MSE, exact at full resolution.
+
+    The change map only takes the values ``k / 3`` (k = channel sum of the absolute difference, 0..765),
+    so leakage and mIoU come from two integer histograms of k (inside / outside M); the squared errors
+    from ``cv2.norm`` (integer sums). Same numbers as the single-metric functions up to float64 summation
+    order.
+    """
+    h, w = inside.shape
+    hist = np.zeros(2 * _CHANGE_LEVELS, np.int64)
+    sse = 0.0
+    inside8 = inside.view(np.uint8)
+    step = max(1, _CHUNK_PIXELS // max(w, 1))
+    bins, span = [2 * _CHANGE_LEVELS], [0, 2 * _CHANGE_LEVELS]
+    for y in range(0, h, step):  # bounded temporaries; float32 histogram counts stay exact below 2**24
+        rows = slice(y, y + step)
+        d = cv2.absdiff(orig[rows], edit[rows])
+        k = np.add(d[..., 0], d[..., 1], dtype=np.uint16)
+        k += d[..., 2]
+        k += inside8[rows] * np.uint16(_CHANGE_LEVELS)  # inside M: bins 766 and up
+        hist += cv2.calcHist([k], [0], None, bins, span).ravel().astype(np.int64)
+        sse += float(cv2.norm(d, cv2.NORM_L2SQR, mask=keep8[rows]))
+    h_out, h_in = hist[:_CHANGE_LEVELS], hist[_CHANGE_LEVELS:]
+    n_out, n_in = int(h_out.sum()), int(h_in.sum())
+    level = np.arange(_CHANGE_LEVELS, dtype=np.float32) / np.float32(3.0)  # exactly change_map's values
+    level64 = level.astype(np.float64)
+    out: dict[str, float] = {}
+    if n_out:
+        out["leakage_mean"] = float(h_out @ level64) / n_out
+        # numpy's default percentile: position 0.99 (n - 1) in the sorted values, linear interpolation
+        pos = 0.99 * (n_out - 1)
+        lo = int(math.floor(pos))
+        cum = np.cumsum(h_out)
+        a, b = level64[np.searchsorted(cum, lo, "right")], level64[np.searchsorted(cum, lo + 1, "right")]
+        g = pos - lo
+        out["leakage_p99"] = float(a + (b - a) * g if g < 0.5 else b - (b - a) * (1 - g))
+    else:
+        out["leakage_mean"] = out["leakage_p99"] = 0.0
+    if tau is None:
+        tau = max(10.0, float((h_out + h_in) @ level64) / max(n_out + n_in, 1))
+    changed = level > tau  # as spatial_miou compares the float32 map with tau
+
+    def iou(inter: int, union: int) -> float:
+        return 1.0 if union == 0 else inter / union
+
+    fg = iou(int(h_in[changed].sum()), n_in + int(h_out[changed].sum()))
+    bg = iou(int(h_out[~changed].sum()), n_out + int(h_in[~changed].sum()))
+    out["miou"], out["miou_tau"] = (fg + bg) / 2.0, float(tau)
+    out["bg_psnr"] = _psnr_from_mse(sse / (3 * n_out), 255.0) if n_out else float("nan")
+    out["pie_mse"] = sse / (255.0 * 255.0 * 3 * h * w)
+    out["pie_psnr"] = _psnr_from_mse(out["pie_mse"], 1.0)
+    return out
+
+
 # ------------------------------------------------------------------------------------------ aggregates
 
 
@@ -515,6 +723,7 @@ def compute_metrics(
     tau: float | None = None,
     src_caption: str | None = None,
     tgt_caption: str | None = None,
+    reference: bool = False,
 ) -> dict[str, float]:
     """All metrics of one edit, keyed as in :data:`METRIC_INFO`.
 
@@ -522,9 +731,11 @@ def compute_metrics(
     (PSNRs may be inf; background metrics are nan for a mask covering everything). With ``clip`` and
     ``text`` (a description of the wanted result): clip_score, clip_score_region. With ``clip`` and both
     captions: clip_direction. The CLIP model's name is not a float: take it from
-    :func:`metrics_provenance`.
+    :func:`metrics_provenance`. The fast path (module docstring) agrees with the single-metric functions
+    to float32 rounding in SSIM (float64 summation order elsewhere) up to :data:`SSIM_MAX_PIXELS`;
+    ``reference=True`` calls those functions instead (slow on large photos).
     """
-    return _compute(orig, edit, mask, {}, text, clip, tau, src_caption, tgt_caption)
+    return _compute(orig, edit, mask, {}, text, clip, tau, src_caption, tgt_caption, reference)
 
 
 def _compute(
@@ -537,13 +748,24 @@ def _compute(
     tau: float | None = None,
     src_caption: str | None = None,
     tgt_caption: str | None = None,
+    reference: bool = False,
 ) -> dict[str, float]:
     _check_images(orig, edit)
     m = _as_bool_mask(mask, orig.shape)
+    out = _reference_metrics(orig, edit, m, tau) if reference else _fast_metrics(orig, edit, m, tau, cache)
+    if clip is not None:
+        out.update(_clip_metrics(orig, edit, m, clip, text, src_caption, tgt_caption, cache))
+    return out
+
+
+def _reference_metrics(
+    orig: np.ndarray, edit: np.ndarray, m: np.ndarray, tau: float | None
+) -> dict[str, float]:
+    """The pixel metrics from the single-metric functions (the definitions)."""
     d = change_map(orig, edit)
     leak_mean, leak_p99 = leakage(d, m)
     miou, tau_used = spatial_miou(d, m, tau)
-    out = {
+    return {
         "leakage_mean": leak_mean,
         "leakage_p99": leak_p99,
         "miou": miou,
@@ -554,9 +776,22 @@ def _compute(
         "pie_ssim": pie_background_ssim(orig, edit, m),
         "pie_mse": pie_background_mse(orig, edit, m),
     }
-    if clip is not None:
-        out.update(_clip_metrics(orig, edit, m, clip, text, src_caption, tgt_caption, cache))
-    return out
+
+
+def _fast_metrics(
+    orig: np.ndarray, edit: np.ndarray, m: np.ndarray, tau: float | None, cache: dict[Any, Any]
+) -> dict[str, float]:
+    """The same keys as :func:`_reference_metrics` by the fast path; ``cache`` keeps the original's half."""
+    orig, edit = np.ascontiguousarray(orig), np.ascontiguousarray(edit)
+    inside = np.ascontiguousarray(m)
+    if "ssim" not in cache:
+        keep8 = (~inside).view(np.uint8)
+        cache["ssim"] = _SsimShared(orig, inside, keep8, None)
+    shared: _SsimShared = cache["ssim"]
+    out = _pixel_metrics(orig, edit, inside, shared.keep8, tau)
+    out["bg_ssim"], out["pie_ssim"] = shared.scores(edit)
+    keys = ("leakage_mean", "leakage_p99", "miou", "miou_tau", "bg_psnr", "bg_ssim", "pie_psnr", "pie_ssim")
+    return {k: out[k] for k in (*keys, "pie_mse")}
 
 
 def compare(
