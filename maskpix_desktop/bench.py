@@ -13,6 +13,9 @@ prints a table plus JSON (``--json PATH``):
   ``torch.compile``) against the compute limit.
 - ``ui``: longest GUI event-loop stall during an edit, brush segment update on a 4000x3000 mask, time
   to first window (in a fresh process, which must not have imported torch by then).
+- ``editloop``: what a user waits for after the last denoising step at 1, 12 and 24 MP (resize to full
+  size, composite, Poisson seam, metrics of both views, display), today's code against the code before
+  issue 20 in the same run.
 - ``memory``: peak RSS, peak GPU memory.
 
 Timings on a shared machine are noisy: A and B are interleaved (A B, B A, ...) and medians reported;
@@ -41,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-SECTIONS = ("sam", "encoder", "edit", "automask", "ui", "memory")
+SECTIONS = ("sam", "encoder", "edit", "automask", "ui", "editloop", "memory")
 INSTRUCTION = "make it look like winter"
 
 # The issue's targets: (section, metric key, comparison, bound, unit).
@@ -59,6 +62,8 @@ TARGETS: tuple[tuple[str, str, str, float, str], ...] = (
     ("edit", "latent_overhead", "<=", 1.10, "x"),
     ("ui", "event_loop_stall_ms", "<", 50.0, "ms"),
     ("ui", "brush_segment_ms", "<", 8.0, "ms"),
+    ("editloop", "post_edit_s_largest", "<=", 1.5, "s (24 MP, no seam)"),
+    ("editloop", "metrics_s_largest", "<=", 1.0, "s (24 MP, both views)"),
 )
 
 
@@ -84,6 +89,9 @@ class BenchConfig:
     window_repeats: int = 3
     unet_steps: int = 20
     unet_compile: bool = False
+    loop_sizes: tuple[tuple[int, int], ...] = ((864, 1152), (3000, 4000), (4000, 6000))  # 1, 12, 24 MP
+    loop_repeats: int = 3
+    loop_seam_repeats: int = 1  # the Poisson solve takes seconds per call at 12-24 MP
     quick: bool = False
     threads: int = 0  # 0: leave torch's default
 
@@ -103,6 +111,8 @@ class BenchConfig:
             brush_segments=10,
             window_repeats=1,
             unet_steps=2,
+            loop_sizes=((96, 128), (240, 320)),
+            loop_repeats=2,
             quick=True,
         )
 
@@ -1573,6 +1583,169 @@ def bench_ui(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------------------- edit loop
+
+
+def _old_composite(orig: np.ndarray, edit: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """blend.composite before issue 20 (whole-image float32 formula), kept here for the side-by-side."""
+    from maskpix_desktop.core import masks
+
+    m = masks.as_float(mask)
+    o = orig.astype(np.float32)
+    y = o + m[..., None] * (edit.astype(np.float32) - o)
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+def _loop_inputs(h: int, w: int, long_side: int = 512) -> dict[str, Any]:
+    """A photo-like original, a denoiser output at working size (colour-shifted) and a 30% ellipse mask."""
+    import cv2
+
+    from maskpix_desktop.core import images
+
+    small = synthetic_image(max(8, h // 8), max(8, w // 8), seed=h)
+    noise = np.random.default_rng(1).integers(-6, 7, (256, 256, 3), dtype=np.int16)
+    reps = (-(-h // 256), -(-w // 256), 1)
+    base = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.int16)
+    orig = np.clip(base + np.tile(noise, reps)[:h, :w], 0, 255).astype(np.uint8)
+    wh, ww = images.working_size(h, w, long_side, multiple=8)
+    work = images.resize_image(orig, (wh, ww), resample="area")
+    out = np.clip(work.astype(np.int16) + (40, -10, 25), 0, 255).astype(np.uint8)
+    return {"orig": orig, "work_out": out, "mask": ellipse_mask(h, w)}
+
+
+def _display(result_views: Sequence[np.ndarray], orig: np.ndarray, mask: np.ndarray) -> None:
+    """What ResultsPanel.show_result converts: original, mask overlay, baseline, blended -> QPixmaps."""
+    from maskpix_desktop.core.export import mask_overlay
+    from maskpix_desktop.ui.qimage import to_pixmap
+
+    for arr in (orig, mask_overlay(orig, mask), *result_views):
+        to_pixmap(arr)
+
+
+def _loop_size(hw: tuple[int, int], repeats: int, seam_repeats: int) -> dict[str, Any]:
+    from maskpix_desktop.core import blend, images, metrics
+
+    h, w = hw
+    inp = _loop_inputs(h, w)
+    orig, mask = inp["orig"], inp["mask"]
+    m_used = blend.prepare_mask(mask)  # what Editor.run composites with (float32)
+    baseline = images.resize_image(inp["work_out"], (h, w), resample="lanczos")
+    blended = blend.composite(orig, baseline, m_used)
+    ident_comp = bool(np.array_equal(blended, _old_composite(orig, baseline, m_used)))
+    row: dict[str, Any] = {"megapixels": round(h * w / 1e6, 1), "stages": {}}
+
+    def pair(name: str, old: Callable[[], Any], new: Callable[[], Any], reps: int) -> None:
+        wall, cpu = interleave_cpu([old, new], reps)
+        row["stages"][name] = {
+            "old": _ms(wall[0]),
+            "new": _ms(wall[1]),
+            "old_cpu": _ms(cpu[0]),
+            "new_cpu": _ms(cpu[1]),
+            "ratio": round(ratio(wall[1], wall[0]), 4),
+            "ratio_cpu": round(ratio(cpu[1], cpu[0]), 4),
+        }
+
+    def resize() -> Any:
+        return images.resize_image(inp["work_out"], (h, w), resample="lanczos")
+
+    pair("resize_to_full", resize, resize, repeats)  # unchanged code: the pair shows the noise level
+    pair(
+        "composite",
+        lambda: _old_composite(orig, baseline, m_used),
+        lambda: blend.composite(orig, baseline, m_used),
+        repeats,
+    )
+    pair(
+        "metrics_both_views",
+        lambda: metrics.compare(orig, baseline, blended, mask, reference=True),
+        lambda: metrics.compare(orig, baseline, blended, mask),
+        repeats,
+    )
+    seam = blend.poisson_seam(orig, blended, m_used)
+    pair(
+        "poisson_seam",
+        lambda: _old_poisson(orig, blended, m_used),
+        lambda: blend.poisson_seam(orig, blended, m_used),
+        seam_repeats,
+    )
+    ident_seam = bool(np.array_equal(seam, _old_poisson(orig, blended, m_used)))
+    try:
+        _qapp()
+        show = lambda: _display((baseline, seam), orig, mask)  # noqa: E731
+        pair("display", show, show, repeats)  # UI code is not part of this change
+    except Exception as exc:  # no Qt platform: report, keep the other stages
+        row["stages"]["display"] = _error(exc)
+    old_m = metrics.compare(orig, baseline, blended, mask, reference=True)
+    new_m = metrics.compare(orig, baseline, blended, mask)
+    row["metrics_max_rel_diff"] = {
+        k: max(
+            abs(new_m[v][k] - old_m[v][k]) / max(abs(old_m[v][k]), 1e-12)
+            for v in old_m
+            if math.isfinite(old_m[v][k])
+        )
+        for k in old_m["baseline"]
+        if any(math.isfinite(old_m[v][k]) for v in old_m)
+    }
+    row["ssim_working_factor"] = metrics.ssim_factor(h, w)
+    row["composite_identical"] = ident_comp
+    row["poisson_identical"] = ident_seam
+    st = row["stages"]
+    for which in ("old", "new"):
+        names = ["resize_to_full", "composite", "metrics_both_views", "display"]
+        ok = [n for n in names if which in st.get(n, {})]
+        base_ms = sum(st[n][which]["median_ms"] for n in ok)
+        row[f"total_{which}_s"] = round(base_ms / 1000, 3)
+        seam_ms = st["poisson_seam"][which]["median_ms"]
+        row[f"total_{which}_with_poisson_s"] = round((base_ms + seam_ms) / 1000, 3)
+    row["total_ratio"] = round(row["total_new_s"] / row["total_old_s"], 4)
+    return row
+
+
+def _old_poisson(orig: np.ndarray, composite_img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """blend.poisson_seam before issue 20 (whole images flipped to BGR and back), for the side-by-side."""
+    import cv2
+
+    from maskpix_desktop.core import masks
+
+    hard = masks.as_bool(mask, threshold=0.01).copy()
+    hard[[0, -1], :] = False
+    hard[:, [0, -1]] = False
+    box = masks.bbox(hard)
+    if box is None:
+        return composite_img.copy()
+    x0, y0, x1, y1 = box
+    m8 = hard.astype(np.uint8) * 255
+    out = cv2.seamlessClone(
+        np.ascontiguousarray(composite_img[..., ::-1]),
+        np.ascontiguousarray(orig[..., ::-1]),
+        m8,
+        ((x0 + x1) // 2, (y0 + y1) // 2),
+        cv2.NORMAL_CLONE,
+    )
+    return np.ascontiguousarray(out[..., ::-1])
+
+
+def bench_editloop(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+    """What a user waits for after the last denoising step, per photo size, today's code vs before."""
+    out: dict[str, Any] = {
+        "what": "resize to full size (Pillow lanczos), composite, Poisson seam, metrics of both views"
+        " (compute_metrics x2 via compare, no CLIP), display (4 views to QPixmap + mask overlay);"
+        " old = the code before issue 20 (metrics: reference=True) in the same run, interleaved",
+        "sizes": {},
+    }
+    for hw in cfg.loop_sizes:
+        out["sizes"][_label(hw)] = _loop_size(hw, cfg.loop_repeats, cfg.loop_seam_repeats)
+        _mark(ctx, f"edit loop {_label(hw)}")
+    last = out["sizes"][_label(cfg.loop_sizes[-1])]
+    full = not cfg.quick  # the targets are about 24 MP: a --quick run leaves them n/a
+    out["post_edit_s_largest"] = last["total_new_s"] if full else None
+    metrics_row = last["stages"]["metrics_both_views"]
+    out["metrics_s_largest"] = metrics_row["new"]["median_ms"] / 1000 if full else None
+    out["metrics_ratio_largest"] = metrics_row["ratio"]
+    out["loadavg"] = _loadavg()
+    return out
+
+
 # ----------------------------------------------------------------------------------------- memory
 
 
@@ -1631,6 +1804,7 @@ RUNNERS: dict[str, Callable[[BenchConfig, dict[str, Any]], dict[str, Any]]] = {
     "edit": bench_edit,
     "automask": bench_automask,
     "ui": bench_ui,
+    "editloop": bench_editloop,
     "memory": bench_memory,
 }
 
@@ -1898,6 +2072,7 @@ def format_table(report: dict[str, Any]) -> str:
             if isinstance(row, dict):
                 cells = ", ".join(f"K={k.split('_')[1]}: {v['median_ms']} ms" for k, v in row.items())
                 rows.append(("automask", f"relevance map {size} px", cells))
+    rows.extend(_editloop_rows(report.get("editloop")))
     mem = report.get("memory")
     if isinstance(mem, dict) and "peak_rss_mb" in mem:
         steps = ", ".join(f"{m['after']} {m['peak_rss_mb']}" for m in mem.get("peak_after_step", []))
@@ -1920,6 +2095,37 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"  {t['section']:<8} {t['metric']:<34} {_fmt(t['value']):>8}  {t['target']:<30} {mark}")
     lines.append(f"wall time {report.get('wall_s')} s; load average start {report.get('loadavg_start')}")
     return "\n".join(lines)
+
+
+def _editloop_rows(el: Any) -> list[tuple[str, str, str]]:
+    """format_table rows of the edit-loop section: per size and stage, new vs old median and ratio."""
+    if not isinstance(el, dict) or "sizes" not in el:
+        return []
+    rows = []
+    for label, row in el["sizes"].items():
+        for stage, st in row["stages"].items():
+            if "new" not in st:
+                rows.append((f"editloop {label}", stage, f"ERROR {st.get('error')}"))
+                continue
+            rows.append(
+                (
+                    f"editloop {label}",
+                    stage,
+                    f"new {st['new']['median_ms']:.1f} ms vs old {st['old']['median_ms']:.1f} ms,"
+                    f" ratio {st['ratio']:.3f} (CPU {st['new_cpu']['median_ms']:.1f} vs"
+                    f" {st['old_cpu']['median_ms']:.1f} ms, ratio {st['ratio_cpu']:.3f})",
+                )
+            )
+        rows.append(
+            (
+                f"editloop {label}",
+                "total (no seam / seam)",
+                f"new {row['total_new_s']:.2f} / {row['total_new_with_poisson_s']:.2f} s,"
+                f" old {row['total_old_s']:.2f} / {row['total_old_with_poisson_s']:.2f} s;"
+                f" SSIM working factor {row['ssim_working_factor']}",
+            )
+        )
+    return rows
 
 
 def _pipeline_rows(cp: Any) -> list[tuple[str, str, str]]:

@@ -93,6 +93,22 @@ def test_encoder_edit_ui_memory_figures(report):
     assert report["memory"]["peak_rss_mb"] > 0
 
 
+def test_editloop_section_compares_each_stage_with_the_old_code(report):
+    el = report["editloop"]
+    assert set(el["sizes"]) == {"128x96", "320x240"}
+    for row in el["sizes"].values():
+        stages = row["stages"]
+        assert set(stages) == {"resize_to_full", "composite", "metrics_both_views", "poisson_seam", "display"}
+        for st in stages.values():
+            assert st["new"]["n"] == st["old"]["n"] >= 1 and st["ratio"] > 0
+        assert row["composite_identical"] is True and row["poisson_identical"] is True
+        assert row["ssim_working_factor"] == 1  # small sizes: SSIM at full size, so only float32 rounding
+        assert max(row["metrics_max_rel_diff"].values()) < 1e-4
+        assert row["total_new_s"] > 0 and row["total_old_with_poisson_s"] >= row["total_old_s"]
+    assert el["post_edit_s_largest"] is None  # --quick: the 24 MP targets are n/a
+    assert "editloop 320x240" in bench.format_table(report)
+
+
 def test_table_lists_targets(report):
     text = bench.format_table(report)
     assert "targets:" in text and "click_ratio_1024" in text
