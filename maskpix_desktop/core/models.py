@@ -60,7 +60,7 @@ class ModelFile:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registry entry. ``kind`` is "sam", "ip2p", "clip" or "grounding"."""
+    """A registry entry. ``kind`` is "sam", "sam2", "ip2p", "clip" or "grounding"."""
 
     name: str
     kind: str
@@ -173,6 +173,28 @@ _GROUNDING_FILES = tuple(
     )
 )
 
+# SAM 2.1 (Meta, Apache-2.0) in the Hugging Face format, read by transformers' Sam2Model
+# (core/sam2_segmenter.py): a folder with these files. UNPINNED: no revision commit, file size or sha256
+# of these repositories was available here (no network), so the revision is "main" and no hash is
+# checked (download() logs "no sha256 pinned"); pin them from the hub's LFS metadata on a connected
+# machine. The sizes in the descriptions are parameter counts of the image model (Sam2Model built from
+# the official configs, core/sam2_arch.py), not file sizes.
+_SAM2_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+
+
+def _sam2(size: str, label: str, params: str) -> ModelSpec:
+    repo = f"facebook/sam2.1-hiera-{size.replace('_', '-')}"
+    return ModelSpec(
+        name=f"sam2.1_hiera_{size}",
+        kind="sam2",
+        description=f"SAM 2.1 hiera {label} ({params} parameters; Meta, Apache-2.0; unpinned)",
+        files=tuple(_hf_file(repo, "main", f) for f in _SAM2_FILES),
+        hf_repo=repo,
+        hf_revision="main",
+        model_type=f"sam2_hiera_{size}",
+    )
+
+
 REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in (
@@ -200,6 +222,10 @@ REGISTRY: dict[str, ModelSpec] = {
             375_042_383,
             "ViT-B (358 MB)",
         ),
+        _sam2("tiny", "tiny", "31 M"),
+        _sam2("small", "small", "39 M"),
+        _sam2("base_plus", "base+", "73 M"),
+        _sam2("large", "large", "217 M"),
         ModelSpec(
             name="ip2p",
             kind="ip2p",
@@ -236,6 +262,9 @@ DEFAULT_SAM = "sam_vit_h"
 DEFAULT_IP2P = "ip2p"
 DEFAULT_CLIP = "clip"
 DEFAULT_GROUNDING = "grounding_dino"
+
+#: Kinds stored as a folder of files (a Hugging Face snapshot), not a single file.
+_FOLDER_KINDS = ("ip2p", "grounding", "sam2")
 
 IP2P_FOLDER = "instruct-pix2pix"
 CLIP_FOLDER = "clip"
@@ -280,6 +309,8 @@ def local_path(name: str, models_dir: str | Path | None = None) -> Path:
         return root / IP2P_FOLDER
     if spec.kind == "grounding":
         return root / GROUNDING_FOLDER
+    if spec.kind == "sam2":
+        return root / str(spec.hf_repo).split("/")[-1]
     if spec.kind == "clip":
         return root / CLIP_FOLDER / spec.files[0].filename
     return root / spec.files[0].filename
@@ -298,6 +329,8 @@ def is_present(name: str, models_dir: str | Path | None = None) -> bool:
         return diffusers_folder_complete(path)
     if spec.kind == "grounding":
         return transformers_folder_complete(path)
+    if spec.kind == "sam2":
+        return sam2_folder_complete(path)
     return _file_matches_size(path, spec.files[0].size_bytes)
 
 
@@ -353,6 +386,13 @@ def transformers_folder_complete(folder: str | Path) -> bool:
     ) and any((folder / n).is_file() for n in ("preprocessor_config.json", "processor_config.json"))
 
 
+def sam2_folder_complete(folder: str | Path) -> bool:
+    """True for a SAM 2 Hugging Face folder: ``config.json`` and a non-empty ``model.safetensors``."""
+    folder = Path(folder)
+    weights = folder / "model.safetensors"
+    return (folder / "config.json").is_file() and weights.is_file() and weights.stat().st_size > 0
+
+
 def detect_variant(folder: str | Path) -> str | None:
     """Return "fp16" when a diffusers folder holds only ``*.fp16.*`` UNet weights, else None."""
     unet = Path(folder) / "unet"
@@ -378,7 +418,7 @@ def require(name: str, models_dir: str | Path | None = None) -> Path:
         return path
     fetch = fetch_command(name, models_dir)
     spec = get_spec(name)
-    expected = spec.files[0].size_bytes if spec.kind not in ("ip2p", "grounding") else None
+    expected = spec.files[0].size_bytes if spec.kind not in _FOLDER_KINDS else None
     if path.is_file() and expected is not None:
         size = path.stat().st_size
         other = next(
@@ -589,7 +629,7 @@ def verify(name: str, models_dir: str | Path | None = None) -> bool:
     if not is_present(name, models_dir):
         return False
     path = local_path(name, models_dir)
-    folder = spec.kind in ("ip2p", "grounding")
+    folder = spec.kind in _FOLDER_KINDS
     files = [(path / f.filename, f) for f in spec.files] if folder else [(path, spec.files[0])]
     return all(f.sha256 is None or sha256_file(p) == f.sha256 for p, f in files)
 
@@ -638,7 +678,7 @@ def download(
             f"Cannot download '{name}': offline mode is on ({ENV_OFFLINE}). Copy the weights to {dest} "
             f"or run '{fetch_command(name, models_dir)}' on a connected machine."
         )
-    if spec.kind in ("ip2p", "grounding"):
+    if spec.kind in _FOLDER_KINDS:
         return _download_snapshot(spec, dest, progress=progress, cancel=cancel)
     mf = spec.files[0]
     url = url_override or mf.url
@@ -850,7 +890,9 @@ def _download_snapshot(
         done += p.stat().st_size
     if progress is not None:
         progress(done, done)
-    complete = transformers_folder_complete if spec.kind == "grounding" else diffusers_folder_complete
+    complete = {"grounding": transformers_folder_complete, "sam2": sam2_folder_complete}.get(
+        spec.kind, diffusers_folder_complete
+    )
     if not complete(dest):
         raise DownloadError(f"{dest} is still incomplete after the download of '{spec.name}'.")
     return dest

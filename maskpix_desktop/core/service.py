@@ -16,17 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from maskpix_desktop.core import models
-from maskpix_desktop.core.errors import MaskPixError, MissingWeightsError
+from maskpix_desktop.core.errors import MaskPixError, MissingWeightsError, WeightsError
+from maskpix_desktop.core.sam2_arch import explain_official_sam2, sam2_folder
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "maskpix-models.json"
 SAM_VARIANTS = ("vit_h", "vit_l", "vit_b")
+#: SAM 2.1 registry names (sam2.1_hiera_tiny / _small / _base_plus / _large): Hugging Face folders.
+SAM2_VARIANTS = tuple(name for name, spec in models.REGISTRY.items() if spec.kind == "sam2")
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """Which models to load and where. ``sam``: a variant (vit_h/vit_l/vit_b) or a .pth path;
+    """Which models to load and where. ``sam``: a SAM variant (vit_h/vit_l/vit_b), a SAM 2.1 registry name
+    (``SAM2_VARIANTS``), a .pth path or a SAM 2 Hugging Face folder;
     ``ip2p``: None (registry folder), a diffusers folder or a Hugging Face id; ``clip``: kwargs of
     ``ClipScorer.load`` or None for the registry CLIP; ``grounding``: None (registry GroundingDINO folder),
     a transformers folder or a cached Hugging Face id."""
@@ -69,8 +73,10 @@ class ModelChoice:
         """(path, model_type or None to auto-detect); MissingWeightsError with the fetch command."""
         if self.sam in SAM_VARIANTS:
             return models.require(f"sam_{self.sam}", self.models_dir), self.sam
+        if self.sam in SAM2_VARIANTS:
+            return models.require(self.sam, self.models_dir), None
         path = Path(self.sam).expanduser()
-        if not path.is_file():
+        if not (path.is_file() or path.is_dir()):
             raise MissingWeightsError("sam", path)
         return path, None
 
@@ -81,6 +87,26 @@ class ModelChoice:
         path = models.require(models.DEFAULT_CLIP, self.models_dir)
         name = f"{spec.clip_model}-quickgelu" if spec.clip_quick_gelu else str(spec.clip_model)
         return {"model_name": name, "pretrained": str(path)}
+
+
+def _load_segmenter(path: Path, model_type: str | None, device: str, precision: str) -> Any:
+    """A SAM 2 folder -> ``Sam2Segmenter``; a file -> SAM 1 ``Segmenter`` (an official SAM 2 .pt is
+    explained, not loaded)."""
+    if path.is_dir() or sam2_folder(path) is not None:
+        from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter
+
+        return Sam2Segmenter.from_pretrained(path, device=device, encoder_precision=precision)
+    from maskpix_desktop.core.segmenter import Segmenter
+
+    try:
+        return Segmenter.from_checkpoint(
+            path, model_type=model_type, device=device, encoder_precision=precision
+        )
+    except WeightsError as exc:
+        hint = explain_official_sam2(path)
+        if hint is None:
+            raise
+        raise WeightsError(hint) from exc
 
 
 class ModelService:
@@ -107,14 +133,10 @@ class ModelService:
     def segmenter(self):
         with self._lock:
             if self._segmenter is None:
-                from maskpix_desktop.core.segmenter import Segmenter
-
                 path, model_type = self.choice.sam_checkpoint()
                 # --precision fp32 means full float32 everywhere; otherwise SAM's encoder uses TF32 on CUDA.
                 sam_precision = "fp32" if self.choice.precision == "fp32" else "auto"
-                segmenter = Segmenter.from_checkpoint(
-                    path, model_type=model_type, device=self.device, encoder_precision=sam_precision
-                )
+                segmenter = _load_segmenter(path, model_type, self.device, sam_precision)
                 segmenter.warm_up()  # CUDA only: the first click then does not pay the set-up
                 self._segmenter = segmenter
                 self._sam_path = path

@@ -1,0 +1,384 @@
+"""SAM 2 / 2.1 engine with the public surface of :class:`~maskpix_desktop.core.segmenter.Segmenter`.
+
+Runs transformers' ``Sam2Model`` (Hugging Face format, ``model.safetensors`` only: no pickle). Per image,
+one encoder run: the image embedding and the two high-resolution feature maps (already projected by the
+decoder's ``conv_s0`` / ``conv_s1``, as ``Sam2Model.get_image_embeddings`` returns them) are kept in an
+LRU cache of recent images; every click then runs the prompt encoder and the mask decoder only.
+
+Equal to the reference (``Sam2Processor`` + ``Sam2Model`` called the documented way, with the image
+re-encoded or ``image_embeddings`` passed): the same pixels (the processor's own image processor), the
+same prompt scaling, the same modules; masks are the processor's ``post_process_masks`` resize, computed
+lazily per candidate when that gives the same bits (tests/test_sam2_segmenter.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from maskpix_desktop.core.errors import MissingWeightsError, OutOfMemoryError, WeightsError
+from maskpix_desktop.core.images import image_hash
+from maskpix_desktop.core.sam2_arch import detect_sam2_type, safetensors_shapes, sam2_folder
+from maskpix_desktop.core.segmenter import ENCODER_PRECISIONS, Segmenter, SegmentResult, _tf32
+
+__all__ = ["Sam2Segmenter", "load_sam2"]
+
+log = logging.getLogger(__name__)
+
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+WEIGHTS = "model.safetensors"
+PROCESSOR_CONFIGS = ("preprocessor_config.json", "processor_config.json")
+
+
+def load_sam2(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, Any, str]:
+    """(Sam2Model in eval mode on ``device``, its Sam2ImageProcessor, detected type) from a SAM 2 folder.
+
+    ``path``: a Hugging Face SAM 2 folder (config.json + model.safetensors [+ preprocessor_config.json])
+    or its model.safetensors; without a processor config, the processor defaults for the model's input
+    size. MissingWeightsError when absent; WeightsError naming the file otherwise.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise MissingWeightsError("sam2", p)
+    folder = sam2_folder(p)
+    if folder is None:
+        raise WeightsError(
+            f"'{p}' is not a SAM 2 model folder: it needs a config.json whose model_type is 'sam2' and "
+            f"{WEIGHTS} (e.g. from facebook/sam2.1-hiera-tiny)."
+        )
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        pickled = sorted(q.name for q in folder.glob("*.bin"))
+        if pickled:
+            raise WeightsError(
+                f"'{folder}' holds only pickled weights ({', '.join(pickled)}), which are refused for "
+                f"safety; use the repository's {WEIGHTS}."
+            )
+        raise MissingWeightsError("sam2", weights)
+    model_type = detect_sam2_type(safetensors_shapes(weights))
+    try:
+        from transformers import Sam2ImageProcessor, Sam2Model
+    except ImportError as exc:
+        raise WeightsError("SAM 2 needs a transformers release with Sam2Model (4.56 or newer).") from exc
+    try:
+        model, info = Sam2Model.from_pretrained(
+            str(folder),
+            local_files_only=True,
+            use_safetensors=True,
+            output_loading_info=True,
+            dtype=torch.float32,
+        )
+    except Exception as exc:  # any loader failure: a wrong config, sizes that do not match, a bad file
+        raise WeightsError(f"Cannot load SAM 2 from '{folder}': {type(exc).__name__}: {exc}") from exc
+    bad = list(info.get("missing_keys") or []) + [str(k) for k in info.get("mismatched_keys") or []]
+    if bad:
+        raise WeightsError(
+            f"'{weights}' does not fit its config.json: {len(bad)} tensors missing or "
+            f"mis-shaped, e.g. {', '.join(sorted(bad)[:3])}."
+        )
+    side = int(model.config.prompt_encoder_config.image_size)
+    configs = [folder / n for n in PROCESSOR_CONFIGS if (folder / n).is_file()]
+    pre = configs[0] if configs else folder / PROCESSOR_CONFIGS[0]
+    try:
+        if configs:
+            processor = Sam2ImageProcessor.from_pretrained(str(folder), local_files_only=True)
+        else:  # the defaults of the model's input size
+            low = 4 * side // int(model.config.prompt_encoder_config.patch_size)
+            processor = Sam2ImageProcessor(
+                size={"height": side, "width": side}, mask_size={"height": low, "width": low}
+            )
+    except Exception as exc:  # malformed JSON or values
+        raise WeightsError(f"Cannot read '{pre}': {exc}") from exc
+    size = (processor.size.get("height"), processor.size.get("width"))
+    if size != (side, side):
+        raise WeightsError(f"'{pre}': field 'size' is {size[0]}x{size[1]}, the model takes {side}x{side}.")
+    return model.to(device).eval(), processor, model_type
+
+
+@dataclass(frozen=True)
+class _Embedding:
+    features: tuple[torch.Tensor, ...]  # high-res s0, high-res s1, image embedding (float32)
+    image_size: tuple[int, int]
+
+
+@cache
+def _single_channel_exact(k: int, threads: int, side: int) -> bool:
+    """Does resizing channel j of a (1, k, side, side) tensor alone give the bits of the k-channel resize?
+
+    Checked once per (k, thread count, side) on random data (the bilinear kernel may vectorise over
+    channels); when not, ``SegmentResult`` resizes all candidates together.
+    """
+    gen = torch.Generator().manual_seed(1234)
+    low = torch.randn((1, k, side, side), generator=gen) * 8
+    size = (3 * side + 7, 4 * side + 3)
+    with torch.inference_mode():
+        ref = F.interpolate(low, size, mode="bilinear", align_corners=False)
+        return all(
+            torch.equal(
+                F.interpolate(low[:, j : j + 1], size, mode="bilinear", align_corners=False),
+                ref[:, j : j + 1],
+            )
+            for j in range(k)
+        )
+
+
+class _Upscaler:
+    """Low-res logits -> masks at image size, as ``Sam2Processor.post_process_masks`` (threshold 0)."""
+
+    def __init__(self, low_res: torch.Tensor, size: tuple[int, int]):
+        self._low = low_res  # (K, L, L)
+        self._size = size
+        h, w = size
+        threads = torch.get_num_threads()  # decided on the thread predict runs on
+        self._single = (
+            low_res.device.type == "cpu"
+            and h + w > 160
+            and _single_channel_exact(self.count, threads, int(low_res.shape[-1]))
+        )
+
+    @property
+    def count(self) -> int:
+        return int(self._low.shape[0])
+
+    def single_exact(self) -> bool:
+        return self._single
+
+    def one(self, i: int) -> np.ndarray:
+        with torch.inference_mode():
+            up = F.interpolate(self._low[None, i : i + 1], self._size, mode="bilinear", align_corners=False)
+            return (up[0, 0] > 0.0).cpu().numpy()
+
+    def all(self) -> np.ndarray:
+        with torch.inference_mode():
+            up = F.interpolate(self._low[None], self._size, mode="bilinear", align_corners=False)
+            return (up[0] > 0.0).cpu().numpy()
+
+
+class Sam2Segmenter:
+    """SAM 2 with an LRU cache of image features: encode once per image, decode per click.
+
+    Same public surface as :class:`Segmenter` (``set_image``, ``predict``, ``warm_up``, the cache
+    accessors, ``encoder_calls``). Not thread-safe; it belongs to the single model-service thread.
+    """
+
+    fast_decoder = False  # Segmenter's re-associated SAM 1 decoder has no SAM 2 counterpart
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        model_type: str = "custom",
+        device: str | torch.device = "cpu",
+        cache_size: int = 4,
+        *,
+        encoder_precision: str = "auto",
+    ):
+        """``encoder_precision`` as for :class:`Segmenter` (CUDA only; "auto" = "tf32"); the features are
+        stored as float32 and the decoder always runs in float32."""
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
+        if encoder_precision not in ("auto", *ENCODER_PRECISIONS):
+            raise ValueError(
+                f"encoder_precision must be 'auto' or one of {ENCODER_PRECISIONS}, not {encoder_precision!r}"
+            )
+        self.model = model.to(device).eval()
+        self.processor = processor
+        self.model_type = model_type
+        self.device = torch.device(device)
+        self.cache_size = cache_size
+        self.encoder_calls = 0
+        self.encoder_fallbacks = 0
+        cuda = self.device.type == "cuda"
+        self.encoder_precision = (
+            ("tf32" if encoder_precision == "auto" else encoder_precision) if cuda else "fp32"
+        )
+        self.input_size = int(model.config.prompt_encoder_config.image_size)
+        self._cache: OrderedDict[str, _Embedding] = OrderedDict()
+        self._current: str | None = None
+        self._image_pe: torch.Tensor | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        cache_size: int = 4,
+        *,
+        encoder_precision: str = "auto",
+    ) -> Sam2Segmenter:
+        """Load a SAM 2 folder with :func:`load_sam2` and wrap it."""
+        model, processor, model_type = load_sam2(path, device)
+        return cls(model, processor, model_type, device, cache_size, encoder_precision=encoder_precision)
+
+    def warm_up(self, *, force: bool = False) -> None:
+        """On CUDA (or with ``force``), encode and decode a blank image through a throwaway segmenter on
+        the same model; this one's image, cache and counters are untouched."""
+        if self.device.type != "cuda" and not force:
+            return
+        tmp = Sam2Segmenter(
+            self.model,
+            self.processor,
+            self.model_type,
+            self.device,
+            1,
+            encoder_precision=self.encoder_precision,
+        )
+        tmp.set_image(np.zeros((64, 64, 3), np.uint8))
+        tmp.predict(np.array([[32, 32]]), np.array([1]))
+
+    @property
+    def low_res_size(self) -> int:
+        """Side of ``SegmentResult.logits`` / ``mask_input`` (256 for the official models)."""
+        return int(self.model.prompt_encoder.mask_input_size[0])
+
+    @property
+    def has_image(self) -> bool:
+        return self._current is not None
+
+    @property
+    def current_key(self) -> str | None:
+        return self._current
+
+    def cached_keys(self) -> list[str]:
+        """Hashes of the cached images, least recently used first."""
+        return list(self._cache)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+        self._current = None
+
+    @contextmanager
+    def _oom_guard(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except torch.cuda.OutOfMemoryError as exc:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise OutOfMemoryError(
+                f"The GPU ran out of memory while {action} with SAM 2 ({self.model_type}) on {self.device}. "
+                "Close other GPU programs, use a smaller SAM model or switch to the CPU."
+            ) from exc
+
+    def set_image(self, image: np.ndarray) -> bool:
+        """Make ``image`` (H, W, 3 uint8 RGB) current; True if it was encoded, False if served from cache."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError("set_image expects an H x W x 3 uint8 RGB array")
+        if image.dtype != np.uint8:
+            raise ValueError(f"set_image expects uint8 pixels, got {image.dtype}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError("set_image got an empty image")
+        key = image_hash(image)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            self._current = key
+            return False
+        self._current = None
+        pixels = self.processor(images=image, return_tensors="pt", input_data_format="channels_last")
+        pixels = pixels["pixel_values"].to(self.device)
+        with self._oom_guard("encoding the image"), torch.inference_mode():
+            feats = self._encode(pixels, self.encoder_precision)
+            if self.encoder_precision in _AUTOCAST and not all(bool(torch.isfinite(f).all()) for f in feats):
+                log.warning(
+                    "SAM 2 features overflowed in %s; encoding again in float32", self.encoder_precision
+                )
+                self.encoder_fallbacks += 1
+                feats = self._encode(pixels, "fp32")
+        self.encoder_calls += 1
+        self._cache[key] = _Embedding(feats, (int(image.shape[0]), int(image.shape[1])))
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        self._current = key
+        return True
+
+    def _encode(self, pixels: torch.Tensor, precision: str) -> tuple[torch.Tensor, ...]:
+        dtype = _AUTOCAST.get(precision)
+        autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
+        with _tf32(precision == "tf32"), autocast:
+            feats = self.model.get_image_embeddings(pixels)
+        return tuple(f.float() for f in feats)
+
+    def predict(
+        self,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool | None = None,
+    ) -> SegmentResult:
+        """Masks for the current image from clicks (N x 2 xy pixels, labels 1/0), a box and/or logits.
+
+        ``multimask=None`` returns 3 candidates for a lone point (no box, no mask_input), else 1 (SAM 2
+        then picks the single-mask token or, when unstable, the best of the three, as Sam2Model does).
+        """
+        if self._current is None:
+            raise ValueError("No image set: call set_image() before predict().")
+        pts, lbl, bx, mi = Segmenter._check_prompts(self, points, labels, box, mask_input)  # type: ignore[arg-type]
+        if multimask is None:
+            multimask = pts is not None and len(pts) == 1 and bx is None and mi is None
+        emb = self._cache[self._current]
+        with self._oom_guard("predicting a mask"), torch.inference_mode():
+            low_res, iou = self._decode(emb, pts, lbl, bx, mi, multimask)
+            scores, logits = iou.cpu().numpy(), low_res.cpu().numpy()
+            source = _Upscaler(low_res, emb.image_size)
+            if self.device.type != "cpu":
+                return SegmentResult(source.all(), scores, logits)
+            result = SegmentResult(None, scores, logits, source=source)  # type: ignore[arg-type]
+            result.mask()  # the best candidate now, on this (worker) thread; the others on demand
+            return result
+
+    def _scaled(self, xy: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        """(..., 2) image pixels -> the model's input frame, as ``Sam2Processor`` scales them."""
+        h, w = size
+        c = torch.as_tensor(np.asarray(xy, np.float64)).to(torch.float32)
+        c[..., 0] = c[..., 0] * (self.input_size / w)
+        c[..., 1] = c[..., 1] * (self.input_size / h)
+        return c
+
+    def _decode(
+        self,
+        emb: _Embedding,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        box: np.ndarray | None,
+        mask_input: np.ndarray | None,
+        multimask: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt encoder + mask decoder, the steps of ``Sam2Model.forward`` given ``image_embeddings``:
+        (K, L, L) low-res logits and (K,) predicted IoU."""
+        m, dev = self.model, self.device
+        feats = emb.features
+        pts_t = lbl_t = box_t = mask_t = None
+        if points is not None:
+            pts_t = self._scaled(points, emb.image_size).to(dev)[None, None]
+            lbl_t = torch.as_tensor(np.asarray(labels), dtype=torch.int64, device=dev)[None, None]
+        if box is not None:
+            box_t = self._scaled(np.asarray(box).reshape(2, 2), emb.image_size).reshape(1, 1, 4).to(dev)
+        if mask_input is not None:
+            mask_t = torch.as_tensor(mask_input, dtype=torch.float32, device=dev)[None]
+        if pts_t is None and box_t is None:  # as Sam2Model: an empty point (label -1)
+            pts_t = torch.zeros(1, 1, 1, 2, dtype=feats[-1].dtype, device=dev)
+            lbl_t = -torch.ones(1, 1, 1, dtype=torch.int32, device=dev)
+        if self._image_pe is None:  # a pure function of the weights
+            self._image_pe = m.get_image_wide_positional_embeddings().repeat(1, 1, 1, 1)
+        sparse, dense = m.prompt_encoder(
+            input_points=pts_t, input_labels=lbl_t, input_boxes=box_t, input_masks=mask_t
+        )
+        low_res, iou, _, _ = m.mask_decoder(
+            image_embeddings=feats[-1],
+            image_positional_embeddings=self._image_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            high_resolution_features=list(feats[:-1]),
+        )
+        return low_res[0, 0], iou[0, 0]

@@ -1,0 +1,278 @@
+"""SAM 2 engine: equality with transformers' processor + Sam2Model, the feature cache, loading, registry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from maskpix_desktop.core import models
+from maskpix_desktop.core.errors import DownloadError, MissingWeightsError, WeightsError
+from maskpix_desktop.core.sam2_arch import SAM2_SIZES, detect_family, detect_sam2_type, sam2_config
+from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter
+from maskpix_desktop.core.service import SAM2_VARIANTS, ModelChoice, ModelService
+from maskpix_desktop.testing.tiny_sam2 import build_tiny_sam2, save_tiny_sam2
+
+TINY = "sam2.1_hiera_tiny"
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[Any, Any]:
+    """(Sam2Model, Sam2Processor): the reference pair, random weights (seed 0)."""
+    return build_tiny_sam2(seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny SAM 2 saved where the registry expects sam2.1_hiera_tiny (a Hugging Face folder)."""
+    root = tmp_path_factory.mktemp("sam2_models")
+    return save_tiny_sam2(models.local_path(TINY, root), seed=0)
+
+
+def reference(model, processor, image, *, embeddings=None, **prompt: Any) -> dict[str, Any]:
+    """transformers' documented call: processor -> Sam2Model -> post_process_masks (one image, one object)."""
+    kw: dict[str, Any] = {}
+    if prompt.get("points") is not None:
+        kw["input_points"] = [[np.asarray(prompt["points"]).tolist()]]
+        kw["input_labels"] = [[np.asarray(prompt["labels"]).tolist()]]
+    if prompt.get("box") is not None:
+        kw["input_boxes"] = [[np.asarray(prompt["box"]).tolist()]]
+    if embeddings is None:
+        inputs = dict(processor(images=image, return_tensors="pt", **kw))
+    else:
+        sizes = [list(image.shape[:2])]
+        inputs = dict(processor(original_sizes=sizes, return_tensors="pt", **kw))
+        inputs["image_embeddings"] = embeddings
+    sizes = inputs.pop("original_sizes")
+    if prompt.get("mask_input") is not None:
+        inputs["input_masks"] = torch.as_tensor(prompt["mask_input"])[None]
+    with torch.no_grad():
+        out = model(**inputs, multimask_output=prompt.get("multimask", True))
+    masks = processor.post_process_masks(out.pred_masks, sizes)[0][0].numpy()
+    return {
+        "masks": masks,
+        "scores": out.iou_scores[0, 0].numpy(),
+        "logits": out.pred_masks[0, 0].numpy(),
+        "embeddings": out.image_embeddings,
+    }
+
+
+def assert_same(res, ref: dict[str, Any]) -> None:
+    assert res.masks.dtype == bool and res.masks.shape == ref["masks"].shape
+    assert np.array_equal(res.masks, ref["masks"])
+    np.testing.assert_allclose(res.scores, ref["scores"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(res.logits, ref["logits"], rtol=1e-5, atol=1e-5)
+
+
+PROMPTS = {
+    "one_point": dict(points=[[40, 30]], labels=[1], multimask=True),
+    "one_point_single": dict(points=[[70, 50]], labels=[1], multimask=False),
+    "points_pos_neg": dict(points=[[40, 30], [90, 60], [20, 80]], labels=[1, 0, 1], multimask=False),
+    "box": dict(box=[10, 12, 100, 80], multimask=False),
+    "box_multimask": dict(box=[30, 20, 110, 90], multimask=True),
+    "box_and_points": dict(
+        box=[10, 12, 100, 80], points=[[50, 40], [95, 75]], labels=[1, 0], multimask=False
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(PROMPTS))
+def test_sam2_click_equals_reference_with_image_reencoded(tiny, rng_image, name: str) -> None:
+    model, processor = tiny
+    image = rng_image(96, 128, seed=5)
+    seg = Sam2Segmenter(model, processor.image_processor)
+    seg.set_image(image)
+    p = PROMPTS[name]
+    res = seg.predict(
+        np.asarray(p["points"]) if "points" in p else None,
+        np.asarray(p["labels"]) if "labels" in p else None,
+        np.asarray(p["box"], np.float32) if "box" in p else None,
+        multimask=p["multimask"],
+    )
+    assert len(res) == (3 if p["multimask"] else 1)
+    assert_same(res, reference(model, processor, image, **p))
+
+
+def test_sam2_clicks_equal_reference_with_embeddings_passed_and_encode_once(tiny, rng_image) -> None:
+    """Several clicks on one image: one encoder run (counted on the vision encoder itself); each click
+    equals Sam2Model given the reference's own image_embeddings; masks computed lazily, same bits."""
+    model, processor = tiny
+    image = rng_image(150, 200, seed=7)  # h + w > 160: the best candidate alone is upscaled at first
+    runs = []
+    hook = model.vision_encoder.register_forward_hook(lambda *a: runs.append(1))
+    try:
+        seg = Sam2Segmenter(model, processor.image_processor)
+        assert seg.set_image(image) is True
+        first = reference(model, processor, image, points=[[60, 70]], labels=[1])
+        assert len(runs) == 2  # ours + the reference's one full forward
+        clicks = [
+            dict(points=[[60, 70]], labels=[1], multimask=True),
+            dict(points=[[60, 70], [150, 20]], labels=[1, 0], multimask=False),
+            dict(box=[20, 30, 180, 120], multimask=True),
+            dict(box=[20, 30, 180, 120], points=[[100, 80]], labels=[1], multimask=False),
+        ]
+        for p in clicks:
+            assert seg.set_image(image.copy()) is False  # same pixels: served from the cache
+            res = seg.predict(
+                np.asarray(p["points"], np.float32) if "points" in p else None,
+                np.asarray(p["labels"]) if "labels" in p else None,
+                np.asarray(p["box"], np.float32) if "box" in p else None,
+                multimask=p["multimask"],
+            )
+            assert res.computed() == [res.best]
+            assert_same(res, reference(model, processor, image, embeddings=first["embeddings"], **p))
+        assert len(runs) == 2 and seg.encoder_calls == 1
+    finally:
+        hook.remove()
+
+
+def test_sam2_mask_input_refinement_equals_reference(tiny, rng_image) -> None:
+    model, processor = tiny
+    image = rng_image(120, 90, seed=2)
+    seg = Sam2Segmenter(model, processor.image_processor)
+    seg.set_image(image)
+    first = seg.predict(np.array([[45, 60]]), np.array([1]))
+    assert first.mask_input().shape == (1, seg.low_res_size, seg.low_res_size) == (1, 32, 32)
+    ref1 = reference(model, processor, image, points=[[45, 60]], labels=[1])
+    assert_same(first, ref1)
+    prompt = dict(points=[[45, 60], [80, 100]], labels=[1, 0], mask_input=first.mask_input(), multimask=False)
+    res = seg.predict(np.asarray(prompt["points"]), np.asarray(prompt["labels"]), None, prompt["mask_input"])
+    assert_same(res, reference(model, processor, image, embeddings=ref1["embeddings"], **prompt))
+    alone = seg.predict(mask_input=first.mask_input(0))  # mask only: Sam2Model's empty point
+    assert_same(
+        alone,
+        reference(
+            model,
+            processor,
+            image,
+            embeddings=ref1["embeddings"],
+            mask_input=first.mask_input(0),
+            multimask=False,
+        ),
+    )
+    with pytest.raises(ValueError, match="1 x 32 x 32"):
+        seg.predict(np.array([[1, 1]]), np.array([1]), mask_input=np.zeros((1, 256, 256), np.float32))
+
+
+def test_sam2_lru_evicts_the_least_recent_image(tiny, rng_image) -> None:
+    model, processor = tiny
+    seg = Sam2Segmenter(model, processor.image_processor, cache_size=2)
+    a, b, c = (rng_image(64, 80, seed=s) for s in (1, 2, 3))
+    assert [seg.set_image(x) for x in (a, b, a, c)] == [True, True, False, True]  # c evicts b, not a
+    assert seg.encoder_calls == 3 and len(seg.cached_keys()) == 2
+    assert seg.set_image(a) is False and seg.set_image(b) is True and seg.encoder_calls == 4
+    seg.clear_cache()
+    assert not seg.has_image and seg.cached_keys() == []
+    with pytest.raises(ValueError, match="No image set"):
+        seg.predict(np.array([[1, 1]]), np.array([1]))
+
+
+def test_sam2_service_loads_registry_name_and_folder(tiny, tiny_folder: Path, rng_image) -> None:
+    """The real loading code (service -> registry folder -> Sam2Model.from_pretrained) gives clicks equal
+    to the in-memory reference model."""
+    model, processor = tiny
+    image = rng_image(96, 128, seed=9)
+    want = reference(model, processor, image, points=[[30, 40], [100, 70]], labels=[1, 0], multimask=False)
+    root = tiny_folder.parent
+    for sam in (TINY, str(tiny_folder), str(tiny_folder / "model.safetensors")):
+        service = ModelService(ModelChoice(models_dir=str(root), sam=sam, device="cpu"))
+        seg = service.segmenter()
+        assert isinstance(seg, Sam2Segmenter) and seg.model_type == "custom"
+        seg.set_image(image)
+        assert_same(seg.predict(np.array([[30, 40], [100, 70]]), np.array([1, 0])), want)
+        info = service.model_info()
+        assert info["sam"] == "custom" and len(info["sam_fingerprint"]) == 64
+
+
+def test_sam2_registry_entries_and_missing_weights_message(tmp_path: Path) -> None:
+    assert SAM2_VARIANTS == (TINY, "sam2.1_hiera_small", "sam2.1_hiera_base_plus", "sam2.1_hiera_large")
+    for name in SAM2_VARIANTS:
+        spec = models.get_spec(name)
+        assert spec.kind == "sam2" and spec.hf_repo.startswith("facebook/sam2.1-hiera-")
+        assert [f.filename for f in spec.files] == [
+            "config.json",
+            "model.safetensors",
+            "preprocessor_config.json",
+        ]
+        assert all(f.sha256 is None and f.size_bytes is None for f in spec.files)  # unpinned, said plainly
+        assert "unpinned" in spec.description
+    assert models.local_path("sam2.1_hiera_base_plus", tmp_path) == tmp_path / "sam2.1-hiera-base-plus"
+    with pytest.raises(MissingWeightsError, match=f"maskpix-cli models download {TINY}"):
+        ModelChoice(models_dir=str(tmp_path), sam=TINY).sam_checkpoint()
+
+
+def test_sam2_download_offline_fails_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from maskpix_desktop.cli import main
+
+    monkeypatch.setenv(models.ENV_OFFLINE, "1")
+    with pytest.raises(DownloadError, match=f"Cannot download '{TINY}': offline mode is on"):
+        models.download(TINY, tmp_path)
+    monkeypatch.delenv(models.ENV_OFFLINE)  # HF_HUB_OFFLINE=1 (conftest): the hub client refuses
+    assert main(["models", "download", TINY, "--models-dir", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert f"Could not download '{TINY}' (facebook/sam2.1-hiera-tiny@main)" in err and "offline" in err
+    assert not models.is_present(TINY, tmp_path)
+
+
+@pytest.mark.parametrize("size", list(SAM2_SIZES))
+def test_sam2_type_detected_from_the_weights(size: str) -> None:
+    from transformers import Sam2Model
+
+    with torch.device("meta"):
+        model = Sam2Model(sam2_config(size))
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert detect_family(shapes) == "sam2"
+    assert detect_sam2_type(shapes) == f"sam2_hiera_{size}"
+
+
+def test_sam1_and_official_sam2_keys_are_told_apart(tmp_path: Path) -> None:
+    from maskpix_desktop.testing.tiny_sam import build_tiny_sam
+
+    sam1_sd = build_tiny_sam().state_dict()
+    assert detect_family(sam1_sd) == "sam1"
+    with pytest.raises(WeightsError, match="Not SAM 2 weights"):
+        detect_sam2_type({"image_encoder.patch_embed.proj.weight": (32, 3, 16, 16)})
+    official = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": {"image_encoder.trunk.patch_embed.proj.weight": torch.zeros(2, 3, 7, 7)}}, official)
+    service = ModelService(ModelChoice(models_dir=str(tmp_path), sam=str(official), device="cpu"))
+    with pytest.raises(WeightsError, match="official SAM 2 checkpoint.*models download sam2.1_hiera_tiny"):
+        service.segmenter()
+    torch.save(sam1_sd, tmp_path / "tiny-sam.pth")
+    choice = ModelChoice(models_dir=str(tmp_path), sam=str(tmp_path / "tiny-sam.pth"), device="cpu")
+    sam1 = ModelService(choice).segmenter()
+    assert not isinstance(sam1, Sam2Segmenter) and sam1.model_type == "custom"  # SAM 1 .pth: SAM 1
+
+
+def test_sam2_bad_folders_give_clear_errors(tmp_path: Path, tiny_folder: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(WeightsError, match="not a SAM 2 model folder"):
+        Sam2Segmenter.from_pretrained(empty)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(tiny_folder / "config.json", pickled / "config.json")
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(WeightsError, match=r"pytorch_model\.bin.*refused for safety"):
+        Sam2Segmenter.from_pretrained(pickled)
+    wrong = tmp_path / "wrong"
+    shutil.copytree(tiny_folder, wrong)
+    cfg = json.loads((wrong / "config.json").read_text())
+    cfg["mask_decoder_config"]["hidden_size"] = 64
+    (wrong / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(WeightsError, match="Cannot load SAM 2 from .*wrong"):
+        Sam2Segmenter.from_pretrained(wrong)
+    small = tmp_path / "small_processor"
+    shutil.copytree(tiny_folder, small)
+    (small / "processor_config.json").unlink()
+    (small / "preprocessor_config.json").write_text(
+        json.dumps({"image_processor_type": "Sam2ImageProcessor", "size": {"height": 64, "width": 64}})
+    )
+    with pytest.raises(WeightsError, match=r"preprocessor_config\.json': field 'size' is 64x64"):
+        Sam2Segmenter.from_pretrained(small)
+    with pytest.raises(MissingWeightsError):
+        Sam2Segmenter.from_pretrained(tmp_path / "nope")
