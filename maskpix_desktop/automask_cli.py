@@ -177,7 +177,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-relevance", action="store_true", help="grounding and SAM only (no UNet)")
     p.add_argument("--grounding", default=None, help="GroundingDINO folder or cached Hugging Face id")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from maskpix_desktop.cli import add_model_args  # cli builds its parser by calling this function
+    from maskpix_desktop.cli_args import add_model_args
 
     add_model_args(p)
     return p

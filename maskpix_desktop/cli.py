@@ -21,25 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from maskpix_desktop import __version__
+from maskpix_desktop.cli_args import add_model_args
 from maskpix_desktop.core.errors import MaskPixError
 
 log = logging.getLogger("maskpix.cli")
 
 EXIT_OK, EXIT_ERROR, EXIT_MISSING = 0, 1, 2
 SUMMARY = "metrics.csv"  # all cases' metrics, beside the case folders
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """The model options every model-running subcommand shares (run, eval-automask)."""
-    p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
-    p.add_argument("--sam", default="vit_h", help="SAM variant vit_h|vit_l|vit_b or a .pth file")
-    p.add_argument("--ip2p", default=None, help="InstructPix2Pix diffusers folder or Hugging Face id")
-    p.add_argument("--device", default="auto", help="auto | cuda | cpu | mps")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        help="auto | fp16 | bf16 | fp32 (IP2P weights; fp32 also keeps SAM's encoder out of TF32 on CUDA)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -43,6 +42,7 @@ from maskpix_desktop.core import session as sessions
 from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.jobs import EditParams, EditRequest
 from maskpix_desktop.core.service import ModelChoice
+from maskpix_desktop.paths import resources_dir
 from maskpix_desktop.ui.canvas import ImageCanvas, Prompts
 from maskpix_desktop.ui.document import check_params, check_session
 from maskpix_desktop.ui.edit_panel import EditPanel
@@ -64,14 +64,6 @@ ENV_AUTOSAVE_MS = "MASKPIX_AUTOSAVE_MS"  # tests and power users: the autosave d
 #: first change it has not saved: continuous painting never loses more than about this much work.
 AUTOSAVE_MAX_DELAY_MS = 10_000
 ENV_AUTOSAVE_MAX_MS = "MASKPIX_AUTOSAVE_MAX_MS"
-
-
-def resources_dir() -> Path:
-    """``resources/`` beside the package (source checkout) or inside a frozen bundle."""
-    frozen = getattr(sys, "_MEIPASS", None)
-    if frozen:
-        return Path(frozen) / "resources"
-    return Path(__file__).resolve().parents[2] / "resources"
 
 
 def _service_factory(choice: ModelChoice):
@@ -1299,7 +1291,7 @@ class MainWindow(QMainWindow):
         open_results_browser(self)
 
     def _open_log_folder(self) -> None:
-        from maskpix_desktop.ui.app import log_dir
+        from maskpix_desktop.paths import log_dir
 
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(log_dir())))
 
