@@ -12,10 +12,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QAction,
     QColor,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
     QFocusEvent,
     QImage,
     QKeyEvent,
@@ -45,7 +48,7 @@ from maskpix_desktop.core import masks
 from maskpix_desktop.ui.mask_commands import MaskPatchCommand, StrokeRecorder, diff_patch
 from maskpix_desktop.ui.qimage import overlay_rgba, to_pixmap
 
-__all__ = ["ImageCanvas", "Prompts", "stamp_segment"]
+__all__ = ["ImageCanvas", "Prompts", "dropped_paths", "stamp_segment"]
 
 TOOLS = ("prompt", "brush", "eraser")
 MASK_OPS = ("dilate", "erode", "feather", "invert", "clear")
@@ -81,6 +84,13 @@ class Prompts:
     def is_empty(self) -> bool:
         """True when there is no point and no box."""
         return not self.points and self.box is None
+
+
+def dropped_paths(mime: QMimeData) -> list[str]:
+    """The local files in a drag's data, in order (URLs that are not local files are left out)."""
+    if not mime.hasUrls():
+        return []
+    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
 
 
 # ---------------------------------------------------------------------------------------------- brush
@@ -232,6 +242,8 @@ class ImageCanvas(QGraphicsView):
     maskEdited = Signal()
     zoomChanged = Signal(float)
     cursorMoved = Signal(int, int)
+    filesDropped = Signal(list)  # local file paths (str) dropped on the view, in drop order
+    brushSizeChanged = Signal(int)  # the brush diameter changed ([ and ] or the setter)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -249,6 +261,7 @@ class ImageCanvas(QGraphicsView):
         self.setMouseTracking(True)
         self.viewport().setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAcceptDrops(True)
 
         self.undo_stack = QUndoStack(self)
         self.undo_stack.setUndoLimit(UNDO_LIMIT)
@@ -588,8 +601,12 @@ class ImageCanvas(QGraphicsView):
 
     @brush_size.setter
     def brush_size(self, value: int) -> None:
-        self._brush_size = int(min(max(round(value), BRUSH_MIN), BRUSH_MAX))
+        size = int(min(max(round(value), BRUSH_MIN), BRUSH_MAX))
+        changed = size != self._brush_size
+        self._brush_size = size
         self._update_cursor_shape()
+        if changed:
+            self.brushSizeChanged.emit(size)
 
     @property
     def brush_hardness(self) -> float:
@@ -837,6 +854,26 @@ class ImageCanvas(QGraphicsView):
                 self._set_box((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
         elif self._inside(press.scene_pos):
             self._add_point(press.scene_pos, 0 if press.negative else 1)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if dropped_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if dropped_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = dropped_paths(event.mimeData())
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.filesDropped.emit(paths)
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         event.accept()

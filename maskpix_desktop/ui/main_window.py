@@ -271,6 +271,7 @@ class MainWindow(QMainWindow):
         self._tau_timer = QTimer(self, singleShot=True, interval=TAU_DELAY_MS)
         self._tau_timer.timeout.connect(self._apply_tau)
         self.canvas.promptsChanged.connect(self._segment_timer.start)
+        self.canvas.filesDropped.connect(self.open_dropped)
         self.canvas.cursorMoved.connect(lambda x, y: self.cursor_label.setText(f"{x}, {y}"))
         self.edit_panel.runRequested.connect(self.run_edit)
         self.edit_panel.cancelRequested.connect(self.cancel_edit)
@@ -964,14 +965,26 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:  # noqa: N802
-        for url in event.mimeData().urls():
-            if url.isLocalFile():
-                path = Path(url.toLocalFile())
-                if path.suffix.lower() == sessions.PROJECT_SUFFIX:
-                    self.open_project(path, wait=False)  # read on the file thread
-                else:
-                    self.open_image(path)
-                break
+        from maskpix_desktop.ui.canvas import dropped_paths
+
+        self.open_dropped(dropped_paths(event.mimeData()))
+
+    def open_dropped(self, paths: list[str]) -> bool:
+        """Files dropped on the canvas or the window: the first one opens (a project as a project)."""
+        if not paths:
+            return False
+        path = Path(paths[0])
+        if path.suffix.lower() == sessions.PROJECT_SUFFIX:
+            opened = self.open_project(path, wait=False)  # read on the file thread
+        else:
+            opened = self.open_image(path)
+        if opened and len(paths) > 1:
+            self.statusBar().showMessage(
+                f"Opened {path.name}; the other {len(paths) - 1} dropped files were not opened "
+                "(one image at a time).",
+                8000,
+            )
+        return opened
 
     # ------------------------------------------------------------------ tools
     def set_tool(self, name: str) -> None:
