@@ -106,3 +106,19 @@ def tiny_window(qtbot, tmp_path: Path, tiny_models_dir: Path):
     qtbot.waitUntil(lambda: "ready" in win.model_label.text(), timeout=60_000)
     yield win
     win.close()
+
+
+@pytest.fixture(autouse=True)
+def _window_questions_answered(request: pytest.FixtureRequest):
+    """Qt tests never block on the window's modal questions: unsaved work is discarded, a run with an
+    empty mask goes ahead (tests of the questions themselves set their own answers on the window)."""
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    from maskpix_desktop.ui.main_window import MainWindow
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(MainWindow, "ask_save_changes", staticmethod(lambda parent, action: "discard"))
+    mp.setattr(MainWindow, "ask_run_without_mask", staticmethod(lambda parent: True))
+    yield
+    mp.undo()

@@ -1,4 +1,8 @@
-"""The edit panel: instruction, IP2P parameters, mask mode, Run / Cancel and step progress."""
+"""The edit panel: instruction, IP2P parameters, mask mode, Run / Cancel and step progress.
+
+Instruction, Run, Cancel and progress are laid out by :class:`PromptBar` (``panel.prompt_bar``), which the
+window keeps in view under the image; the panel itself shows the mask mode and a collapsible Advanced
+section (steps, guidance, seed, working size, dilate, feather, seam)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ from PySide6.QtWidgets import (
 
 from maskpix_desktop.core.blend import MASK_MODES
 from maskpix_desktop.core.jobs import PARAM_RANGES, EditParams
+from maskpix_desktop.ui.prompt_bar import PromptBar
+from maskpix_desktop.ui.widgets import CollapsibleSection
 
 #: Offered working sizes (all inside PARAM_RANGES["long_side"]; set_params adds any other valid one).
 WORKING_SIZES = (256, 384, 512, 640, 768, 1024)
@@ -97,28 +103,31 @@ class EditPanel(QWidget):
         self.poisson = QCheckBox("Poisson seam")
         self.poisson.setToolTip("Blend the seam with Poisson image editing (cv2.seamlessClone).")
 
-        form = QFormLayout()
+        main_form = QFormLayout()
+        main_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        main_form.addRow("Mask mode", self.mask_mode)
+        advanced = QWidget()
+        form = QFormLayout(advanced)
+        form.setContentsMargins(12, 0, 0, 0)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Steps", self.steps)
         form.addRow("Text guidance", self.text_scale)
         form.addRow("Image guidance", self.image_scale)
         form.addRow("Seed", seed_row)
         form.addRow("Working size", self.long_side)
-        form.addRow("Mask mode", self.mask_mode)
         form.addRow("Dilate", self.dilate)
         form.addRow("Feather", self.feather)
-        form.addRow("", self.poisson)
+        form.addRow("Seam", self.poisson)
+        self.advanced = CollapsibleSection("Advanced", advanced, expanded=False)
 
         self.run_button = QPushButton("Run edit")
         self.run_button.setDefault(True)
-        self.run_button.setToolTip("Run InstructPix2Pix (Enter in the instruction field)")
+        self.run_button.setToolTip("Run InstructPix2Pix (Enter in the instruction field, or Ctrl+Enter)")
         self.run_button.clicked.connect(self.runRequested)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self.cancel_button.setToolTip("Stop the running edit after the current step")
         self.cancel_button.clicked.connect(self.cancelRequested)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button, 1)
-        buttons.addWidget(self.cancel_button)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -127,12 +136,13 @@ class EditPanel(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
+        # Instruction, Run, Cancel and progress live in the prompt bar (the window keeps it in view);
+        # this panel holds the mask mode and the Advanced section.
+        self.prompt_bar = PromptBar(self.instruction, self.run_button, self.cancel_button, self.progress)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("<b>Instruction</b>"))
-        layout.addWidget(self.instruction)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(main_form)
+        layout.addWidget(self.advanced)
         layout.addWidget(self.status)
         layout.addStretch(1)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QSettings, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QAction, QActionGroup, QColor, QDesktopServices, QKeySequence
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QColorDialog,
@@ -43,11 +43,14 @@ from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.jobs import EditParams, EditRequest
 from maskpix_desktop.core.service import ModelChoice
 from maskpix_desktop.paths import resources_dir
+from maskpix_desktop.ui import questions
 from maskpix_desktop.ui.canvas import ImageCanvas, Prompts
 from maskpix_desktop.ui.document import check_params, check_session
 from maskpix_desktop.ui.edit_panel import EditPanel
 from maskpix_desktop.ui.file_jobs import FileJob, FileJobs
 from maskpix_desktop.ui.results import ResultsPanel
+from maskpix_desktop.ui.start_screen import StartScreen, models_state
+from maskpix_desktop.ui.widgets import ValueSlider
 from maskpix_desktop.ui.worker import AutoMaskJob, JobMessage, ModelClient, SegmentJob
 
 log = logging.getLogger(__name__)
@@ -197,6 +200,10 @@ class MainWindow(QMainWindow):
 
     #: Replaceable (class or instance) for tests: asked before a project replaces a modified session.
     ask_discard = staticmethod(_ask_discard)
+    #: Replaceable: Save / Discard / Cancel ("save", "discard", "cancel") before unsaved work is replaced.
+    ask_save_changes = staticmethod(questions.ask_save_changes)
+    #: Replaceable: asked before a run with an empty mask edits the whole image (True = run).
+    ask_run_without_mask = staticmethod(questions.ask_run_without_mask)
 
     def __init__(
         self,
@@ -249,14 +256,10 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.banner)
         lay.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
-        self.empty_hint = QLabel(
-            "<h2>Open a photo to start</h2><p>Drag and drop an image here, use File &gt; Open (Ctrl+O), "
-            "or try a sample from File &gt; Samples.</p>"
-        )
-        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty_hint.setParent(self.canvas.viewport())
+        self.empty_hint = self.start_screen = StartScreen(self.canvas.viewport())
 
         self.edit_panel = EditPanel()
+        lay.addWidget(self.edit_panel.prompt_bar)  # instruction, Run, Cancel, progress: always in view
         self._build_automask_row()
         self._build_tools_dock()
         self.file_jobs = FileJobs(self)
@@ -266,12 +269,18 @@ class MainWindow(QMainWindow):
 
         self.client = ModelClient(service_factory or _service_factory(self.choice), self)
         self.client.message.connect(self._on_message)
+        self.client.message.connect(self._sync_start_models)  # after _on_message: reads its label
+        self.start_screen.openRequested.connect(self.open_dialog)
+        self.start_screen.fileChosen.connect(self.open_image)
+        self.start_screen.setupModelsRequested.connect(self.open_model_settings)
+        self.start_screen.set_samples(sorted(resources_dir().glob("samples/*.jpg")))
         self._segment_timer = QTimer(self, singleShot=True, interval=SEGMENT_DELAY_MS)
         self._segment_timer.timeout.connect(self._request_segment)
         self._tau_timer = QTimer(self, singleShot=True, interval=TAU_DELAY_MS)
         self._tau_timer.timeout.connect(self._apply_tau)
         self.canvas.promptsChanged.connect(self._segment_timer.start)
         self.canvas.filesDropped.connect(self.open_dropped)
+        self.canvas.promptsChanged.connect(self._busy_while_models_load)
         self.canvas.cursorMoved.connect(lambda x, y: self.cursor_label.setText(f"{x}, {y}"))
         self.edit_panel.runRequested.connect(self.run_edit)
         self.edit_panel.cancelRequested.connect(self.cancel_edit)
@@ -304,6 +313,7 @@ class MainWindow(QMainWindow):
             self.resize(1400, 900)
         self._want_models = load_models
         QTimer.singleShot(0, self._start_models)
+        QTimer.singleShot(0, self._sync_start_models)
 
     # ------------------------------------------------------------------ layout
     def _build_tools_dock(self) -> None:
@@ -312,6 +322,7 @@ class MainWindow(QMainWindow):
         grid = QGridLayout(tools)
         self.tool_group = QActionGroup(self)
         self.tool_actions: dict[str, QAction] = {}
+        self.tool_buttons: dict[str, QToolButton] = {}
         for col, (name, label, key, tip) in enumerate(
             (
                 ("prompt", "Points / box", "P", "Left click keep, right click exclude, drag a box (P)"),
@@ -325,6 +336,7 @@ class MainWindow(QMainWindow):
             self.tool_actions[name] = act
             btn = QToolButton()
             btn.setDefaultAction(act)
+            self.tool_buttons[name] = btn
             btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
             grid.addWidget(btn, 0, col)
         self.tool_actions["prompt"].setChecked(True)
@@ -332,6 +344,8 @@ class MainWindow(QMainWindow):
 
         self.brush_slider = QSlider(Qt.Orientation.Horizontal, minimum=1, maximum=400, value=c.brush_size)
         self.brush_slider.valueChanged.connect(lambda v: setattr(c, "brush_size", v))
+        self.brush_slider.setToolTip("Brush diameter in image pixels ([ smaller, ] larger)")
+        c.brushSizeChanged.connect(self.brush_slider.setValue)  # [ and ] move the slider too
         self.hardness_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=80)
         self.hardness_slider.valueChanged.connect(lambda v: setattr(c, "brush_hardness", v / 100))
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=50)
@@ -343,9 +357,9 @@ class MainWindow(QMainWindow):
         self.show_prompts = QCheckBox("Show prompts", checked=True)
         self.show_prompts.toggled.connect(c.set_prompts_visible)
         form = QFormLayout()
-        form.addRow("Brush size", self.brush_slider)
-        form.addRow("Hardness", self.hardness_slider)
-        form.addRow("Overlay", self.opacity_slider)
+        form.addRow("Brush size", ValueSlider(self.brush_slider, lambda v: f"{v} px"))
+        form.addRow("Hardness", ValueSlider(self.hardness_slider, lambda v: f"{v}%"))
+        form.addRow("Overlay", ValueSlider(self.opacity_slider, lambda v: f"{v}%"))
         row = QHBoxLayout()
         row.addWidget(self.show_overlay)
         row.addWidget(self.show_prompts)
@@ -423,7 +437,7 @@ class MainWindow(QMainWindow):
         grid.addWidget(self.show_relevance, 1, 0)
         grid.addWidget(self.automask_status, 1, 1, 1, 2)
         grid.setColumnStretch(1, 1)
-        self.edit_panel.layout().insertWidget(2, row)  # beside the instruction (label, line edit, row)
+        self.edit_panel.layout().insertWidget(0, row)  # at the top of the Edit box
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -452,8 +466,12 @@ class MainWindow(QMainWindow):
         edit = mb.addMenu("&Edit")
         undo = self.canvas.undo_stack.createUndoAction(self, "&Undo")
         undo.setShortcut(QKeySequence.StandardKey.Undo)
+        undo.setToolTip("Undo the last mask change (Ctrl+Z)")
         redo = self.canvas.undo_stack.createRedoAction(self, "&Redo")
-        redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence.StandardKey.Redo])
+        # Exactly these two: StandardKey.Redo already holds Ctrl+Shift+Z on Linux, and a key bound
+        # twice is an "ambiguous shortcut overload" that does nothing.
+        redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        redo.setToolTip("Redo (Ctrl+Shift+Z or Ctrl+Y)")
         edit.addAction(undo)
         edit.addAction(redo)
         self.undo_action, self.redo_action = undo, redo
@@ -474,7 +492,10 @@ class MainWindow(QMainWindow):
         self.cancel_load_action = models.addAction("&Cancel loading", self.cancel_loading)
         self.cancel_load_action.setEnabled(False)
         help_menu = mb.addMenu("&Help")
-        help_menu.addAction("Open log folder", self._open_log_folder)
+        self.shortcuts_action = help_menu.addAction(
+            "&Keyboard shortcuts", QKeySequence("F1"), self.show_shortcuts
+        )
+        help_menu.addAction("Log folder…", self._open_log_folder)
         help_menu.addAction("About MaskPix", self._about)
 
     def _build_status_bar(self) -> None:
@@ -483,6 +504,10 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel("models: not loaded")
         self.cursor_label = QLabel("")
         self.cursor_label.setMinimumWidth(90)
+        self.zoom_label = QLabel("")
+        self.zoom_label.setMinimumWidth(48)
+        self.zoom_label.setToolTip("Zoom (Ctrl+0 fits, Ctrl+1 is 100%, the wheel zooms)")
+        self.canvas.zoomChanged.connect(lambda s: self.zoom_label.setText(f"{s:.0%}"))
         self.file_label = QLabel("")  # "Saving x.maskpix…" while the file thread works
         self.file_progress = QProgressBar(maximumWidth=90, maximumHeight=14, textVisible=False)
         self.file_progress.setRange(0, 0)  # busy indicator
@@ -491,6 +516,7 @@ class MainWindow(QMainWindow):
             self.file_label,
             self.file_progress,
             self.cursor_label,
+            self.zoom_label,
             self.model_label,
             self.device_label,
         ):
@@ -549,19 +575,46 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ images
     def open_dialog(self) -> None:
+        if not self.keep_work_before("opening another image"):
+            return
         start = str(self.image_path.parent) if self.image_path else str(Path.home())
         path, _ = QFileDialog.getOpenFileName(self, "Open image", start, IMAGE_FILTER)
         if path:
-            self.open_image(path)
+            self.open_image(path, ask=False)
 
-    def open_image(self, path: str | Path) -> bool:
+    def has_unsaved_work(self) -> bool:
+        """Changes that exist nowhere else: a mask, prompts, results, a modified project or re-run.
+
+        A photo just opened (nothing done to it yet) is still on disk: replacing it asks nothing.
+        """
+        if not self.modified or not self.canvas.has_image():
+            return False
+        return bool(
+            self.project_path is not None
+            or self.image_path is None
+            or self.canvas.mask().any()
+            or not self.canvas.prompts().is_empty()
+            or self.results.history()
+        )
+
+    def keep_work_before(self, action: str) -> bool:
+        """Save / Discard / Cancel before ``action`` replaces unsaved work; True means go ahead."""
+        if not self.has_unsaved_work():
+            return True
+        answer = self._hook("ask_save_changes")(self, action)
+        if answer == questions.SAVE:
+            return self.save_project(wait=True)
+        return answer == questions.DISCARD
+
+    def open_image(self, path: str | Path, *, ask: bool = True) -> bool:
         """Load an image into the canvas; a bad file gives a message and changes nothing.
 
-        A ``.maskpix`` path opens as a project.
+        A ``.maskpix`` path opens as a project. ``ask``: Save / Discard / Cancel first when the current
+        document has unsaved work (Cancel returns False and changes nothing).
         """
         path = Path(path)
         if path.suffix.lower() == sessions.PROJECT_SUFFIX:
-            return self.open_project(path)
+            return self.open_project(path, ask=ask)
         try:
             image = images.load_image(path)
         except MaskPixError as exc:
@@ -570,6 +623,8 @@ class MainWindow(QMainWindow):
             return False
         except MemoryError:
             self.banner.show_message(f"Cannot open '{path}': not enough memory to decode it.", "error")
+            return False
+        if ask and not self.keep_work_before(f"opening {path.name}"):
             return False
         self._show_image(image, path)
         h, w = image.shape[:2]
@@ -730,18 +785,21 @@ class MainWindow(QMainWindow):
         self._update_title()
 
     def open_project_dialog(self) -> None:
-        if self.modified and self.canvas.has_image() and not self._hook("ask_discard")(self):
+        if not self.keep_work_before("opening a project"):
             return
         start = str(self.project_path.parent) if self.project_path else str(Path.home())
         path, _ = QFileDialog.getOpenFileName(self, "Open project", start, PROJECT_FILTER)
         if path:
-            self.open_project(path, wait=False)
+            self.open_project(path, wait=False, ask=False)
 
-    def open_project(self, path: str | Path, *, recovered: bool = False, wait: bool = True) -> bool:
+    def open_project(
+        self, path: str | Path, *, recovered: bool = False, wait: bool = True, ask: bool = True
+    ) -> bool:
         """Replace the session with a ``.maskpix`` project; a bad file gives a message and changes nothing.
 
         ``wait=False`` (File menu, drops) reads the file on the file thread and applies it when read
-        (True then means "started"), unless another document was opened meanwhile.
+        (True then means "started"), unless another document was opened meanwhile. ``ask``: Save /
+        Discard / Cancel first (once the file has been read) when there is unsaved work.
         """
         path = Path(path)
         if not wait:
@@ -755,7 +813,7 @@ class MainWindow(QMainWindow):
                         f"{path.name} was not opened: another file was opened.", 8000
                     )
                 else:
-                    self._show_project(path, s, recovered)
+                    self._show_project(path, s, recovered, ask)
 
             job = FileJob(f"Opening {path.name}…", lambda: sessions.load_project(path), done)
             self.file_jobs.submit(job)
@@ -765,7 +823,7 @@ class MainWindow(QMainWindow):
         except MaskPixError as exc:
             self._could_not_open(path, exc)
             return False
-        return self._show_project(path, s, recovered)
+        return self._show_project(path, s, recovered, ask)
 
     def _could_not_open(self, path: Path, error: BaseException) -> None:
         text = str(error) if isinstance(error, MaskPixError) else f"Cannot open '{path}': {error!r}."
@@ -774,12 +832,14 @@ class MainWindow(QMainWindow):
         self.banner.show_message(text, "error")
         self.statusBar().showMessage(f"Could not open {path.name}", 5000)
 
-    def _show_project(self, path: Path, s: sessions.Session, recovered: bool) -> bool:
+    def _show_project(self, path: Path, s: sessions.Session, recovered: bool, ask: bool = False) -> bool:
         """Check ``s`` field by field, then show it in one step (the previous document back on failure)."""
         try:
             check_session(s, str(path), self._param_limits())
         except MaskPixError as exc:
             self._could_not_open(path, exc)
+            return False
+        if ask and not recovered and not self.keep_work_before(f"opening {path.name}"):
             return False
 
         def apply() -> None:
@@ -920,6 +980,8 @@ class MainWindow(QMainWindow):
         except MaskPixError as exc:
             self.banner.show_message(str(exc), "error")
             return False
+        if not self.keep_work_before(f"loading {path.name}"):
+            return False
 
         def apply() -> None:
             self._show_image(request.image, None, name=f"{path.stem} (re-run)")
@@ -959,6 +1021,20 @@ class MainWindow(QMainWindow):
         for p in self._recent():
             self.recent_menu.addAction(p, lambda p=p: self.open_image(p))
         self.recent_menu.setEnabled(bool(self._recent()))
+        self.start_screen.set_recent(self._recent())
+
+    def _sync_start_models(self, msg: Any = None) -> None:
+        """The start screen shows the models' state of the status bar; a finished load or segmentation
+        ends the busy cursor of :meth:`_busy_while_models_load`."""
+        self.start_screen.set_models_state(*models_state(self.model_label.text()))
+        if msg is not None and getattr(msg, "final", False) and msg.task in ("load", "segment"):
+            self.canvas.viewport().unsetCursor()
+            self.canvas.viewport().setCursor(Qt.CursorShape.CrossCursor)
+
+    def _busy_while_models_load(self) -> None:
+        """A click while the models still load waits for them: show a busy cursor meanwhile."""
+        if not self._models_ready and self.canvas.has_image() and not self.canvas.prompts().is_empty():
+            self.canvas.viewport().setCursor(Qt.CursorShape.BusyCursor)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
         if event.mimeData().hasUrls():
@@ -1184,6 +1260,9 @@ class MainWindow(QMainWindow):
             return
         mask = self.canvas.mask()
         if not mask.any():
+            if not self._hook("ask_run_without_mask")(self):
+                self.statusBar().showMessage("Not run: click the object to edit, then Run.", 6000)
+                return
             self.statusBar().showMessage("The mask is empty: editing the whole image.", 6000)
             mask_arg = None
         else:
@@ -1304,9 +1383,19 @@ class MainWindow(QMainWindow):
         open_results_browser(self)
 
     def _open_log_folder(self) -> None:
+        """Help > Log folder: the path with Copy and Open (opening may do nothing without a desktop)."""
         from maskpix_desktop.paths import log_dir
+        from maskpix_desktop.ui.help_dialogs import LogFolderDialog
 
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(log_dir())))
+        self.log_dialog = LogFolderDialog(log_dir(), self)
+        self.log_dialog.show()
+
+    def show_shortcuts(self) -> None:
+        """Help > Keyboard shortcuts (F1): every key and mouse gesture."""
+        from maskpix_desktop.ui.help_dialogs import ShortcutsDialog
+
+        self.shortcuts_dialog = ShortcutsDialog(self)
+        self.shortcuts_dialog.show()
 
     def _about(self) -> None:
         from PySide6.QtWidgets import QMessageBox
@@ -1321,6 +1410,9 @@ class MainWindow(QMainWindow):
         )
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        if not self._close_when_idle and not self.keep_work_before("quitting"):
+            event.ignore()  # Cancel (or a save that failed): MaskPix stays open, nothing lost
+            return
         if self.file_jobs.busy():  # never quit half-way through writing the user's project
             event.ignore()
             self._close_when_idle = True

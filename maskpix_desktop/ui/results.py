@@ -450,7 +450,7 @@ class ResultsPanel(QWidget):
         self._arrange_views()
         if all(v._auto_fit for v in self.views.values()):
             self.sync.fit_all()  # grid cells may differ by a pixel: one shared transform
-        self._fill_metrics(result.metrics)
+        self._fill_metrics(result.metrics, masked=result.request.mask is not None)
         self._update_buttons()
         self.resultShown.emit(result)
 
@@ -512,7 +512,8 @@ class ResultsPanel(QWidget):
         image, mask = result.request.image, result_mask(result)
         view.set_image(change_heatmap(image, result.baseline, mask) if on else mask_overlay(image, mask))
 
-    def _fill_metrics(self, metrics: dict[str, dict[str, object]]) -> None:
+    def _fill_metrics(self, metrics: dict[str, dict[str, object]], *, masked: bool = True) -> None:
+        """``masked=False`` (a run without a mask): leakage shows "—", not a perfect-looking 0."""
         table = self.metrics_table
         keys = [k for k in METRIC_INFO if any(k in metrics.get(v, {}) for v in VARIANTS)]
         for variant in VARIANTS:
@@ -527,6 +528,9 @@ class ResultsPanel(QWidget):
             header.setData(Qt.ItemDataRole.UserRole, key)
             table.setVerticalHeaderItem(row, header)
             values = {v: metrics.get(v, {}).get(key) for v in VARIANTS}
+            if not masked and key.startswith("leakage"):
+                values = dict.fromkeys(VARIANTS)  # nothing lies outside a mask that does not exist
+                tip = f"{tip}\nNo mask was used: the whole image was edited, there is no leakage."
             best = better_variant(key, values)
             for col, variant in enumerate(VARIANTS):
                 item = QTableWidgetItem(format_metric(values[variant]))
