@@ -62,7 +62,7 @@ UNDO_LIMIT = 200
 
 _BACKGROUND = QColor(30, 30, 34)
 _POSITIVE = QColor(40, 200, 80)
-_NEGATIVE = QColor(230, 50, 50)
+_NEGATIVE = QColor(20, 20, 24)  # near black with a white ring: distinct from any overlay colour
 _BOX = QColor(255, 210, 0)
 
 Box = tuple[int, int, int, int]
@@ -167,6 +167,35 @@ def _to_u8(mask: np.ndarray) -> np.ndarray:
     return np.rint(masks.as_float(arr) * np.float32(255.0)).astype(np.uint8)
 
 
+def mask_edges(mask: np.ndarray) -> np.ndarray:
+    """uint8 0/255 outline of ``mask > 127``: inside pixels with a 4-neighbour outside (borders count)."""
+    inside = mask > 127
+    padded = np.pad(inside, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return ((inside & ~interior) * np.uint8(255)).astype(np.uint8)
+
+
+def contrast_color(image: np.ndarray, mask: np.ndarray | None = None) -> QColor:
+    """A saturated overlay colour whose hue is opposite the (saturation-weighted) mean hue under
+    ``mask`` (the whole image when the mask is empty): a red object gets a cyan-ish overlay."""
+    rgb = np.asarray(image, np.float32) / 255.0
+    if mask is not None and mask.any():
+        rgb = rgb[np.asarray(mask) > 127]
+    rgb = rgb.reshape(-1, 3)[:: max(1, rgb.size // 3 // 200_000)]  # a sample is plenty
+    mx, mn = rgb.max(axis=1), rgb.min(axis=1)
+    chroma = mx - mn
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    safe = np.where(chroma > 1e-6, chroma, 1.0)
+    hue = np.where(mx == r, ((g - b) / safe) % 6, np.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    angle = hue * (np.pi / 3.0)
+    weight = chroma
+    if float(weight.sum()) < 1e-3:  # grey under the mask: any vivid colour stands out; keep the default
+        return QColor(255, 40, 90)
+    mean = math.atan2(float((weight * np.sin(angle)).sum()), float((weight * np.cos(angle)).sum()))
+    opposite = (math.degrees(mean) + 180.0) % 360.0
+    return QColor.fromHsvF(opposite / 360.0, 0.9, 1.0)
+
+
 # ---------------------------------------------------------------------------------------------- items
 
 
@@ -177,13 +206,14 @@ class _OverlayItem(QGraphicsItem):
         super().__init__()
         self._rgba = np.zeros((0, 0, 4), np.uint8)
         self._image = QImage()
+        self.outline = False  # True: only the mask's edge is drawn (see mask_edges)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
 
     def rebuild(self, mask: np.ndarray, color: QColor) -> None:
         """Full rebuild (new image or new colour)."""
         self.prepareGeometryChange()
-        self._rgba = np.ascontiguousarray(overlay_rgba(mask, color))
+        self._rgba = np.ascontiguousarray(overlay_rgba(mask_edges(mask) if self.outline else mask, color))
         h, w = mask.shape
         # The QImage reads the numpy buffer directly; self._rgba keeps it alive.
         self._image = QImage(self._rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
@@ -192,6 +222,13 @@ class _OverlayItem(QGraphicsItem):
     def update_region(self, mask: np.ndarray, box: Box) -> None:
         """Copy ``mask[box]`` into the alpha channel and repaint just that rectangle."""
         x0, y0, x1, y1 = box
+        if self.outline:  # an edge depends on the neighbours: recompute one pixel around the box
+            h, w = mask.shape
+            px0, py0, px1, py1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, w), min(y1 + 1, h)
+            edges = mask_edges(mask[py0:py1, px0:px1])
+            self._rgba[py0:py1, px0:px1, 3] = edges
+            self.update(QRectF(px0, py0, px1 - px0, py1 - py0))
+            return
         self._rgba[y0:y1, x0:x1, 3] = mask[y0:y1, x0:x1]
         self.update(QRectF(x0, y0, x1 - x0, y1 - y0))
 
@@ -269,6 +306,7 @@ class ImageCanvas(QGraphicsView):
         self._image: np.ndarray | None = None
         self._mask = np.zeros((0, 0), np.uint8)
         self._overlay_color = QColor(255, 40, 90)
+        self._auto_color = True  # pick a colour contrasting with the masked region until the user picks
         self._tool = "prompt"
         self._brush_size = 40
         self._brush_hardness = 0.8
@@ -383,6 +421,8 @@ class ImageCanvas(QGraphicsView):
         if new.shape != self._mask.shape:
             raise ValueError(f"mask shape {new.shape} does not match the image {self._mask.shape}")
         self._finish_stroke()
+        if self._auto_color and new.any():
+            self._set_color(contrast_color(self._image, new))
         self._replace_mask(new, text, undoable)
 
     def apply_mask_op(self, name: str) -> None:
@@ -448,9 +488,23 @@ class ImageCanvas(QGraphicsView):
         return self.heatmap_item.isVisible()
 
     def set_overlay_color(self, color: QColor) -> None:
-        self._overlay_color = QColor(color)
+        """The user's overlay colour (it then stays: no automatic contrast colour any more)."""
+        self._auto_color = False
+        self._set_color(QColor(color))
+
+    def _set_color(self, color: QColor) -> None:
+        self._overlay_color = color
         if self._image is not None:
             self.overlay_item.rebuild(self._mask, self._overlay_color)
+
+    def set_overlay_outline(self, outline: bool) -> None:
+        """Draw only the mask's outline (True) or the tinted fill (False)."""
+        self.overlay_item.outline = bool(outline)
+        if self._image is not None:
+            self.overlay_item.rebuild(self._mask, self._overlay_color)
+
+    def overlay_outline(self) -> bool:
+        return self.overlay_item.outline
 
     def overlay_color(self) -> QColor:
         return QColor(self._overlay_color)
