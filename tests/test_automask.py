@@ -371,7 +371,7 @@ def test_automasker_runs_end_to_end_and_rethresholds_without_the_unet(
     assert {"parse_s", "relevance_s", "sam_s", "total_s"} <= set(res.timings)
     assert res.points.shape[1] == 2 and len(res.labels) == len(res.points) and res.boxes.shape == (1, 4)
     # a new tau re-runs SAM only
-    import maskpix_desktop.core.automask as am
+    import maskpix_desktop.core.automask.masker as am
 
     monkeypatch.setattr(am, "compute_relevance", lambda *a, **k: pytest.fail("UNet re-run"))
     again = masker.rethreshold(image, res, 0.5)

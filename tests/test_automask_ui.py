@@ -15,8 +15,8 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 from test_canvas import click
 
-from maskpix_desktop.core import automask
 from maskpix_desktop.core.automask import AutoMasker, AutoMaskParams
+from maskpix_desktop.core.automask import masker as automask_masker
 from maskpix_desktop.core.errors import Cancelled
 from maskpix_desktop.core.service import ModelChoice, ModelService
 from maskpix_desktop.ui.main_window import MainWindow, _proposal_prompts
@@ -177,7 +177,7 @@ def test_cancel_a_running_auto_mask(window, qtbot, photo, monkeypatch):
                 raise Cancelled("Auto mask cancelled.")
         raise AssertionError("not cancelled")
 
-    monkeypatch.setattr(automask, "compute_relevance", slow_relevance)
+    monkeypatch.setattr(automask_masker, "compute_relevance", slow_relevance)
     before = win.canvas.mask()
     win.automask_action.trigger()
     qtbot.waitUntil(lambda: any(m.task == "automask" and m.kind == "progress" for m in seen), timeout=30_000)
