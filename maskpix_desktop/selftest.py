@@ -297,6 +297,7 @@ def check_gui(ctx: _Context) -> str:
     from maskpix_desktop.paths import resources_dir
     from maskpix_desktop.ui.app import create_app
     from maskpix_desktop.ui.main_window import MainWindow
+    from maskpix_desktop.ui.worker import MessageKind, Task
 
     root = ctx.need("models")
     sample = resources_dir() / "samples" / "dog.jpg"
@@ -330,12 +331,12 @@ def check_gui(ctx: _Context) -> str:
             raise RuntimeError(f"canvas shows {window.canvas.image().shape}, expected {expected}")
 
         def segment_done() -> list[Any]:
-            return [m for m in messages if m.task == "segment" and m.final]
+            return [m for m in messages if m.task is Task.SEGMENT and m.final]
 
         if not pump(lambda: bool(segment_done()), GUI_TIMEOUT_S):
             raise RuntimeError(f"no answer from the model-service thread in {GUI_TIMEOUT_S:.0f} s")
         done = segment_done()
-        if done[-1].kind != "finished":
+        if done[-1].kind is not MessageKind.FINISHED:
             raise RuntimeError(f"SAM encode on the worker thread {done[-1].kind}: {done[-1].error}")
     finally:
         window.close()  # shuts the model-service thread down

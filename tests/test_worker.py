@@ -19,11 +19,20 @@ import PySide6
 import pytest
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal
 
-from maskpix_desktop.core.errors import Cancelled, MaskPixError, OutOfMemoryError
+from maskpix_desktop.core.errors import (
+    Cancelled,
+    ErrorKind,
+    ImageLoadError,
+    JobError,
+    MaskPixError,
+    MissingWeightsError,
+    OutOfMemoryError,
+    WeightsError,
+)
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 from maskpix_desktop.core.segmenter import SegmentResult
 from maskpix_desktop.core.service import ModelChoice, ModelService
-from maskpix_desktop.ui.worker import JobMessage, ModelClient, SegmentJob
+from maskpix_desktop.ui.worker import JobMessage, LoadResult, MessageKind, ModelClient, SegmentJob, Task
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -304,10 +313,10 @@ def test_failures_are_reported_and_the_worker_survives(make_client, qtbot, caplo
         b = client.edit(_request())
         c = client.edit(_request())
         fa, fb, fc = (rec.wait(qtbot, j) for j in (a, b, c))
-    assert fa.kind == "failed" and fa.error == "Unexpected error: RuntimeError: boom"
+    assert fa.kind is MessageKind.FAILED and fa.error == JobError("Unexpected error: RuntimeError: boom")
     assert "Traceback" in fa.detail and "boom" in fa.detail
     assert any(r.exc_info and f"job {a} failed" in r.getMessage() for r in caplog.records)
-    assert fb.kind == "failed" and fb.error == "Exactly this message." and "MaskPixError" in fb.detail
+    assert fb.error == JobError("Exactly this message.", ErrorKind.OTHER) and "MaskPixError" in fb.detail
     assert fc.kind == "finished"
     assert rec.kinds(a) == ["started", "failed"]
 
@@ -324,7 +333,7 @@ def test_factory_failure_is_reported_and_retried(make_client, qtbot):
     client = make_client(factory)
     rec = Recorder(client)
     first = rec.wait(qtbot, client.edit(_request()))
-    assert first.kind == "failed" and "Unknown device" in first.error
+    assert first.kind == "failed" and "Unknown device" in first.error.message
     assert rec.wait(qtbot, client.edit(_request())).kind == "finished"
 
 
@@ -337,7 +346,43 @@ def test_out_of_memory_frees_the_cuda_cache(make_client, qtbot, monkeypatch):
     client = make_client(lambda: FakeService(FakeEditor(errors=[OutOfMemoryError("The GPU ran out.")])))
     rec = Recorder(client)
     msg = rec.wait(qtbot, client.edit(_request()))
-    assert msg.kind == "failed" and msg.error == "The GPU ran out." and freed
+    assert msg.kind == "failed" and freed
+    assert msg.error == JobError("The GPU ran out.", ErrorKind.OUT_OF_MEMORY)
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (WeightsError("a key is missing from the checkpoint"), ErrorKind.WEIGHTS),
+        (ImageLoadError("photo.png is not an image"), ErrorKind.IMAGE),
+        (Cancelled("Edit cancelled."), ErrorKind.CANCELLED),
+        (OutOfMemoryError("The GPU ran out."), ErrorKind.OUT_OF_MEMORY),
+        (MaskPixError("missing words"), ErrorKind.OTHER),
+        (ValueError("missing"), ErrorKind.OTHER),
+    ],
+)
+def test_job_error_kind_comes_from_the_exception_type_not_its_text(exc: Exception, kind: ErrorKind) -> None:
+    error = JobError.from_exception(exc)
+    assert error.kind is kind and error.model == "" and error.fetch_command == ""
+    expected = str(exc) if isinstance(exc, MaskPixError) else f"Unexpected error: ValueError: {exc}"
+    assert error.message == expected
+
+
+def test_missing_weights_error_carries_model_and_fetch_command() -> None:
+    exc = MissingWeightsError("ip2p", "/m/ip2p", "maskpix-cli models download ip2p --models-dir /m")
+    error = JobError.from_exception(exc)
+    assert error == JobError(str(exc), ErrorKind.MISSING_WEIGHTS, "ip2p", exc.fetch_command)
+    assert JobError.from_exception(MissingWeightsError("sam", "/x.pth")).fetch_command == ""
+
+
+def test_messages_carry_enums_that_read_as_plain_strings(make_client, qtbot):
+    client = make_client(lambda: FakeService())
+    rec = Recorder(client)
+    jid = client.edit(_request(steps=1))
+    final = rec.wait(qtbot, jid)
+    assert [(m.task, m.kind) for m in rec.of(jid)][-1] == (Task.EDIT, MessageKind.FINISHED)
+    assert isinstance(final.result, EditResult) and final.error is None
+    assert f"{final.task} {final.kind}" == "edit finished" and final.kind == "finished"
 
 
 # ------------------------------------------------------------------------------------- segment
@@ -379,8 +424,8 @@ def test_load_tiny_models(make_client, qtbot, models_dir):
     msg = rec.wait(qtbot, jid, timeout=60000)
     assert msg.kind == "finished", msg.error
     info = msg.result
-    assert info["device"] == "cpu" and info["device_label"] == "CPU"
-    assert info["sam"] and info["ip2p"] and isinstance(info["clip"], str) and info["clip_error"] is None
+    assert isinstance(info, LoadResult) and info.device == "cpu" and info.device_label == "CPU"
+    assert info.sam and info.ip2p and isinstance(info.clip, str) and info.clip_error is None
     progress = [m for m in rec.of(jid) if m.kind == "progress"]
     assert [(m.done, m.total, m.stage) for m in progress] == [(1, 3, "sam"), (2, 3, "ip2p"), (3, 3, "clip")]
     assert not client.is_busy()
@@ -392,12 +437,14 @@ def test_load_missing_weights_then_switch_models(make_client, qtbot, models_dir,
     client = make_client(_tiny_factory(empty))
     rec = Recorder(client)
     msg = rec.wait(qtbot, client.load_models(), timeout=30000)
-    assert msg.kind == "failed"
-    assert "missing" in msg.error and "maskpix-cli models download" in msg.error
+    assert msg.kind == "failed" and msg.error is not None
+    assert msg.error.kind is ErrorKind.MISSING_WEIGHTS and msg.error.model == "sam_vit_h"
+    assert msg.error.fetch_command.startswith("maskpix-cli models download sam_vit_h --models-dir")
+    assert msg.error.fetch_command in msg.error.message and "missing" in msg.error.message
     client.set_service_factory(_tiny_factory(models_dir))
     msg = rec.wait(qtbot, client.load_models(clip=False), timeout=60000)
     assert msg.kind == "finished", msg.error
-    assert msg.result["clip"] is None and msg.result["clip_error"] is None
+    assert msg.result.clip is None and msg.result.clip_error is None
 
 
 def test_set_service_factory_unloads_old_service_on_worker(make_client, qtbot):

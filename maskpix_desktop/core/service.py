@@ -13,11 +13,21 @@ import logging
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from maskpix_desktop.core import models
 from maskpix_desktop.core.errors import MaskPixError, MissingWeightsError, WeightsError
 from maskpix_desktop.core.sam2_arch import explain_official_sam2, sam2_folder
+
+if TYPE_CHECKING:  # the engines import torch: only their names here
+    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core.grounding import GroundingDetector
+    from maskpix_desktop.core.metrics import ClipScorer
+    from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter
+    from maskpix_desktop.core.segmenter import Segmenter
+
+#: What :meth:`ModelService.segmenter` returns: SAM 1 or SAM 2.1 (the same set_image / predict interface).
+AnySegmenter = Union["Segmenter", "Sam2Segmenter"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +99,7 @@ class ModelChoice:
         return {"model_name": name, "pretrained": str(path)}
 
 
-def _load_segmenter(path: Path, model_type: str | None, device: str, precision: str) -> Any:
+def _load_segmenter(path: Path, model_type: str | None, device: str, precision: str) -> AnySegmenter:
     """A SAM 2 folder -> ``Sam2Segmenter``; a file -> SAM 1 ``Segmenter`` (an official SAM 2 .pt is
     explained, not loaded)."""
     if path.is_dir() or sam2_folder(path) is not None:
@@ -116,10 +126,10 @@ class ModelService:
         self.choice = (choice or ModelChoice()).with_manifest()
         self.device = models.resolve_device(self.choice.device)
         self._lock = threading.RLock()
-        self._segmenter: Any = None
-        self._editor: Any = None
-        self._clip: Any = None
-        self._grounding: Any = None
+        self._segmenter: AnySegmenter | None = None
+        self._editor: Editor | None = None
+        self._clip: ClipScorer | None = None
+        self._grounding: GroundingDetector | None = None
         self._sam_path: Path | None = None
         self.clip_error: str | None = None
 
@@ -130,7 +140,7 @@ class ModelService:
         if ip2p:
             models.resolve_ip2p(self.choice.ip2p, self.choice.models_dir)
 
-    def segmenter(self):
+    def segmenter(self) -> AnySegmenter:
         with self._lock:
             if self._segmenter is None:
                 path, model_type = self.choice.sam_checkpoint()
@@ -142,7 +152,7 @@ class ModelService:
                 self._sam_path = path
             return self._segmenter
 
-    def editor(self):
+    def editor(self) -> Editor:
         with self._lock:
             if self._editor is None:
                 from maskpix_desktop.core.editor import Editor
@@ -155,7 +165,7 @@ class ModelService:
                 )
             return self._editor
 
-    def clip(self):
+    def clip(self) -> ClipScorer | None:
         """The CLIP scorer, or None (with ``clip_error`` saying why) when its weights are unusable."""
         with self._lock:
             if self._clip is None and self.clip_error is None:
@@ -168,7 +178,7 @@ class ModelService:
                     log.warning("CLIP metrics unavailable: %s", exc)
             return self._clip
 
-    def grounding(self):
+    def grounding(self) -> GroundingDetector:
         """The GroundingDINO detector (auto mask); MissingWeightsError with the fetch command when absent."""
         with self._lock:
             if self._grounding is None:

@@ -51,7 +51,16 @@ from maskpix_desktop.ui.file_jobs import FileJob, FileJobs
 from maskpix_desktop.ui.results import ResultsPanel
 from maskpix_desktop.ui.start_screen import StartScreen, models_state
 from maskpix_desktop.ui.widgets import ValueSlider
-from maskpix_desktop.ui.worker import AutoMaskJob, JobMessage, ModelClient, SegmentJob
+from maskpix_desktop.ui.worker import (
+    AutoMaskJob,
+    ErrorKind,
+    JobMessage,
+    LoadResult,
+    MessageKind,
+    ModelClient,
+    SegmentJob,
+    Task,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +137,11 @@ def _ask_discard(parent: QWidget) -> bool:
         QMessageBox.StandardButton.No,
     )
     return answer == QMessageBox.StandardButton.Yes
+
+
+def _error_text(msg: JobMessage) -> str:
+    """The user-facing text of a failed job's typed error."""
+    return msg.error.message if msg.error is not None else "unknown error"
 
 
 def _freeze(result: Any) -> None:
@@ -1174,23 +1188,23 @@ class MainWindow(QMainWindow):
         self.automask_button.setText("Cancel auto mask" if running else "Auto mask")
 
     def _on_automask_message(self, msg: JobMessage) -> None:
-        if msg.kind == "progress":
+        if msg.kind is MessageKind.PROGRESS:
             self.automask_status.setText(f"Auto mask: {msg.stage} {msg.done}/{msg.total}")
             return
         if not msg.final:
             return
         self._automask_job = 0
         self._set_automask_running(False)
-        if msg.kind == "finished":
+        if msg.kind is MessageKind.FINISHED:
             self._show_automask(msg.result, "Auto mask")
             self.statusBar().showMessage(f"{self.automask_status.text()} ({msg.seconds:.1f} s)", 8000)
-        elif msg.kind == "cancelled":
+        elif msg.kind is MessageKind.CANCELLED:
             self.automask_status.setText("Auto mask cancelled.")
         else:
             log.error("auto mask failed: %s\n%s", msg.error, msg.detail)
             self.automask_status.setText("Auto mask failed.")
             self.banner.show_message(
-                f"Auto mask failed: {msg.error}", "error", "Model settings…", self.open_model_settings
+                f"Auto mask failed: {_error_text(msg)}", "error", "Model settings…", self.open_model_settings
             )
 
     def _show_automask(self, result: Any, text: str) -> None:
@@ -1226,14 +1240,14 @@ class MainWindow(QMainWindow):
         self._tau_job = self.client.rethreshold(image, r, self.tau())
 
     def _on_tau_message(self, msg: JobMessage) -> None:
-        if msg.kind == "finished" and msg.job_id == self._tau_job:
+        if msg.kind is MessageKind.FINISHED and msg.job_id == self._tau_job:
             self._tau_job = 0
             if self.automask_result is not None:  # not replaced by a new image meanwhile
                 self._show_automask(msg.result, f"Auto mask at tau {msg.result.params.tau:.2f}")
-        elif msg.kind == "failed" and msg.job_id == self._tau_job:
+        elif msg.kind is MessageKind.FAILED and msg.job_id == self._tau_job:
             self._tau_job = 0
             log.error("re-threshold failed: %s\n%s", msg.error, msg.detail)
-            self.banner.show_message(f"Changing the threshold failed: {msg.error}", "error")
+            self.banner.show_message(f"Changing the threshold failed: {_error_text(msg)}", "error")
 
     def _update_heatmap(self) -> None:
         r = self.automask_result
@@ -1306,51 +1320,53 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ messages
     def _on_message(self, msg: JobMessage) -> None:
-        if msg.task == "load":
+        if msg.task is Task.LOAD:
             self._on_load_message(msg)
-        elif msg.task == "segment" and msg.job_id == self._segment_job:
-            if msg.kind == "finished" and msg.result is not None:
+        elif msg.task is Task.SEGMENT and msg.job_id == self._segment_job:
+            if msg.kind is MessageKind.FINISHED and msg.result is not None:
                 self._show_candidates(msg.result)
-            elif msg.kind == "failed":
+            elif msg.kind is MessageKind.FAILED:
                 self.banner.show_message(
-                    f"Segmentation failed: {msg.error}", "error", "Model settings…", self.open_model_settings
+                    f"Segmentation failed: {_error_text(msg)}",
+                    "error",
+                    "Model settings…",
+                    self.open_model_settings,
                 )
-        elif msg.task == "edit" and msg.job_id == self._edit_job:
+        elif msg.task is Task.EDIT and msg.job_id == self._edit_job:
             self._on_edit_message(msg)
-        elif msg.task == "automask" and msg.job_id == self._automask_job:
+        elif msg.task is Task.AUTOMASK and msg.job_id == self._automask_job:
             self._on_automask_message(msg)
-        elif msg.task == "rethreshold":
+        elif msg.task is Task.RETHRESHOLD:
             self._on_tau_message(msg)
 
     def _on_load_message(self, msg: JobMessage) -> None:
         if msg.final and msg.job_id == self._load_job:
             self.cancel_load_action.setEnabled(False)
-        if msg.kind == "progress":
+        if msg.kind is MessageKind.PROGRESS:
             self.model_label.setText(f"models: loading {msg.stage} ({msg.done}/{msg.total})")
-        elif msg.kind == "cancelled":
+        elif msg.kind is MessageKind.CANCELLED:
             self.model_label.setText("models: load on first use")
             self.statusBar().showMessage("Model loading cancelled: models load when first needed.", 6000)
-        elif msg.kind == "finished":
-            info = msg.result or {}
+        elif msg.kind is MessageKind.FINISHED and isinstance(msg.result, LoadResult):
+            info = msg.result
             self._models_ready = True
-            self.device_label.setText(info.get("device_label", info.get("device", "")))
-            clip = info.get("clip") or "no CLIP"
-            self.model_label.setText(f"models: ready ({clip})")
-            if info.get("clip_error"):
-                self.statusBar().showMessage(f"CLIP scores unavailable: {info['clip_error']}", 10000)
-        elif msg.kind == "failed":
-            missing = "missing" in msg.error.lower()
+            self.device_label.setText(info.device_label or info.device)
+            self.model_label.setText(f"models: ready ({info.clip or 'no CLIP'})")
+            if info.clip_error:
+                self.statusBar().showMessage(f"CLIP scores unavailable: {info.clip_error}", 10000)
+        elif msg.kind is MessageKind.FAILED:
+            missing = msg.error is not None and msg.error.kind is ErrorKind.MISSING_WEIGHTS
             self.model_label.setText("models: missing" if missing else "models: failed to load")
             self.device_label.setText("device: none (no model loaded)")
-            self.banner.show_message(msg.error, "warning", "Model settings…", self.open_model_settings)
+            self.banner.show_message(_error_text(msg), "warning", "Model settings…", self.open_model_settings)
 
     def _on_edit_message(self, msg: JobMessage) -> None:
         panel = self.edit_panel
-        if msg.kind == "started":
+        if msg.kind is MessageKind.STARTED:
             panel.progress.setFormat("encoding…")
-        elif msg.kind == "progress":
+        elif msg.kind is MessageKind.PROGRESS:
             panel.set_progress(msg.done, msg.total, msg.eta_s, msg.stage)
-        elif msg.kind == "finished":
+        elif msg.kind is MessageKind.FINISHED:
             panel.set_running(False)
             self._edit_job = 0
             result = msg.result
@@ -1360,15 +1376,15 @@ class MainWindow(QMainWindow):
             self.tabs.setCurrentIndex(1)
             note = " (safety filter triggered)" if getattr(result, "nsfw", False) else ""
             self.statusBar().showMessage(f"Edit finished in {msg.seconds:.1f} s{note}", 8000)
-        elif msg.kind == "cancelled":
+        elif msg.kind is MessageKind.CANCELLED:
             panel.set_running(False)
             self._edit_job = 0
             self.statusBar().showMessage("Edit cancelled.", 6000)
-        elif msg.kind == "failed":
+        elif msg.kind is MessageKind.FAILED:
             panel.set_running(False)
             self._edit_job = 0
             log.error("edit failed: %s\n%s", msg.error, msg.detail)
-            self.banner.show_message(f"The edit failed: {msg.error}", "error")
+            self.banner.show_message(f"The edit failed: {_error_text(msg)}", "error")
 
     # ------------------------------------------------------------------ misc
     def resizeEvent(self, event) -> None:  # noqa: N802

@@ -21,85 +21,65 @@ import atexit
 import gc
 import importlib
 import logging
-import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from maskpix_desktop.core.errors import Cancelled, MaskPixError, OutOfMemoryError, WeightsError
-from maskpix_desktop.core.jobs import EditRequest
+from maskpix_desktop.core.errors import (
+    Cancelled,
+    ErrorKind,
+    JobError,
+    MaskPixError,
+    WeightsError,
+    free_cuda_memory,
+    is_out_of_memory,
+)
+from maskpix_desktop.core.job_protocol import (
+    AutoMaskJob,
+    JobMessage,
+    JobResult,
+    LoadResult,
+    MessageKind,
+    SegmentJob,
+    Task,
+)
+from maskpix_desktop.core.jobs import EditRequest, EditResult
 
-__all__ = ["AutoMaskJob", "JobMessage", "ModelClient", "SegmentJob", "preload_model_libraries"]
+if TYPE_CHECKING:
+    from maskpix_desktop.core.automask import AutoMaskResult
+    from maskpix_desktop.core.segmenter import SegmentResult
+    from maskpix_desktop.core.service import ModelService
+
+__all__ = [
+    "AutoMaskJob",
+    "ErrorKind",
+    "JobError",
+    "JobMessage",
+    "LoadResult",
+    "MessageKind",
+    "ModelClient",
+    "SegmentJob",
+    "Task",
+    "preload_model_libraries",
+]
 
 log = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"finished", "cancelled", "failed"})
+TERMINAL = frozenset({MessageKind.FINISHED, MessageKind.CANCELLED, MessageKind.FAILED})
 PROGRESS_INTERVAL_S = 1 / 30  # at most ~30 progress messages a second (first, last and stage changes always)
 _QUEUED = Qt.ConnectionType.QueuedConnection
 
 
 @dataclass(frozen=True)
-class JobMessage:
-    """One event in a job's life: started / progress / finished / cancelled / failed."""
-
-    job_id: int
-    task: str  # "load" | "segment" | "edit" | "automask" | "rethreshold"
-    kind: str  # "started" | "progress" | "finished" | "cancelled" | "failed"
-    done: int = 0
-    total: int = 0
-    stage: str = ""
-    result: Any = None  # load: dict; segment: SegmentResult; edit: EditResult; automask: AutoMaskResult
-    error: str = ""  # user-facing message
-    detail: str = ""  # traceback text for the log
-    seconds: float = 0.0  # wall time of the job (terminal messages)
-    eta_s: float | None = None  # progress: estimated seconds left
-    doc: int = 0  # the document the job was made for (0: none, e.g. a model load)
-
-    @property
-    def final(self) -> bool:
-        """True for the job's last message (finished, cancelled or failed)."""
-        return self.kind in TERMINAL
-
-
-@dataclass(frozen=True)
-class SegmentJob:
-    """A SAM request: the image (re-encoded only when it changes) and the prompts."""
-
-    image: np.ndarray
-    points: np.ndarray | None
-    labels: np.ndarray | None
-    box: np.ndarray | None
-    mask_input: np.ndarray | None = None
-    multimask: bool | None = None
-
-
-@dataclass(frozen=True)
-class AutoMaskJob:
-    """An auto-mask request: propose the edit region of ``instruction`` on ``image`` (see core.automask).
-
-    ``tau``: relevance threshold; ``long_side``: working size of the relevance map (the UNet runs there);
-    ``draws``: noise draws (None: 1 on CPU, 4 on CUDA); ``grounding``: use GroundingDINO when present.
-    """
-
-    image: np.ndarray
-    instruction: str
-    seed: int = 0
-    tau: float = 0.5
-    long_side: int = 512
-    draws: int | None = None
-    grounding: bool = True
-
-
-@dataclass(frozen=True)
 class _RethresholdJob:
     image: np.ndarray
-    result: Any  # AutoMaskResult
+    result: AutoMaskResult
     tau: float
 
 
@@ -113,7 +93,7 @@ class _Job:
 
     __slots__ = ("job_id", "task", "doc", "payload", "cancel", "state")
 
-    def __init__(self, job_id: int, task: str, doc: int = 0):
+    def __init__(self, job_id: int, task: Task, doc: int = 0):
         self.job_id = job_id
         self.task = task
         self.doc = doc
@@ -126,7 +106,7 @@ class _Job:
 class _SetFactory:
     """Control item: unload the current service; the next job builds one with ``factory``."""
 
-    factory: Callable[[], Any]
+    factory: Callable[[], ModelService]
 
 
 class _Stale(Exception):
@@ -143,17 +123,17 @@ class _JobTable:
         self.latest_segment = 0
         self.closed = False
 
-    def add(self, task: str, doc: int = 0) -> _Job:
+    def add(self, task: Task, doc: int = 0) -> _Job:
         with self._lock:
             self._next_id += 1
             job = _Job(self._next_id, task, doc)
             self._jobs[job.job_id] = job
-            if task == "segment":
+            if task is Task.SEGMENT:
                 self.latest_segment = job.job_id
             return job
 
     def is_stale(self, job: _Job) -> bool:
-        return job.task == "segment" and job.job_id < self.latest_segment
+        return job.task is Task.SEGMENT and job.job_id < self.latest_segment
 
     def begin(self, job: _Job) -> bool:
         """Worker: waiting -> running; False for a job already reported cancelled or superseded."""
@@ -218,27 +198,10 @@ class _JobTable:
 
     def busy(self) -> bool:
         with self._lock:
-            return any(job.task in ("edit", "load") for job in self._jobs.values())
+            return any(job.task in (Task.EDIT, Task.LOAD) for job in self._jobs.values())
 
 
 # -------------------------------------------------------------------------------------- worker thread
-
-
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, OutOfMemoryError):
-        return True
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
-
-
-def _free_cuda_memory() -> None:
-    """Release cached CUDA blocks after an out-of-memory error (only if torch is already imported)."""
-    torch = sys.modules.get("torch")
-    try:
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # cleanup must never turn a failure report into a crash
-        log.exception("torch.cuda.empty_cache() failed")
 
 
 _HEAVY_IMPORTS = (
@@ -292,20 +255,20 @@ class _Worker(QObject):
 
     message = Signal(object)
 
-    def __init__(self, factory: Callable[[], Any], table: _JobTable):
+    def __init__(self, factory: Callable[[], ModelService], table: _JobTable):
         super().__init__()
         self._factory = factory
         self._table = table
-        self._service: Any = None
+        self._service: ModelService | None = None
 
-    def _service_now(self, job: _Job) -> Any:
+    def _service_now(self, job: _Job) -> ModelService:
         if self._service is None:
             preload_model_libraries(job.cancel)
             self._check(job, "Loading")
             self._service = self._factory()
         return self._service
 
-    def _emit(self, job: _Job, kind: str, **fields: Any) -> None:
+    def _emit(self, job: _Job, kind: MessageKind, **fields: Any) -> None:
         self.message.emit(JobMessage(job.job_id, job.task, kind, doc=job.doc, **fields))
 
     @Slot(object)
@@ -320,44 +283,39 @@ class _Worker(QObject):
         t0 = time.perf_counter()
         silent = False
         try:
-            handler = {
-                "load": self._load,
-                "segment": self._segment,
-                "edit": self._edit,
-                "automask": self._automask,
-                "rethreshold": self._rethreshold,
+            handler: Callable[[_Job, float], JobResult] = {
+                Task.LOAD: self._load,
+                Task.SEGMENT: self._segment,
+                Task.EDIT: self._edit,
+                Task.AUTOMASK: self._automask,
+                Task.RETHRESHOLD: self._rethreshold,
             }[job.task]
             result = handler(job, t0)
         except _Stale:
             silent = True
         except Cancelled:
-            self._emit(job, "cancelled", seconds=time.perf_counter() - t0)
+            self._emit(job, MessageKind.CANCELLED, seconds=time.perf_counter() - t0)
         except Exception as exc:
             self._emit_failure(job, exc, time.perf_counter() - t0)
         else:
-            self._emit(job, "finished", result=result, seconds=time.perf_counter() - t0)
+            self._emit(job, MessageKind.FINISHED, result=result, seconds=time.perf_counter() - t0)
         finally:
             self._table.finish(job, silent=silent)
 
     def _emit_failure(self, job: _Job, exc: Exception, seconds: float) -> None:
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        if _is_oom(exc):
-            _free_cuda_memory()
+        error = JobError.from_exception(exc)
+        if is_out_of_memory(exc):
+            free_cuda_memory()
         if isinstance(exc, MaskPixError):
-            error = str(exc)
             log.warning("%s job %d failed: %s", job.task, job.job_id, error)
-        elif _is_oom(exc):  # e.g. torch.cuda.OutOfMemoryError from a step the engines do not wrap
-            error = (
-                "The device ran out of memory. Lower the working size or the number of steps, "
-                "or close other programs that use the GPU, then run again."
-            )
+        elif is_out_of_memory(exc):  # e.g. torch.cuda.OutOfMemoryError from a step the engines do not wrap
             log.warning("%s job %d ran out of memory: %s", job.task, job.job_id, exc)
         else:
-            error = f"Unexpected error: {type(exc).__name__}: {exc}"
             log.exception("%s job %d failed", job.task, job.job_id)
-        self._emit(job, "failed", error=error, detail=detail, seconds=seconds)
+        self._emit(job, MessageKind.FAILED, error=error, detail=detail, seconds=seconds)
 
-    def _replace_factory(self, factory: Callable[[], Any]) -> None:
+    def _replace_factory(self, factory: Callable[[], ModelService]) -> None:
         old, self._service, self._factory = self._service, None, factory
         if old is not None:
             try:
@@ -371,12 +329,12 @@ class _Worker(QObject):
             raise Cancelled(f"{what} cancelled.")
 
     # ---------------------------------------------------------------- jobs
-    def _load(self, job: _Job, t0: float) -> dict[str, Any]:
+    def _load(self, job: _Job, t0: float) -> LoadResult:
         from maskpix_desktop.core.models import device_label
 
         wanted: dict[str, bool] = job.payload
         names = [name for name in ("sam", "ip2p", "clip") if wanted[name]]
-        self._emit(job, "started", total=len(names), stage=names[0] if names else "")
+        self._emit(job, MessageKind.STARTED, total=len(names), stage=names[0] if names else "")
         service = self._service_now(job)
         service.check(sam=wanted["sam"], ip2p=wanted["ip2p"])  # fail fast, before any slow load
         clip = None
@@ -388,21 +346,21 @@ class _Worker(QObject):
                 service.editor()
             else:
                 clip = service.clip()
-            self._emit(job, "progress", done=i + 1, total=len(names), stage=name)
+            self._emit(job, MessageKind.PROGRESS, done=i + 1, total=len(names), stage=name)
         self._check(job, "Loading")
         device = str(service.device)
-        return {
-            "device": device,
-            "device_label": device_label(device),
-            "sam": wanted["sam"],
-            "ip2p": wanted["ip2p"],
-            "clip": None if clip is None else str(clip.name),
-            "clip_error": getattr(service, "clip_error", None) if wanted["clip"] else None,
-        }
+        return LoadResult(
+            device=device,
+            device_label=device_label(device),
+            sam=wanted["sam"],
+            ip2p=wanted["ip2p"],
+            clip=None if clip is None else str(clip.name),
+            clip_error=getattr(service, "clip_error", None) if wanted["clip"] else None,
+        )
 
-    def _segment(self, job: _Job, t0: float) -> Any:
+    def _segment(self, job: _Job, t0: float) -> SegmentResult | None:
         seg: SegmentJob = job.payload
-        self._emit(job, "started")
+        self._emit(job, MessageKind.STARTED)
         segmenter = self._service_now(job).segmenter()
         segmenter.set_image(seg.image)  # the slow part when the image is new (thin images: padded there)
         if self._table.is_stale(job):
@@ -412,9 +370,9 @@ class _Worker(QObject):
             return None  # encode only: the first click then runs just the decoder
         return segmenter.predict(seg.points, seg.labels, seg.box, seg.mask_input, seg.multimask)
 
-    def _edit(self, job: _Job, t0: float) -> Any:
+    def _edit(self, job: _Job, t0: float) -> EditResult:
         request, want_metrics = job.payload
-        self._emit(job, "started")  # the step total arrives with the first progress message
+        self._emit(job, MessageKind.STARTED)  # the step total arrives with the first progress message
         service = self._service_now(job)
         editor = service.editor()
         result = editor.run(request, self._progress(job, t0), job.cancel)
@@ -434,11 +392,11 @@ class _Worker(QObject):
                 return
             last["t"], last["stage"] = now, stage
             eta = (now - t0) / done * (total - done) if done > 0 else None
-            self._emit(job, "progress", done=done, total=total, stage=stage, eta_s=eta)
+            self._emit(job, MessageKind.PROGRESS, done=done, total=total, stage=stage, eta_s=eta)
 
         return on_step
 
-    def _automask(self, job: _Job, t0: float) -> Any:
+    def _automask(self, job: _Job, t0: float) -> AutoMaskResult:
         """Relevance map (one batched UNet call per draw) + grounding when present, fused with SAM.
 
         Missing GroundingDINO weights only turn grounding off (``AutoMasker.from_service`` logs it and the
@@ -447,7 +405,7 @@ class _Worker(QObject):
         from maskpix_desktop.core.automask import AutoMasker, AutoMaskParams
 
         req: AutoMaskJob = job.payload
-        self._emit(job, "started")
+        self._emit(job, MessageKind.STARTED)
         service = self._service_now(job)
         editor, segmenter = service.editor(), service.segmenter()  # their errors fail the job
         self._check(job, "Auto mask")
@@ -466,12 +424,12 @@ class _Worker(QObject):
             result = replace(result, notes=(*result.notes, *extra))
         return result
 
-    def _rethreshold(self, job: _Job, t0: float) -> Any:
+    def _rethreshold(self, job: _Job, t0: float) -> AutoMaskResult:
         """The same auto-mask proposal at another tau: SAM decoding on the cached embedding, no UNet."""
         from maskpix_desktop.core.automask import AutoMasker
 
         req: _RethresholdJob = job.payload
-        self._emit(job, "started")
+        self._emit(job, MessageKind.STARTED)
         segmenter = self._service_now(job).segmenter()
         self._check(job, "Re-threshold")
         masker = AutoMasker(editor=None, segmenter=segmenter, detector=None)  # no UNet, no grounding
@@ -491,8 +449,8 @@ class _Worker(QObject):
                 req.image, result.baseline, result.blended, mask, text=req.params.instruction, clip=clip
             )
         except Exception as exc:
-            if _is_oom(exc):
-                _free_cuda_memory()
+            if is_out_of_memory(exc):
+                free_cuda_memory()
             log.exception("metrics failed for edit job %d", req.job_id)
             model["metrics_error"] = f"{type(exc).__name__}: {exc}"
             return replace(result, model=model)
@@ -523,7 +481,7 @@ class ModelClient(QObject):
     _submit = Signal(object)
     _local = Signal(object)
 
-    def __init__(self, service_factory: Callable[[], Any], parent: QObject | None = None):
+    def __init__(self, service_factory: Callable[[], ModelService], parent: QObject | None = None):
         super().__init__(parent)
         self._factory = service_factory
         self._table = _JobTable()
@@ -571,40 +529,40 @@ class ModelClient(QObject):
         return self._thread is not None and self._thread.isRunning()
 
     # ---------------------------------------------------------------- jobs
-    def _post(self, task: str, make_payload: Callable[[int], Any]) -> int:
+    def _post(self, task: Task, make_payload: Callable[[int], Any]) -> int:
         if self._closed:
             raise RuntimeError("ModelClient was shut down")
         self.start()
-        job = self._table.add(task, 0 if task == "load" else self._document)
+        job = self._table.add(task, 0 if task is Task.LOAD else self._document)
         job.payload = make_payload(job.job_id)
         self._submit.emit(job)
         return job.job_id
 
     def load_models(self, *, sam: bool = True, ip2p: bool = True, clip: bool = True) -> int:
         """Load the chosen models now (one progress message per model, stage "sam"/"ip2p"/"clip")."""
-        return self._post("load", lambda _id: {"sam": sam, "ip2p": ip2p, "clip": clip})
+        return self._post(Task.LOAD, lambda _id: {"sam": sam, "ip2p": ip2p, "clip": clip})
 
     def segment(self, job: SegmentJob) -> int:
         """Queue a SAM prediction; older segment jobs are skipped and their messages dropped."""
-        return self._post("segment", lambda _id: job)
+        return self._post(Task.SEGMENT, lambda _id: job)
 
     def edit(self, request: EditRequest, *, metrics: bool = True) -> int:
         """Queue an IP2P edit; the result's ``request.job_id`` is the returned id."""
-        return self._post("edit", lambda job_id: (replace(request, job_id=job_id), metrics))
+        return self._post(Task.EDIT, lambda job_id: (replace(request, job_id=job_id), metrics))
 
     def automask(self, job: AutoMaskJob) -> int:
         """Queue an auto mask (started / progress with stages "relevance", "grounding", "sam" / finished with
         an ``AutoMaskResult``, or cancelled / failed). Missing grounding weights do not fail it."""
-        return self._post("automask", lambda _id: job)
+        return self._post(Task.AUTOMASK, lambda _id: job)
 
-    def rethreshold(self, image: np.ndarray, result: Any, tau: float) -> int:
+    def rethreshold(self, image: np.ndarray, result: AutoMaskResult, tau: float) -> int:
         """Queue a re-threshold of an ``AutoMaskResult`` at ``tau`` (SAM decoding only, never the UNet)."""
-        return self._post("rethreshold", lambda _id: _RethresholdJob(image, result, float(tau)))
+        return self._post(Task.RETHRESHOLD, lambda _id: _RethresholdJob(image, result, float(tau)))
 
     def cancel(self, job_id: int | None = None) -> None:
         """Cancel one job, or every unfinished one (None); waiting jobs report "cancelled" at once."""
         for job in self._table.cancel(job_id):
-            self._local.emit(JobMessage(job.job_id, job.task, "cancelled", doc=job.doc))
+            self._local.emit(JobMessage(job.job_id, job.task, MessageKind.CANCELLED, doc=job.doc))
 
     @property
     def document(self) -> int:
@@ -616,9 +574,9 @@ class ModelClient(QObject):
         start, a running one stops at its next check) and none of their messages is delivered again."""
         self._document = int(doc)
         for job in self._table.cancel_other_documents(self._document):
-            self._local.emit(JobMessage(job.job_id, job.task, "cancelled", doc=job.doc))
+            self._local.emit(JobMessage(job.job_id, job.task, MessageKind.CANCELLED, doc=job.doc))
 
-    def set_service_factory(self, factory: Callable[[], Any]) -> None:
+    def set_service_factory(self, factory: Callable[[], ModelService]) -> None:
         """Model settings changed: the worker unloads the current service; the next job builds a new one."""
         self._factory = factory
         if self._thread is not None and not self._closed:
@@ -639,7 +597,7 @@ class ModelClient(QObject):
             return
         if msg.kind in TERMINAL:
             self._table.forget(msg.job_id)
-        if msg.task == "segment" and msg.job_id < self._table.latest_segment:
+        if msg.task is Task.SEGMENT and msg.job_id < self._table.latest_segment:
             return
         if msg.doc and msg.doc != self._document:
             return  # made for a document that is no longer open
