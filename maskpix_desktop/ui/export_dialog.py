@@ -1,10 +1,18 @@
-"""Export dialog: choose items, folder, file-name pattern and format; never overwrites without asking."""
+"""Export dialog: choose items, folder, file-name pattern and format; never overwrites without asking.
+
+Opened by the window (its ``file_jobs`` are found on the parent), the Export button writes the files on
+the window's file thread (the result's arrays are read-only, so the job shares them): the dialog shows a
+busy bar and ignores Cancel/Esc/close until the files are written, quitting the window waits for them,
+and errors and renamed files are reported as the synchronous :meth:`ExportDialog.do_export` does.
+"""
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -20,6 +28,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -29,6 +38,9 @@ from PySide6.QtWidgets import (
 from maskpix_desktop.core import export
 from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.jobs import EditResult
+from maskpix_desktop.ui.file_jobs import FileJob, FileJobs
+
+log = logging.getLogger(__name__)
 
 #: Checkbox label per export item, in the order they are shown.
 ITEM_LABELS: dict[str, str] = {
@@ -42,6 +54,8 @@ ITEM_LABELS: dict[str, str] = {
 }
 FORMAT_LABELS = {"png": "PNG", "jpeg": "JPEG", "webp": "WebP"}
 DEFAULT_PATTERN = "{stem}_{item}"
+#: Shown when Cancel, Esc or the close button is pressed during an export.
+WAIT_TEXT = "Please wait: the dialog closes when the files are written."
 
 
 def _ask_overwrite(parent: QWidget, names: list[str]) -> bool:
@@ -73,12 +87,24 @@ class ExportDialog(QDialog):
     show_notice: Callable[[QWidget, str], None] = staticmethod(_show_notice)
 
     def __init__(
-        self, result: EditResult, default_dir: Path, parent: QWidget | None = None, *, stem: str = "image"
+        self,
+        result: EditResult,
+        default_dir: Path,
+        parent: QWidget | None = None,
+        *,
+        stem: str = "image",
+        file_jobs: FileJobs | None = None,
     ):
         super().__init__(parent)
         self.setWindowTitle("Export result")
         self.edit_result = result
         self.stem = stem
+        #: Where the Export button's work runs: ``file_jobs``, else the parent window's ``file_jobs``
+        #: (the window's file thread, so quitting waits for it); None: on the GUI thread (:meth:`do_export`).
+        parent_jobs = getattr(parent, "file_jobs", None)
+        self.file_jobs = file_jobs or (parent_jobs if isinstance(parent_jobs, FileJobs) else None)
+        self._exporting = False
+        self._export_label = ""
         self.exported_paths: dict[str, Path] = {}
         #: After an export: one message per file name changed to be valid on Windows (also shown).
         self.renamed: list[str] = []
@@ -137,9 +163,23 @@ class ExportDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
 
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)  # busy: export_result reports no steps
+        self.progress.setTextVisible(False)
+        self.progress_label = QLabel()
+        self.progress_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.progress.hide()
+        self.progress_label.hide()
+
+        self.options = QWidget()  # disabled as a whole while exporting
+        options = QVBoxLayout(self.options)
+        options.setContentsMargins(0, 0, 0, 0)
+        options.addWidget(items_box)
+        options.addLayout(form)
         layout = QVBoxLayout(self)
-        layout.addWidget(items_box)
-        layout.addLayout(form)
+        layout.addWidget(self.options)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.progress)
         layout.addWidget(self.buttons)
         self._on_format()
 
@@ -174,51 +214,128 @@ class ExportDialog(QDialog):
         return paths
 
     # export ----------------------------------------------------------------------------------------
+    def exporting(self) -> bool:
+        """True while a background export runs (the dialog cannot be closed then)."""
+        return self._exporting
+
     def do_export(self, overwrite: bool = False) -> bool:
-        """Export the checked items; True on success (``exported_paths`` set), False when nothing was done."""
+        """Export the checked items here (GUI thread); True on success (``exported_paths`` set)."""
+        bound = self._bind_export(overwrite)
+        if bound is None:
+            return False
+        planned, run = bound
+        try:
+            paths, error = run(), None
+        except (MaskPixError, OSError) as exc:
+            paths, error = None, exc
+        outcome = self._export_ended(planned, paths, error, overwrite)
+        return self.do_export(overwrite=True) if outcome is None else outcome
+
+    def start_export(self, overwrite: bool = False) -> bool:
+        """Export the checked items on the file thread; the dialog accepts itself when they are written.
+
+        False when nothing was started (bad choices, shown; or an export already running).
+        """
+        if self.file_jobs is None or self._exporting:
+            return False
+        bound = self._bind_export(overwrite)
+        if bound is None:
+            return False
+        planned, run = bound
+
+        def done(paths: export.PlannedPaths | None, error: BaseException | None) -> None:
+            self._set_exporting(False)
+            outcome = self._export_ended(planned, paths, error, overwrite)
+            if outcome is None:
+                self.start_export(overwrite=True)
+            elif outcome:
+                QDialog.accept(self)
+
+        n = len(planned)
+        label = f"Exporting {n} file{'s' if n != 1 else ''} to {self.folder().name or self.folder()}…"
+        self._set_exporting(True, label)
+        self.file_jobs.submit(FileJob(label, run, done))
+        return True
+
+    def accept(self) -> None:
+        if self.file_jobs is not None:
+            self.start_export()
+        elif self.do_export():
+            super().accept()
+
+    def reject(self) -> None:
+        """Cancel, Esc and the close button: ignored while the files are being written."""
+        if self._exporting:
+            self.progress_label.setText(f"{self._export_label}\n{WAIT_TEXT}")
+            return
+        super().reject()
+
+    # internals -------------------------------------------------------------------------------------
+    def _bind_export(self, overwrite: bool) -> tuple[export.PlannedPaths, Callable[[], Any]] | None:
+        """Check the choices (errors shown) and bind an export to them; None when there is nothing to do.
+
+        The bound call reads nothing from the widgets: it may run on another thread.
+        """
         if not self.folder_edit.text().strip():
             self._hook("show_error")(self, "Choose a folder to export to.")
-            return False
+            return None
         if not self.selected_items():
             self._hook("show_error")(self, "Choose at least one item to export.")
-            return False
+            return None
         try:
             planned = self.planned()
         except (KeyError, ValueError, IndexError) as exc:
             self._hook("show_error")(self, f"Invalid file name pattern: {exc}")
-            return False
-        try:
-            paths = export.export_result(
-                self.edit_result,
-                self.folder(),
-                items=self.selected_items(),
-                pattern=self.pattern_edit.text(),
-                fmt=self.image_format(),
-                quality=self.quality_spin.value(),
-                overwrite=overwrite,
-                stem=self.stem,
-            )
-        except FileExistsError:
-            if overwrite:
-                raise
+            return None
+        result, folder = self.edit_result, self.folder()
+        kwargs = dict(
+            items=self.selected_items(),
+            pattern=self.pattern_edit.text(),
+            fmt=self.image_format(),
+            quality=self.quality_spin.value(),
+            overwrite=overwrite,
+            stem=self.stem,
+        )
+        return planned, lambda: export.export_result(result, folder, **kwargs)
+
+    def _export_ended(
+        self,
+        planned: export.PlannedPaths,
+        paths: export.PlannedPaths | None,
+        error: BaseException | None,
+        overwrite: bool,
+    ) -> bool | None:
+        """Report an export's end: True = written, False = not (error shown), None = retry, overwriting."""
+        if isinstance(error, FileExistsError) and not overwrite:
             existing = [path.name for path in planned.values() if path.exists()]
-            if self._hook("ask_overwrite")(self, existing):
-                return self.do_export(overwrite=True)
+            return None if self._hook("ask_overwrite")(self, existing) else False
+        if isinstance(error, (MaskPixError, OSError)):
+            self._hook("show_error")(self, str(error))
             return False
-        except (MaskPixError, OSError) as exc:
-            self._hook("show_error")(self, str(exc))
+        if error is not None:
+            log.error("export failed", exc_info=error)
+            self._hook("show_error")(
+                self, f"Unexpected error while exporting: {type(error).__name__}: {error}"
+            )
             return False
+        assert paths is not None
         self.exported_paths = paths
         self.renamed = list(getattr(paths, "renamed", []))
         if self.renamed:
             self._hook("show_notice")(self, "\n".join(self.renamed))
         return True
 
-    def accept(self) -> None:
-        if self.do_export():
-            super().accept()
+    def _set_exporting(self, on: bool, label: str = "") -> None:
+        """Busy bar on, choices and buttons off (or back)."""
+        self._exporting, self._export_label = on, label
+        self.options.setEnabled(not on)
+        self.buttons.setEnabled(not on)
+        self.progress_label.setText(label)
+        self.progress_label.setVisible(on)
+        self.progress.setVisible(on)
+        if not on:
+            self._update_preview()  # the folder may hold the new files now
 
-    # internals -------------------------------------------------------------------------------------
     def _hook(self, name: str) -> Callable:
         """A hook as stored (instance or class), unbound: hooks take the dialog as first argument."""
         hook = inspect.getattr_static(self, name)
