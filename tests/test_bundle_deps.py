@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -175,3 +177,26 @@ def test_committed_lock_pins_pyproject_dependencies_and_the_metadata_the_self_te
     pins = bundle_deps.read_lock(bundle_deps.LOCK)
     assert {bundle_deps.canonicalize_name(d) for d in METADATA_DISTS} <= set(pins)
     assert all(len(h) == 64 for _version, hashes in pins.values() for h in hashes)
+
+
+@pytest.mark.parametrize("selftest_rc", [0, 1])
+def test_ci_bundle_exit_status_is_the_self_tests_and_it_cleans_up(tmp_path, selftest_rc) -> None:
+    """scripts/ci_bundle.sh (no dev venv here) passes the build script's status on and removes its output."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    shutil.copy(ROOT / "scripts" / "ci_bundle.sh", scripts)
+    fake_build = f'mkdir -p build dist/maskpix "$BUNDLE_VENV"\necho "self-test rc {selftest_rc}"\n'
+    (scripts / "build_bundle.sh").write_text(fake_build + f"exit {selftest_rc}\n", encoding="utf-8")
+
+    proc = subprocess.run(
+        ["bash", str(scripts / "ci_bundle.sh")], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert proc.returncode == selftest_rc, proc.stdout + proc.stderr
+    assert f"self-test rc {selftest_rc}" in proc.stdout
+    assert not any((tmp_path / name).exists() for name in ("build", "dist", ".venv-bundle"))
+
+
+def test_ci_runs_the_bundle_check() -> None:
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert any(line.startswith("bash scripts/ci_bundle.sh") for line in lines)
