@@ -1,0 +1,296 @@
+"""Train the mask UNet (``conditioning="concat"``) or, for comparison, the plain IP2P UNet
+(``"none"``) with Hugging Face accelerate: CPU, one GPU, or ``accelerate launch`` on many.
+
+Loss = epsilon-prediction MSE + ``consistency_weight`` * mask consistency, where the consistency
+term is ``abar_t * |x0_pred - src|^2`` over the latent cells outside the mask (outside both the true
+mask and the jittered mask the model was fed, grown by ``keep_margin`` cells; only for items that kept
+their image conditioning). Weighting by ``abar_t`` equals ``|x_t - sqrt(1-abar_t) eps_pred - sqrt(abar_t)
+src|^2``, which stays finite at high noise levels.
+
+Exact resume: each step's data (:func:`~.data.sample_indices`) and randomness
+(:func:`~.data.step_generator`) are pure functions of ``(seed, step)``; model, optimizer and EMA come
+back from ``accelerator.load_state``. A run killed after any checkpoint and resumed logs the same
+losses, bit for bit, as one that never stopped (on the same device and software).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from maskpix_desktop.core.maskcond import augment
+from maskpix_desktop.core.maskcond.data import EncodedSet, encode_items, sample_indices, step_generator
+from maskpix_desktop.core.maskcond.model import MaskConditioning, grow_conv_in, save_mask_checkpoint
+from maskpix_desktop.core.maskcond.pipeline import mask_channel
+
+CSV_FIELDS = ("step", "loss", "eps_loss", "consistency", "lr")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; saved as ``train_config.json`` in the output folder."""
+
+    base: str
+    output_dir: str
+    conditioning: str = "concat"  # "concat": mask UNet (9 channels); "none": plain IP2P UNet (baseline)
+    steps: int = 200
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-4
+    seed: int = 0
+    consistency_weight: float = 0.5
+    keep_margin: int = 1
+    p_drop: float = 0.05  # IP2P conditioning dropout (text / image / both)
+    p_mask_drop: float = 0.1
+    jitter_px: int = 2
+    jitter_shift: int = 2
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    calibrate_scaling: bool = True  # set the VAE scaling factor to 1/std(latents), as SD's 0.18215 was
+    mixed_precision: str = "no"  # accelerate: no | fp16 | bf16
+    gradient_checkpointing: bool = False
+    adam_8bit: bool = False  # bitsandbytes AdamW8bit, CUDA only
+    ema_decay: float = 0.0  # 0: no EMA; else EMA weights are the ones saved as final
+    cpu: bool = False
+    cpu_threads: int = 0  # >0: torch.set_num_threads on CPU (1 avoids thrashing on a busy 2-core machine)
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    losses: list[dict]
+    final_dir: Path
+    scaling_factor: float
+
+
+def _load_base(base: str) -> Any:
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+    from diffusers.pipelines import pipeline_utils
+
+    key = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
+    pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
+        base, **{key: torch.float32}, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """Complete checkpoints in ``out/checkpoints``, oldest first (half-written ``.tmp`` ones ignored)."""
+    root = out / "checkpoints"
+    found = [
+        p
+        for p in root.glob("step-*")
+        if p.name[5:].isdigit() and p.is_dir() and (p / "train_state.json").is_file()
+    ]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def read_losses(out: Path) -> list[dict]:
+    """The rows of ``out/losses.csv`` (numbers as floats, step as int)."""
+    path = Path(out) / "losses.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [
+            {k: (int(v) if k == "step" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)
+        ]
+
+
+def _write_losses(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def _optimizer(cfg: TrainConfig, params: Any, device: torch.device) -> torch.optim.Optimizer:
+    if cfg.adam_8bit:
+        if device.type != "cuda":
+            raise ValueError("adam_8bit needs a CUDA device (bitsandbytes); use the default AdamW here")
+        try:
+            import bitsandbytes as bnb
+        except ImportError as exc:
+            raise ValueError("adam_8bit needs the bitsandbytes package: pip install bitsandbytes") from exc
+        return bnb.optim.AdamW8bit(params, lr=cfg.lr)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+
+
+def micro_loss(
+    unet: Any,
+    data: EncodedSet,
+    idx: list[int],
+    gen: torch.Generator,
+    cfg: TrainConfig,
+    sched: Any,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, eps loss, consistency) of one micro-batch; all randomness drawn from ``gen``."""
+    dev = next(unet.parameters()).device
+    ix = torch.tensor(idx)
+    src, tgt, m_px = data.src[ix] * scale, data.tgt[ix] * scale, data.mask[ix]
+    b, hw = len(idx), tuple(src.shape[-2:])
+    noise = torch.randn(tgt.shape, generator=gen)
+    t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=gen)
+    drop = augment.conditioning_dropout(b, gen, cfg.p_drop, cfg.p_mask_drop)
+    fed = augment.jitter_masks(m_px, gen, cfg.jitter_px, cfg.jitter_shift)
+    noisy = sched.add_noise(tgt, noise, t)
+    emb = data.embeds[torch.where(drop.text, data.null_index, data.prompt_idx[ix])]
+    img = (src / scale) * (~drop.image).float()[:, None, None, None]  # IP2P feeds unscaled image latents
+    parts = [noisy, img]
+    if cfg.conditioning == "concat":
+        ch = mask_channel(fed, hw, b)
+        parts.append(ch * (~drop.mask).float()[:, None, None, None])
+    pred = unet(torch.cat(parts, 1).to(dev), t.to(dev), encoder_hidden_states=emb.to(dev)).sample.float()
+    eps = F.mse_loss(pred, noise.to(dev))
+    cons = torch.zeros((), device=dev)
+    if cfg.consistency_weight > 0:
+        abar = sched.alphas_cumprod[t].float().view(b, 1, 1, 1).to(dev)
+        resid = noisy.to(dev) - (1 - abar).sqrt() * pred - abar.sqrt() * src.to(dev)
+        fed_eff = torch.where(drop.mask[:, None, None, None], m_px, fed)
+        keep = 1.0 - augment.latent_cover(torch.maximum(m_px, fed_eff), hw, cfg.keep_margin)
+        keep = (keep * (~drop.image).float()[:, None, None, None]).to(dev)
+        cons = (keep * resid.pow(2)).sum() / (keep.sum() * resid.shape[1]).clamp_min(1.0)
+    return eps + cfg.consistency_weight * cons, eps.detach(), cons.detach()
+
+
+def train(
+    cfg: TrainConfig, items: Sequence[Any], *, resume: bool = True, stop_after: int | None = None
+) -> TrainResult:
+    """Run (or resume) training on ``items``; ``stop_after`` ends the process early (tests: a "kill")."""
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler
+    from tqdm.auto import tqdm
+
+    if cfg.conditioning not in ("concat", "none"):
+        raise ValueError(f"conditioning must be 'concat' or 'none', got {cfg.conditioning!r}")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    acc = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision, project_dir=str(out))
+    if cfg.cpu_threads > 0 and acc.device.type == "cpu":
+        torch.set_num_threads(cfg.cpu_threads)
+    pipe = _load_base(cfg.base).to(acc.device)
+    data = encode_items(pipe, items)
+    scale = round(1.0 / data.latent_std(), 5) if cfg.calibrate_scaling else pipe.vae.config.scaling_factor
+    pipe.vae.register_to_config(scaling_factor=scale)
+    sched = DDPMScheduler.from_config(pipe.scheduler.config)
+    unet = pipe.unet
+    if cfg.conditioning == "concat":
+        grow_conv_in(unet)
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    unet.train()
+    opt = _optimizer(cfg, unet.parameters(), acc.device)
+    unet, opt = acc.prepare(unet, opt)
+    ema = None
+    if cfg.ema_decay > 0:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(acc.unwrap_model(unet).parameters(), decay=cfg.ema_decay)
+        acc.register_for_checkpointing(ema)
+
+    start = 0
+    done = checkpoints(out) if resume else []
+    if done:
+        acc.load_state(str(done[-1]))
+        start = json.loads((done[-1] / "train_state.json").read_text())["step"]
+    elif acc.is_main_process:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    if acc.is_main_process:
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1), encoding="utf-8")
+    rows = [r for r in read_losses(out) if r["step"] <= start] if done else []
+    csv_path = out / "losses.csv"
+    if acc.is_main_process:
+        _write_losses(csv_path, rows)
+    world, rank, bsz = acc.num_processes, acc.process_index, cfg.batch_size
+    bar = tqdm(
+        total=cfg.steps, initial=start, disable=not (cfg.progress and acc.is_main_process), unit="step"
+    )
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    for step in range(start, end):
+        tot = eps_sum = cons_sum = 0.0
+        for micro in range(cfg.grad_accum):
+            first = ((step * cfg.grad_accum + micro) * world + rank) * bsz
+            idx = sample_indices(len(data), cfg.seed, first, bsz)
+            gen = step_generator(cfg.seed, step, micro, rank)
+            sync = nullcontext() if micro == cfg.grad_accum - 1 else acc.no_sync(unet)
+            with sync, acc.autocast():
+                loss, eps, cons = micro_loss(unet, data, idx, gen, cfg, sched, scale)
+                acc.backward(loss / cfg.grad_accum)
+            tot, eps_sum, cons_sum = tot + float(loss.detach()), eps_sum + float(eps), cons_sum + float(cons)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(acc.unwrap_model(unet).parameters())
+        stats = torch.tensor([tot, eps_sum, cons_sum], device=acc.device) / cfg.grad_accum
+        stats = acc.reduce(stats, reduction="mean") if world > 1 else stats
+        row = dict(zip(CSV_FIELDS, [step + 1, *map(float, stats.tolist()), cfg.lr], strict=True))
+        rows.append(row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.4f}")
+        if acc.is_main_process:
+            with csv_path.open("a", newline="", encoding="utf-8") as fh:
+                csv.DictWriter(fh, fieldnames=CSV_FIELDS).writerow(row)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            _save_checkpoint(acc, out, step + 1, cfg.keep_checkpoints)
+    bar.close()
+    final = out / "final"
+    if end == cfg.steps and acc.is_main_process:
+        _save_final(acc, pipe, unet, ema, cfg, final)
+    acc.wait_for_everyone()
+    return TrainResult(losses=rows, final_dir=final, scaling_factor=scale)
+
+
+def _save_checkpoint(acc: Any, out: Path, step: int, keep: int) -> Path:
+    """accelerate state into ``step-N.tmp``, then renamed: a kill leaves the previous checkpoint usable."""
+    root = out / "checkpoints"
+    final, tmp = root / f"step-{step:07d}", root / f"step-{step:07d}.tmp"
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))
+    if acc.is_main_process:
+        (tmp / "train_state.json").write_text(json.dumps({"step": step}), encoding="utf-8")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.replace(final)
+        for old in checkpoints(out)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+    return final
+
+
+def _save_final(acc: Any, pipe: Any, unet: Any, ema: Any, cfg: TrainConfig, final: Path) -> None:
+    """The trained pipeline as a diffusers folder (+ ``maskpix_conditioning.json`` for a mask UNet)."""
+    model = acc.unwrap_model(unet)
+    if ema is not None:
+        ema.copy_to(model.parameters())
+    model.eval()
+    pipe.unet = model
+    if cfg.conditioning == "concat":
+        from maskpix_desktop.core.maskcond.model import mask_pipeline_from_ip2p
+
+        mp = mask_pipeline_from_ip2p(pipe, copy_unet=False)
+        summary = {k: getattr(cfg, k) for k in ("steps", "batch_size", "lr", "consistency_weight", "seed")}
+        save_mask_checkpoint(mp, final, MaskConditioning(base_model=cfg.base, training=summary))
+    else:
+        pipe.save_pretrained(final, safe_serialization=True)
+
+
+def loss_drop(rows: list[dict], window: int = 5) -> float:
+    """Mean loss of the last ``window`` steps divided by that of the first ``window``."""
+    head = [r["loss"] for r in rows[:window]]
+    tail = [r["loss"] for r in rows[-window:]]
+    return (sum(tail) / len(tail)) / max(sum(head) / len(head), 1e-12) if rows else math.nan
