@@ -276,9 +276,10 @@ def test_download_progress_and_cancel(qtbot, tmp_path: Path, monkeypatch, online
     fake = FakeDownload()
     monkeypatch.setattr(models, "download", fake)
     dlg = make_dialog(qtbot, tmp_path)
-    assert not dlg.download_button.isEnabled() and not dlg.cancel_button.isEnabled()
+    assert not dlg.cancel_button.isEnabled()
+    assert dlg.download_button.text() == "Download missing (3)"  # nothing selected: SAM, IP2P and CLIP
     dlg.select_model("sam_vit_b")
-    assert dlg.download_button.isEnabled()
+    assert dlg.download_button.isEnabled() and dlg.download_button.text() == "Download sam_vit_b"
     dlg.download_button.click()
     assert dlg.is_downloading() and dlg.cancel_button.isEnabled() and not dlg.download_button.isEnabled()
     qtbot.waitUntil(lambda: dlg.progress_bar.value() > 20, timeout=5000)
@@ -301,7 +302,7 @@ def test_download_success_refreshes_table(qtbot, tmp_path: Path, monkeypatch, on
     assert dlg.model_status("sam_vit_b") == "Present"
     assert dlg.progress_bar.value() == 1000
     assert dlg.status_label.text().startswith("Downloaded sam_vit_b to ")
-    assert not dlg.download_button.isEnabled()  # the selected row is present now
+    assert dlg.download_button.text() == "Download missing (3)"  # the selected row is present now
 
 
 def test_real_downloader_from_file_url(qtbot, tmp_path: Path, monkeypatch, online) -> None:

@@ -10,6 +10,7 @@ with paths relative to the folder.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +36,24 @@ MANIFEST = "maskpix-models.json"
 SAM_VARIANTS = ("vit_h", "vit_l", "vit_b")
 #: SAM 2.1 registry names (sam2.1_hiera_tiny / _small / _base_plus / _large): Hugging Face folders.
 SAM2_VARIANTS = tuple(name for name, spec in models.REGISTRY.items() if spec.kind == "sam2")
+
+
+#: Where the models folder in effect comes from, strongest first (README "Models").
+SOURCE_CLI, SOURCE_ENV = "--models-dir", models.ENV_MODELS_DIR
+SOURCE_SAVED, SOURCE_DEFAULT = "saved", "default"
+
+
+def models_dir_in_effect(cli: str | None, saved: str | None) -> tuple[str | None, str]:
+    """(folder, source): ``--models-dir`` > ``$MASKPIX_MODELS`` > the folder saved in Model settings >
+    the per-user default (folder None). ``source`` is one of the ``SOURCE_*`` names."""
+    if cli and str(cli).strip():
+        return str(cli).strip(), SOURCE_CLI
+    env = os.environ.get(models.ENV_MODELS_DIR, "").strip()
+    if env:
+        return env, SOURCE_ENV
+    if saved and str(saved).strip():
+        return str(saved).strip(), SOURCE_SAVED
+    return None, SOURCE_DEFAULT
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from maskpix_desktop.core import images
 from maskpix_desktop.core import session as sessions
 from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.jobs import EditParams, EditRequest
-from maskpix_desktop.core.service import ModelChoice
+from maskpix_desktop.core.service import ModelChoice, models_dir_in_effect
 from maskpix_desktop.paths import resources_dir
 from maskpix_desktop.ui import questions
 from maskpix_desktop.ui.canvas import ImageCanvas, Prompts
@@ -249,6 +249,7 @@ class MainWindow(QMainWindow):
         self._candidates: Any = None
         self._chosen_logits: np.ndarray | None = None
         self._models_ready = False
+        self._model_banner_text = ""  # the banner's text when it reports a model failure
         self._automask_job = 0
         self._tau_job = 0
         self._document = 0  # incremented for every image, project or re-run opened (see _new_document)
@@ -550,8 +551,11 @@ class MainWindow(QMainWindow):
             except (TypeError, ValueError):
                 data = {}
         fields = {k: v for k, v in data.items() if k in ModelChoice.__dataclass_fields__ and k != "extra"}
-        if models_dir:
-            fields["models_dir"] = models_dir
+        # --models-dir > MASKPIX_MODELS > the folder saved in Model settings > the default (README)
+        self._cli_models_dir = models_dir
+        saved = fields.get("models_dir")
+        self._saved_models_dir = saved if isinstance(saved, str) and saved.strip() else None
+        fields["models_dir"], self.models_source = models_dir_in_effect(models_dir, self._saved_models_dir)
         if device:
             fields["device"] = device
         return ModelChoice(**fields)
@@ -559,6 +563,7 @@ class MainWindow(QMainWindow):
     def _save_choice(self) -> None:
         data = asdict(self.choice)
         data.pop("extra", None)
+        data["models_dir"] = self._saved_models_dir  # never the folder --models-dir or the variable set
         self.settings.setValue("models/choice", json.dumps(data))
 
     # ------------------------------------------------------------------ models
@@ -582,9 +587,13 @@ class MainWindow(QMainWindow):
     def open_model_settings(self) -> None:
         from maskpix_desktop.ui.model_dialog import ModelDialog
 
-        dlg = ModelDialog(self.choice, self)
+        dlg = ModelDialog(self.choice, self, source=self.models_source)
         if dlg.exec():
             self.choice = dlg.choice()
+            if not dlg.locked:  # a folder chosen in the dialog: saved, in effect unless overridden
+                self._saved_models_dir = self.choice.models_dir
+            folder, self.models_source = models_dir_in_effect(self._cli_models_dir, self._saved_models_dir)
+            self.choice = replace(self.choice, models_dir=folder)
             self._save_choice()
             self.client.set_service_factory(_service_factory(self.choice))
             self._want_models = True
@@ -1203,9 +1212,7 @@ class MainWindow(QMainWindow):
         else:
             log.error("auto mask failed: %s\n%s", msg.error, msg.detail)
             self.automask_status.setText("Auto mask failed.")
-            self.banner.show_message(
-                f"Auto mask failed: {_error_text(msg)}", "error", "Model settings…", self.open_model_settings
-            )
+            self.show_model_failure("Auto mask failed: ", msg)
 
     def _show_automask(self, result: Any, text: str) -> None:
         """The proposal as ordinary prompt items plus its mask; its SAM logits refine the next click."""
@@ -1326,12 +1333,7 @@ class MainWindow(QMainWindow):
             if msg.kind is MessageKind.FINISHED and msg.result is not None:
                 self._show_candidates(msg.result)
             elif msg.kind is MessageKind.FAILED:
-                self.banner.show_message(
-                    f"Segmentation failed: {_error_text(msg)}",
-                    "error",
-                    "Model settings…",
-                    self.open_model_settings,
-                )
+                self.show_model_failure("Segmentation failed: ", msg)
         elif msg.task is Task.EDIT and msg.job_id == self._edit_job:
             self._on_edit_message(msg)
         elif msg.task is Task.AUTOMASK and msg.job_id == self._automask_job:
@@ -1352,13 +1354,33 @@ class MainWindow(QMainWindow):
             self._models_ready = True
             self.device_label.setText(info.device_label or info.device)
             self.model_label.setText(f"models: ready ({info.clip or 'no CLIP'})")
+            if self.banner.isVisible() and self.banner.label.text() == self._model_banner_text:
+                self.banner.hide()  # the models are here now: the "missing" message is out of date
             if info.clip_error:
                 self.statusBar().showMessage(f"CLIP scores unavailable: {info.clip_error}", 10000)
         elif msg.kind is MessageKind.FAILED:
             missing = msg.error is not None and msg.error.kind is ErrorKind.MISSING_WEIGHTS
             self.model_label.setText("models: missing" if missing else "models: failed to load")
             self.device_label.setText("device: none (no model loaded)")
-            self.banner.show_message(_error_text(msg), "warning", "Model settings…", self.open_model_settings)
+            self.show_model_failure("", msg, "warning")
+
+    def missing_models_text(self) -> str:
+        """One message naming every model the current choice lacks, with sizes and the fetch command."""
+        from maskpix_desktop.core.model_setup import missing_message, missing_models
+
+        try:
+            missing = missing_models(self.choice)
+        except MaskPixError as exc:  # e.g. a malformed maskpix-models.json: its own clear message
+            return str(exc)
+        return missing_message(missing, self.choice.models_dir)[0]
+
+    def show_model_failure(self, prefix: str, msg: JobMessage, level: str = "error") -> None:
+        """A failed job in the banner with "Model settings…"; missing weights list every missing model."""
+        text = _error_text(msg)
+        if msg.error is not None and msg.error.kind is ErrorKind.MISSING_WEIGHTS:
+            text = self.missing_models_text() or text
+        self._model_banner_text = prefix + text
+        self.banner.show_message(self._model_banner_text, level, "Model settings…", self.open_model_settings)
 
     def _on_edit_message(self, msg: JobMessage) -> None:
         panel = self.edit_panel
@@ -1384,7 +1406,10 @@ class MainWindow(QMainWindow):
             panel.set_running(False)
             self._edit_job = 0
             log.error("edit failed: %s\n%s", msg.error, msg.detail)
-            self.banner.show_message(f"The edit failed: {_error_text(msg)}", "error")
+            if msg.error is not None and msg.error.kind is ErrorKind.IMAGE:
+                self.banner.show_message(f"The edit failed: {_error_text(msg)}", "error")
+            else:
+                self.show_model_failure("The edit failed: ", msg)
 
     # ------------------------------------------------------------------ misc
     def resizeEvent(self, event) -> None:  # noqa: N802

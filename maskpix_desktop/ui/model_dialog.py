@@ -1,5 +1,11 @@
 """Model settings dialog: models folder, SAM / IP2P / CLIP choice, device and precision, and downloads.
 
+The folder row says where the folder in effect comes from (``--models-dir`` > ``MASKPIX_MODELS`` > the
+folder chosen here > the default; the first two lock the field). One line lists every model the choice
+still lacks with its size and a copyable command; Download with no missing row selected fetches them all,
+one after the other. A ``maskpix-models.json`` in the folder shows as rows of its own, and registry models
+of a kind it supplies read "Not needed".
+
 Downloads run ``core.models.download`` on a QThread through a small worker; Cancel (or closing the dialog)
 sets a ``threading.Event`` that the downloader checks between chunks, then the thread is waited for.
 """
@@ -7,13 +13,14 @@ sets a ``threading.Event`` that the downloader checks between chunks, then the t
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtGui import QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -35,8 +42,17 @@ from PySide6.QtWidgets import (
 )
 
 from maskpix_desktop.core import models
-from maskpix_desktop.core.errors import DownloadError
-from maskpix_desktop.core.service import SAM_VARIANTS, ModelChoice
+from maskpix_desktop.core.errors import DownloadError, WeightsError
+from maskpix_desktop.core.model_setup import format_size, missing_message, missing_models, registry_size
+from maskpix_desktop.core.service import (
+    MANIFEST,
+    SAM_VARIANTS,
+    SOURCE_CLI,
+    SOURCE_DEFAULT,
+    SOURCE_ENV,
+    SOURCE_SAVED,
+    ModelChoice,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +61,17 @@ DEVICES = ("auto", "cuda", "cpu", "mps")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 SAM_LABELS = {"vit_h": "ViT-H (vit_h, best)", "vit_l": "ViT-L (vit_l)", "vit_b": "ViT-B (vit_b, fastest)"}
 COLUMNS = ("Name", "Description", "Size", "Status")
+PRESENT, MISSING, NOT_NEEDED = "Present", "Missing", "Not needed"
+#: Manifest key -> the registry kinds it replaces.
+MANIFEST_KINDS = {"sam": ("sam", "sam2"), "ip2p": ("ip2p",), "clip": ("clip",), "grounding": ("grounding",)}
+MANIFEST_ROW = "manifest:"  # user-role prefix of the manifest's rows
+SOURCE_TEXT = {
+    SOURCE_CLI: "set by --models-dir on the command line (the field is locked)",
+    SOURCE_ENV: f"set by the environment variable {models.ENV_MODELS_DIR}, which comes before a folder "
+    "chosen here (the field is locked; unset the variable to choose here)",
+    SOURCE_SAVED: "chosen here",
+    SOURCE_DEFAULT: "the default per-user folder",
+}
 PROGRESS_INTERVAL_S = 0.05
 #: Milliseconds to wait for a download thread when the dialog closes (the downloader's stall timeout + 5 s).
 STOP_WAIT_MS = int((models.DOWNLOAD_TIMEOUT_S + 5) * 1000)
@@ -54,16 +81,44 @@ STOP_WAIT_MS = int((models.DOWNLOAD_TIMEOUT_S + 5) * 1000)
 _ORPHANS: list[tuple[QThread, QObject]] = []
 
 
-def format_size(size: int | None) -> str:
-    """Bytes as "2.4 GB" / "358 MB" (binary units, like the registry's descriptions); None -> "?"."""
-    if size is None:
-        return "?"
-    value, units = float(size), ("B", "KB", "MB", "GB", "TB")
-    i = 0
-    while value >= 1024 and i < len(units) - 1:
-        value /= 1024
-        i += 1
-    return f"{value:.1f} {units[i]}" if i >= 3 else f"{value:.0f} {units[i]}"
+def disk_size(path: Path) -> int | None:
+    """Bytes of a file, or of every file under a folder; None when absent."""
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        pass
+    return None
+
+
+def manifest_rows(folder: Path) -> list[dict[str, object]]:
+    """One table row per model a ``maskpix-models.json`` in ``folder`` names (WeightsError when malformed)."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return []
+    data = models.read_models_json(path)
+    rows = []
+    for key, value in data.items():
+        target = value.get("pretrained", "") if isinstance(value, dict) else value
+        where = Path(target).expanduser() if target else folder
+        if target and not where.is_absolute():
+            where = folder / where
+        present = where.exists() if target else True
+        label = value.get("model_name", "") if isinstance(value, dict) else ""
+        rows.append(
+            {
+                "name": f"{MANIFEST_ROW}{key}",
+                "label": f"{key} ({MANIFEST})",
+                "description": f"{label} {target}".strip() + " (named by the manifest)",
+                "size": disk_size(where) if target else None,
+                "present": present,
+                "path": str(where),
+                "status": PRESENT if present else MISSING,
+            }
+        )
+    return rows
 
 
 def offline_message(folder: Path | str, name: str = "NAME") -> str:
@@ -118,12 +173,22 @@ class DownloadWorker(QObject):
 
 
 class ModelDialog(QDialog):
-    """Edit a :class:`ModelChoice`; lists the registry models of the chosen folder and downloads them."""
+    """Edit a :class:`ModelChoice`; lists the registry models of the chosen folder and downloads them.
 
-    def __init__(self, choice: ModelChoice, parent: QWidget | None = None):
+    ``source``: where ``choice.models_dir`` comes from (``SOURCE_*`` of ``core.service``); derived from the
+    choice and the environment when None. ``--models-dir`` and ``MASKPIX_MODELS`` lock the folder field.
+    """
+
+    def __init__(self, choice: ModelChoice, parent: QWidget | None = None, *, source: str | None = None):
         super().__init__(parent)
         self.setWindowTitle("Models")
         self._initial = choice
+        if source is None:
+            env = bool(os.environ.get(models.ENV_MODELS_DIR, "").strip())
+            source = SOURCE_SAVED if choice.models_dir else SOURCE_ENV if env else SOURCE_DEFAULT
+        self.source = source
+        self._queue: list[str] = []  # models still to fetch after the current download ("Download missing")
+        self._missing: list[str] = []  # registry names of the needed models that are missing
         self._thread: QThread | None = None
         self._worker: DownloadWorker | None = None
         self._cancel: threading.Event | None = None
@@ -131,11 +196,18 @@ class ModelDialog(QDialog):
         self._network_failed: str | None = None  # model whose download failed for want of a network
 
         # models folder -----------------------------------------------------------------------------
-        self.folder_edit = QLineEdit(choice.models_dir or "")
+        self.locked = source in (SOURCE_CLI, SOURCE_ENV)
+        shown = str(models.models_dir(choice.models_dir)) if self.locked else choice.models_dir or ""
+        self.folder_edit = QLineEdit(shown)
+        self.folder_edit.setReadOnly(self.locked)
         self.folder_edit.setPlaceholderText(str(models.models_dir()))
         self.folder_edit.textChanged.connect(self.refresh_models)
         self.folder_browse = QPushButton("Browse…")
         self.folder_browse.clicked.connect(self._browse_folder)
+        self.source_label = QLabel()
+        self.source_label.setWordWrap(True)
+        self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.folder_edit.textChanged.connect(self._update_source)
 
         # SAM ---------------------------------------------------------------------------------------
         self.sam_combo = QComboBox()
@@ -193,6 +265,7 @@ class ModelDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Models folder", self._row(self.folder_edit, self.folder_browse))
+        form.addRow("", self.source_label)
         form.addRow("SAM", self._row(self.sam_combo))
         form.addRow("SAM checkpoint", self._row(self.sam_path_edit, self.sam_browse))
         form.addRow("InstructPix2Pix", self._row(self.ip2p_edit, self.ip2p_browse))
@@ -214,7 +287,17 @@ class ModelDialog(QDialog):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.itemSelectionChanged.connect(self._update_enabled)
 
+        self.missing_label = QLabel()
+        self.missing_label.setWordWrap(True)
+        self.missing_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.command = ""
+        self.copy_button = QPushButton("Copy command")
+        self.copy_button.setToolTip("Copy the command that fetches every missing model")
+        self.copy_button.clicked.connect(self.copy_command)
         self.download_button = QPushButton("Download")
+        self.download_button.setToolTip(
+            "The selected missing model, or every missing model the choice above needs when none is selected"
+        )
         self.download_button.clicked.connect(self.start_download)
         self.cancel_button = QPushButton("Cancel download")
         self.cancel_button.clicked.connect(self.cancel_download)
@@ -233,6 +316,10 @@ class ModelDialog(QDialog):
 
         box = QGroupBox("Model files")
         box_layout = QVBoxLayout(box)
+        missing_row = QHBoxLayout()
+        missing_row.addWidget(self.missing_label, 1)
+        missing_row.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignTop)
+        box_layout.addLayout(missing_row)
         box_layout.addWidget(self.table)
         box_layout.addLayout(self._hbox(self.download_button, self.progress_bar, self.cancel_button))
         box_layout.addWidget(self.status_label)
@@ -251,8 +338,9 @@ class ModelDialog(QDialog):
         layout.addWidget(box, 1)
         layout.addWidget(self.problem_label)
         layout.addWidget(self.buttons)
-        self.resize(760, 620)
+        self.resize(820, 660)
         self.refresh_models()
+        self._update_source()
 
     # public ----------------------------------------------------------------------------------------
     def choice(self) -> ModelChoice:
@@ -285,30 +373,63 @@ class ModelDialog(QDialog):
         return models.models_dir(self.folder_edit.text().strip() or None)
 
     def refresh_models(self) -> None:
-        """Re-read the registry rows (Present / Missing) for the current folder."""
+        """Re-read the rows (Present / Missing / Not needed) for the current folder and its manifest."""
         selected = self.selected_model()
+        folder = self.models_folder()
+        problem = ""
+        try:
+            extra = manifest_rows(folder)
+        except WeightsError as exc:  # a malformed manifest: say so, list the registry as it is
+            extra, problem = [], str(exc)
         try:
             rows = models.list_models(self.folder_edit.text().strip() or None)
         except Exception as exc:  # a bad path must not break the dialog
             log.warning("cannot list models: %s", exc)
-            rows = []
-            self.status_label.setText(f"Cannot read the models folder: {exc}")
-        self.table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            status = "Present" if row["present"] else "Missing"
-            cells = (row["name"], row["description"], format_size(row["size"]), status)
+            rows, problem = [], f"Cannot read the models folder: {exc}"
+        supplied = {k for row in extra for k in MANIFEST_KINDS.get(str(row["name"])[len(MANIFEST_ROW) :], ())}
+        for row in rows:
+            row["label"] = row["name"]
+            if row["present"]:
+                row["status"] = PRESENT
+            else:
+                row["status"] = NOT_NEEDED if row["kind"] in supplied else MISSING
+        self.table.setRowCount(len(extra) + len(rows))
+        colours = {
+            PRESENT: Qt.GlobalColor.darkGreen,
+            MISSING: Qt.GlobalColor.red,
+            NOT_NEEDED: Qt.GlobalColor.gray,
+        }
+        for r, row in enumerate([*extra, *rows]):
+            size = row["size"]
+            size_text = format_size(size) if size is not None or row["name"] not in models.REGISTRY else ""
+            size_text = size_text or registry_size(str(row["name"]))
+            cells = (row["label"], row["description"], size_text, row["status"])
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(str(text))
                 item.setData(Qt.ItemDataRole.UserRole, row["name"])
                 item.setToolTip(str(row["path"]))
                 if c == 3:
-                    item.setForeground(Qt.GlobalColor.darkGreen if row["present"] else Qt.GlobalColor.red)
+                    item.setForeground(colours[str(row["status"])])
                     item.setData(Qt.ItemDataRole.UserRole + 1, bool(row["present"]))
+                    if row["status"] == NOT_NEEDED:
+                        item.setToolTip(f"{MANIFEST} in this folder names the model used instead")
                 self.table.setItem(r, c, item)
             if row["name"] == selected:
                 self.table.selectRow(r)
+        if problem:
+            self.status_label.setText(problem)
         self._update_offline()
         self._update_enabled()
+
+    def missing_text(self) -> str:
+        """The line above the table: every missing model the current choice needs, with sizes."""
+        return self.missing_label.text()
+
+    def copy_command(self) -> None:
+        """Put the command that fetches every missing model on the clipboard."""
+        if self.command:
+            QGuiApplication.clipboard().setText(self.command)
+            self.status_label.setText("Command copied to the clipboard.")
 
     def selected_model(self) -> str | None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
@@ -334,14 +455,27 @@ class ModelDialog(QDialog):
     def is_downloading(self) -> bool:
         return self._thread is not None
 
-    def start_download(self) -> None:
-        """Download the selected missing model on a worker thread."""
+    def download_targets(self) -> list[str]:
+        """What Download fetches: the selected row when it is missing, else every missing needed model."""
         name = self.selected_model()
-        if name is None or self._thread is not None:
+        if name is not None and name in models.REGISTRY and self.model_status(name) == MISSING:
+            return [name]
+        return list(self._missing)
+
+    def start_download(self) -> None:
+        """Download the selected missing model, or every missing one (one after the other), on a thread."""
+        if self._thread is not None:
+            return
+        targets = self.download_targets()
+        if not targets:
             return
         if models.offline_mode():
-            self._update_offline(name, force=True)
+            self._update_offline(targets[0], force=True)
             return
+        self._queue = targets[1:]
+        self._start_one(targets[0])
+
+    def _start_one(self, name: str) -> None:
         folder = self.folder_edit.text().strip() or None
         self._cancel = threading.Event()
         self._worker = DownloadWorker(name, folder, self._cancel)
@@ -365,7 +499,8 @@ class ModelDialog(QDialog):
         self._update_enabled()
 
     def cancel_download(self) -> None:
-        """Ask the running download to stop (it stops at its next chunk)."""
+        """Ask the running download to stop (it stops at its next chunk); the queued ones are dropped."""
+        self._queue.clear()
         if self._cancel is not None:
             self._cancel.set()
             self.status_label.setText("Cancelling…")
@@ -373,6 +508,7 @@ class ModelDialog(QDialog):
     def stop_download(self, timeout_ms: int = STOP_WAIT_MS) -> bool:
         """Cancel and wait for the download thread; True when no thread is left running."""
         _ORPHANS[:] = [(t, w) for t, w in _ORPHANS if not t.isFinished()]
+        self._queue.clear()
         thread = self._thread
         if thread is None:
             return True
@@ -419,6 +555,7 @@ class ModelDialog(QDialog):
         cancelled = self._cancel is not None and self._cancel.is_set()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
+        self._queue.clear()  # a failure stops the rest: the message stays readable
         if cancelled:
             self.status_label.setText("Download cancelled.")
             return
@@ -432,6 +569,8 @@ class ModelDialog(QDialog):
         if self._thread is not None and self._thread.isFinished():
             self._thread.wait()  # returns at once; makes sure Qt is done with the thread before release
             self._release_thread()
+            if self._queue:
+                self._start_one(self._queue.pop(0))
 
     # internals -------------------------------------------------------------------------------------
     def _release_thread(self) -> None:
@@ -472,16 +611,45 @@ class ModelDialog(QDialog):
             w.setEnabled(clip_custom)
         busy = self._thread is not None
         name = self.selected_model()
-        missing = name is not None and self.model_status(name) == "Missing"
-        self.download_button.setEnabled(not busy and missing and not models.offline_mode())
+        self._update_missing()
+        targets = self.download_targets()
+        if name is not None and targets == [name] and self.model_status(name) == MISSING:
+            self.download_button.setText(f"Download {name}")
+        else:
+            self.download_button.setText(f"Download missing ({len(targets)})" if targets else "Download")
+        self.download_button.setEnabled(not busy and bool(targets) and not models.offline_mode())
         self.cancel_button.setEnabled(busy)
         self.folder_edit.setEnabled(not busy)
-        self.folder_browse.setEnabled(not busy)
+        self.folder_browse.setEnabled(not busy and not self.locked)
         if models.offline_mode() and name is not None:
             self._update_offline(name)
         problems = self._problems()
         self.problem_label.setText(" ".join(problems))
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not problems)
+
+    def _update_missing(self) -> None:
+        """The line listing every model the edited choice needs and lacks, and its fetch command."""
+        try:
+            missing = missing_models(self.choice())
+        except (WeightsError, ValueError) as exc:
+            missing, text = [], str(exc)
+        else:
+            text = ""
+        self._missing = [m.name for m in missing if m.registry and m.name in models.REGISTRY]
+        message, self.command = missing_message(missing, self.choice().models_dir)
+        self.missing_label.setText(text or message or "Every model this choice needs is here.")
+        self.missing_label.setStyleSheet("color: #c0392b;" if message or text else "color: #1e8449;")
+        self.copy_button.setEnabled(bool(self.command))
+
+    def _update_source(self) -> None:
+        """Say which folder is in effect and where it comes from."""
+        source = self.source
+        if not self.locked:
+            source = SOURCE_SAVED if self.folder_edit.text().strip() else SOURCE_DEFAULT
+            if source == SOURCE_DEFAULT and os.environ.get(models.ENV_MODELS_DIR, "").strip():
+                source = SOURCE_ENV
+        self.source_label.setText(f"In effect: {self.models_folder()} — {SOURCE_TEXT[source]}.")
+        self.folder_browse.setEnabled(not self.locked and self._thread is None)
 
     def _combo(self, values: tuple[str, ...], current: str) -> QComboBox:
         combo = QComboBox()
