@@ -33,14 +33,13 @@ from typing import Any
 import numpy as np
 
 from maskpix_desktop.core.errors import MaskPixError
-from maskpix_desktop.core.evaluation import PIE_EDIT_TYPES, EvalItem, read_pie
+from maskpix_desktop.core.evaluation import PIE_EDIT_TYPES, PIE_SIZE, EvalItem, read_pie
 
 MAPPING = "mapping_file.json"
 ROWS_CSV = "automask.csv"
 SUMMARY_CSV = "automask_summary.csv"
 RUN_JSON = "automask_run.json"
 MASKS_DIR = "masks"
-PIE_SIZE = (512, 512)
 
 
 ROW_FIELDS = [

@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -227,9 +226,10 @@ def _check_output_kinds(out: Path, names: list[str], *, overwrite: bool) -> None
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from maskpix_desktop.core import export, images, metrics
+    from maskpix_desktop.core import export, images
     from maskpix_desktop.core.cases import check_case_files, load_cases
     from maskpix_desktop.core.jobs import EditRequest
+    from maskpix_desktop.core.pipeline import run_edit
     from maskpix_desktop.core.service import ModelChoice, ModelService
 
     cases = load_cases(args.cases)
@@ -263,11 +263,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 bar.n = base + done
                 bar.refresh()
 
-            result = editor.run(EditRequest(image=image, mask=mask, params=case.params), on_step=on_step)
-            scores = metrics.compare(
-                image, result.baseline, result.blended, mask, text=case.params.instruction, clip=clip
+            request = EditRequest(image=image, mask=mask, params=case.params)
+            result = run_edit(
+                editor, request, clip=clip, model_info=service.model_info, progress=on_step, strict=True
             )
-            result = replace(result, metrics=scores, model={**result.model, **service.model_info()})
+            scores = result.metrics
             # Write into a temp folder, then rename: a case folder is complete or absent.
             tmp = Path(tempfile.mkdtemp(prefix=f".{case.name}.", dir=out))
             try:

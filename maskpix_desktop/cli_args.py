@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import re
+
+#: ``--precision`` values (the long names are aliases, kept as typed).
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """The model options every model-running subcommand shares (run, eval-automask)."""
+def device_arg(text: str) -> str:
+    """``--device``: auto, cpu, cuda, cuda:N or mps (case-insensitive); an argparse error otherwise."""
+    value = text.strip().lower()
+    if value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d{1,3}", value):
+        return value
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+
+
+def add_model_args(p: argparse.ArgumentParser, *, sam: bool = True, device_note: str = "") -> None:
+    """The model options of every model-running subcommand (run, eval, eval-automask); ``sam``: also
+    ``--sam``; ``device_note``: appended to ``--device``'s help."""
     p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
-    p.add_argument("--sam", default="vit_h", help="SAM variant vit_h|vit_l|vit_b or a .pth file")
+    if sam:
+        p.add_argument("--sam", default="vit_h", help="SAM variant vit_h|vit_l|vit_b or a .pth file")
     p.add_argument("--ip2p", default=None, help="InstructPix2Pix diffusers folder or Hugging Face id")
-    p.add_argument("--device", default="auto", help="auto | cuda | cpu | mps")
+    p.add_argument(
+        "--device", type=device_arg, default="auto", help=f"auto | cuda | cuda:N | cpu | mps{device_note}"
+    )
     p.add_argument(
         "--precision",
+        type=str.lower,
         default="auto",
+        choices=PRECISIONS,
         help="auto | fp16 | bf16 | fp32 (IP2P weights; fp32 also keeps SAM's encoder out of TF32 on CUDA)",
     )

@@ -16,17 +16,21 @@ in :mod:`maskpix_desktop.core.evaluation`. See docs/EVALUATION.md.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
-MODE_NAMES = ("baseline", "pixel", "latent", "crop")
+from maskpix_desktop.cli_args import add_model_args
+from maskpix_desktop.core.blend import SEAM_MODES
+from maskpix_desktop.core.evaluation import MODES, EvalConfig
+
+#: The defaults of the edit options: the evaluation's own (seed 1234, otherwise the editor's).
+DEFAULT = EvalConfig().params
 
 
 def _modes(text: str) -> tuple[str, ...]:
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in modes if m not in MODE_NAMES]
+    bad = [m for m in modes if m not in MODES]
     if bad or not modes:
-        raise argparse.ArgumentTypeError(f"modes must be a comma list of {', '.join(MODE_NAMES)}")
+        raise argparse.ArgumentTypeError(f"modes must be a comma list of {', '.join(MODES)}")
     return modes
 
 
@@ -53,13 +57,6 @@ def _minutes(text: str) -> float:
     return value
 
 
-def _device(text: str) -> str:
-    value = text.strip().lower()
-    if value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d{1,3}", value):
-        return value
-    raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
-
-
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval",
@@ -72,15 +69,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("dataset", type=Path, help="dataset folder (mapping_file.json, or edit_sessions.json)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
     p.add_argument("--format", dest="fmt", default="auto", choices=("auto", "pie", "magicbrush"))
-    p.add_argument("--modes", type=_modes, default=MODE_NAMES, help="comma list (default: all four)")
+    p.add_argument("--modes", type=_modes, default=MODES, help="comma list (default: all four)")
     p.add_argument("--limit", type=_count(0), default=None, help="only the first N items (in id order)")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
-    p.add_argument("--text-scale", type=float, default=7.5, help="text guidance scale (default 7.5)")
-    p.add_argument("--image-scale", type=float, default=1.5, help="image guidance scale (default 1.5)")
-    p.add_argument("--seed", type=int, default=1234, help="seed of every item (default 1234)")
-    p.add_argument("--long-side", type=int, default=512, help="working size, long side (default 512)")
-    p.add_argument("--dilate", type=int, default=0, help="grow the mask by N px before blending")
-    p.add_argument("--feather", type=float, default=0.0, help="Gaussian feather sigma of the blend")
+    _add_edit_args(p)
     p.add_argument(
         "--pie-border",
         action=argparse.BooleanOptionalAction,
@@ -99,29 +90,43 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--dist-timeout", type=_minutes, default=720.0, help="minutes a process waits for the others (720)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
-    p.add_argument("--ip2p", default=None, help="InstructPix2Pix diffusers folder or Hugging Face id")
-    p.add_argument(
-        "--device", type=_device, default="auto", help="auto | cuda | cpu (under torchrun: each rank's own)"
-    )
-    p.add_argument(
-        "--precision",
-        type=str.lower,
-        default="auto",
-        choices=("auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16"),
-        help="auto | fp16 | bf16 | fp32",
-    )
+    add_model_args(p, sam=False, device_note=" (under torchrun: each rank's own)")
     return p
 
 
+def _add_edit_args(p: argparse.ArgumentParser) -> None:
+    """One option per ``EditParams`` field but the instruction (each item's) and the mask mode (--modes)."""
+    d = DEFAULT
+    p.add_argument("--steps", type=int, default=d.steps, help=f"denoising steps (default {d.steps})")
+    p.add_argument("--text-scale", type=float, default=d.text_scale, help=f"text guidance ({d.text_scale})")
+    p.add_argument(
+        "--image-scale", type=float, default=d.image_scale, help=f"image guidance ({d.image_scale})"
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of every item (default {d.seed})")
+    p.add_argument(
+        "--long-side", type=int, default=d.long_side, help=f"working size, long side ({d.long_side})"
+    )
+    p.add_argument("--dilate", type=int, default=d.dilate, help="grow the mask by N px before blending")
+    p.add_argument("--feather", type=float, default=d.feather, help="Gaussian feather sigma of the blend")
+    p.add_argument("--seam", default=d.seam, choices=SEAM_MODES, help=f"seam blending (default {d.seam})")
+    p.add_argument(
+        "--latent-dilate",
+        type=int,
+        default=d.latent_dilate,
+        help=f"latent mode's mask grow ({d.latent_dilate})",
+    )
+    p.add_argument("--crop-pad", type=float, default=d.crop_pad, help=f"crop mode's padding ({d.crop_pad})")
+    p.add_argument("--negative-prompt", default=d.negative_prompt, help="negative prompt of every item")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from maskpix_desktop.core.evaluation import EvalConfig, RunOptions, run_eval
+    from maskpix_desktop.core.evaluation import RunOptions, run_eval
     from maskpix_desktop.core.jobs import EditParams
 
-    # Validate the scalars once, before any model is loaded (EditParams raises a clear ValueError).
+    # Checked here, before any model is loaded (EditParams raises a clear ValueError naming the field).
     try:
-        EditParams(
-            instruction="check",
+        params = EditParams(
+            instruction="",
             steps=args.steps,
             text_scale=args.text_scale,
             image_scale=args.image_scale,
@@ -129,22 +134,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             long_side=args.long_side,
             dilate=args.dilate,
             feather=args.feather,
+            seam=args.seam,
+            negative_prompt=args.negative_prompt,
+            latent_dilate=args.latent_dilate,
+            crop_pad=args.crop_pad,
         )
     except ValueError as exc:
         from maskpix_desktop.core.errors import MaskPixError
 
         raise MaskPixError(str(exc)) from None
-    cfg = EvalConfig(
-        steps=args.steps,
-        text_scale=args.text_scale,
-        image_scale=args.image_scale,
-        seed=args.seed,
-        long_side=args.long_side,
-        dilate=args.dilate,
-        feather=args.feather,
-        pie_border=args.pie_border,
-        precision=args.precision,
-    )
+    cfg = EvalConfig(params=params, pie_border=args.pie_border, precision=args.precision)
     opts = RunOptions(
         dataset=args.dataset,
         out=args.out,

@@ -16,7 +16,8 @@ Qt-free and importable without torch (torch, accelerate and matplotlib are impor
 Row schema (one JSON object per line): ``item``, ``mode``, ``status`` ("ok" or "error"), ``error``,
 ``dataset``, ``edit_type``, ``instruction``, ``prompt``, ``seed``, ``metrics`` (name -> number, "inf"
 strings for infinities, null when missing), ``missing`` (name -> reason), ``files`` (relative paths of
-the saved images), ``run_s``, ``rank``, ``finished_at``, ``config``.
+the saved images), ``run_s``, ``rank``, ``finished_at``, ``config``, ``model`` (provenance) and
+``edit_metrics`` (the app's metrics of the row's output, as the app and ``maskpix-cli run`` report them).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from maskpix_desktop.core import images, masks, metrics
+from maskpix_desktop.core.blend import MASK_MODES
 from maskpix_desktop.core.errors import ImageLoadError, MaskPixError
 from maskpix_desktop.core.eval_store import (
     JsonlAppender,
@@ -47,10 +49,13 @@ from maskpix_desktop.core.eval_store import (
 )
 from maskpix_desktop.core.eval_store import repair_tail as _repair_tail
 from maskpix_desktop.core.export import comparison_grid, json_safe, mask_overlay
+from maskpix_desktop.core.jobs import EditParams, EditRequest
+from maskpix_desktop.core.pipeline import run_edit
 
 log = logging.getLogger(__name__)
 
-MODES = ("baseline", "pixel", "latent", "crop")
+#: The rows of an item: the unmasked IP2P baseline, then each mask mode.
+MODES = ("baseline", *MASK_MODES)
 MODE_LABELS = {"baseline": "IP2P baseline", "pixel": "pixel", "latent": "latent", "crop": "crop"}
 FORMATS = ("pie", "magicbrush")
 PIE_SIZE = (512, 512)
@@ -580,38 +585,51 @@ def score_row(
 # ============================================================================================ running
 
 
+#: ``EditParams`` fields a config leaves out: each item brings its instruction, each run its mask mode.
+PER_RUN_FIELDS = ("instruction", "mask_mode")
+#: Config fields that ``eval-config.json`` files (and rows) written before the evaluation took every
+#: ``EditParams`` field lack, with the values those runs used (the editor's defaults of the time).
+LEGACY_CONFIG_DEFAULTS: dict[str, Any] = {
+    "seam": "none",
+    "negative_prompt": "",
+    "latent_dilate": 8,
+    "crop_pad": 0.15,
+}
+
+
+def _default_params() -> EditParams:
+    return EditParams(instruction="", seed=1234)  # every item gets the same seed, 1234 unless told
+
+
 @dataclass(frozen=True)
 class EvalConfig:
-    """Everything that determines the numbers of a row. A rerun into the same folder must match."""
+    """Everything that determines the numbers of a row. A rerun into the same folder must match.
 
-    steps: int = 20
-    text_scale: float = 7.5
-    image_scale: float = 1.5
-    seed: int = 1234
-    long_side: int = 512
-    dilate: int = 0
-    feather: float = 0.0
+    ``params``: the edit parameters of every run (any field may vary; the instruction and mask mode
+    are replaced per item and run, see :meth:`run_params`).
+    """
+
+    params: EditParams = field(default_factory=_default_params)
     pie_border: bool = True
     precision: str = "auto"
 
+    def run_params(self, instruction: str, mode: str) -> EditParams:
+        return replace(self.params, instruction=instruction, mask_mode=mode)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat record in ``eval-config.json`` and every row: each ``EditParams`` field but the
+        per-run ones, then ``pie_border`` and ``precision``."""
+        flat = {k: v for k, v in self.params.to_dict().items() if k not in PER_RUN_FIELDS}
+        return {**flat, "pie_border": self.pie_border, "precision": self.precision}
+
     def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
 
 
-def _params(item: EvalItem, cfg: EvalConfig, mode: str) -> Any:
-    from maskpix_desktop.core.jobs import EditParams
-
-    return EditParams(
-        instruction=item.instruction,
-        steps=cfg.steps,
-        text_scale=cfg.text_scale,
-        image_scale=cfg.image_scale,
-        seed=cfg.seed,
-        mask_mode=mode,
-        long_side=cfg.long_side,
-        dilate=cfg.dilate,
-        feather=cfg.feather,
-    )
+def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config record as this version writes it: records of older versions lack the fields in
+    :data:`LEGACY_CONFIG_DEFAULTS`, which their runs held at those values."""
+    return {**LEGACY_CONFIG_DEFAULTS, **config}
 
 
 def _base_row(item: EvalItem, mode: str, cfg: EvalConfig) -> dict[str, Any]:
@@ -622,8 +640,8 @@ def _base_row(item: EvalItem, mode: str, cfg: EvalConfig) -> dict[str, Any]:
         "edit_type": item.edit_type,
         "instruction": item.instruction,
         "prompt": item.prompt,
-        "seed": cfg.seed,
-        "config": asdict(cfg),
+        "seed": cfg.params.seed,
+        "config": cfg.to_dict(),
     }
 
 
@@ -641,16 +659,18 @@ def evaluate_item(
     scorers: Scorers,
     cfg: EvalConfig,
     out_dir: Path | None,
+    *,
+    model_info: Callable[[], dict[str, str]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one finished row per mode in ``todo`` as soon as it is done.
 
-    One editor run per mask mode; the unmasked baseline is computed by the first run only and passed
+    One :func:`~maskpix_desktop.core.pipeline.run_edit` per mask mode (the app's path: the same images,
+    metrics and provenance); the unmasked baseline is computed by the first run only and passed
     to the next ones (``EditRequest.baseline``), so all four modes cost three IP2P runs, not five. With
     ``out_dir`` the item's images are saved under ``items/<slug>/`` before its rows are yielded.
+    ``model_info``: facts about the loaded models for each row's ``model`` (``ModelService.model_info``).
     Raises :class:`ItemError` (nothing yielded) for a bad item.
     """
-    from maskpix_desktop.core.jobs import EditRequest
-
     loaded = load_item(item, pie_border=cfg.pie_border)
     folder = out_dir / ITEMS_DIR / item.slug if out_dir is not None else None
     files: dict[str, str] = {}
@@ -671,17 +691,17 @@ def evaluate_item(
         runs = ["pixel"]  # cheapest run that yields a baseline
     want_baseline = "baseline" in todo
     baseline = None  # the unmasked run is the same for every mode: run it once, reuse it
+    captions = (item.source_prompt, item.prompt) if item.source_prompt and item.prompt else None
     for run_mode in runs:
         t0 = time.perf_counter()
-        result = editor.run(
-            EditRequest(
-                image=loaded.image,
-                mask=loaded.edit_mask,
-                params=_params(item, cfg, run_mode),
-                baseline=baseline,
-            )
+        request = EditRequest(
+            image=loaded.image,
+            mask=loaded.edit_mask,
+            params=cfg.run_params(item.instruction, run_mode),
+            baseline=baseline,
         )
-        run_s = time.perf_counter() - t0
+        result = run_edit(editor, request, clip=scorers.clip, captions=captions, model_info=model_info)
+        run_s = result.timings.get("total_s", time.perf_counter() - t0)  # the edit, not its metrics
         baseline = result.baseline
         outputs = []
         if want_baseline:
@@ -705,6 +725,7 @@ def evaluate_item(
                 run_s=round(float(seconds), 4),
                 model=dict(result.model),
                 nsfw=bool(result.nsfw),
+                edit_metrics=result.metrics.get("baseline" if mode == "baseline" else "blended", {}),
             )
             yield row
 
@@ -1004,6 +1025,12 @@ def make_grid(
     return np.concatenate(padded, axis=0)
 
 
+def _mode_settings(cfg: dict[str, Any], modes: Sequence[str]) -> str:
+    """The settings of the evaluated modes only (a report without the latent mode never names it)."""
+    text = f", latent dilate {cfg.get('latent_dilate', 8)}" if "latent" in modes else ""
+    return text + (f", crop padding {cfg.get('crop_pad', 0.15)}" if "crop" in modes else "")
+
+
 def write_report(
     out_dir: Path,
     rows: list[dict[str, Any]],
@@ -1064,7 +1091,9 @@ def write_report(
         f"Steps {cfg.get('steps')}, text scale {cfg.get('text_scale')}, "
         f"image scale {cfg.get('image_scale')}, "
         f"seed {cfg.get('seed')} (every item), working size {cfg.get('long_side')}, "
-        f"dilate {cfg.get('dilate')}, feather {cfg.get('feather')}."
+        f"dilate {cfg.get('dilate')}, feather {cfg.get('feather')}, seam {cfg.get('seam', 'none')}"
+        + _mode_settings(cfg, modes)
+        + (f", negative prompt “{cfg['negative_prompt']}”." if cfg.get("negative_prompt") else ".")
     )
     models = meta.get("models", {})
     md.append("")
@@ -1211,7 +1240,11 @@ def _check_config(out: Path, record: dict[str, Any], rows: Sequence[dict[str, An
 
 
 def _refuse_diff(out: Path, old: dict[str, Any], new: dict[str, Any], where: str) -> None:
-    flat_old = {**old, **{f"config.{k}": v for k, v in (old.get("config") or {}).items()}}
+    """Refuse when ``old`` (a record or a row's config, as read) differs from this run's ``new``; the
+    config of an older version counts with the values its runs used for the fields it lacks."""
+    old_config = old.get("config")
+    old_config = upgrade_config(old_config) if isinstance(old_config, dict) else {}
+    flat_old = {**old, **{f"config.{k}": v for k, v in old_config.items()}}
     flat_new = {**new, **{f"config.{k}": v for k, v in new["config"].items()}}
     diff = sorted(
         k for k in set(flat_old) | set(flat_new) if k != "config" and flat_old.get(k) != flat_new.get(k)
@@ -1322,7 +1355,7 @@ def _run_locked(
     service = ModelService(choice)
     service.check(sam=False, ip2p=True)
     record = {
-        "config": asdict(opts.config),
+        "config": opts.config.to_dict(),
         "format": fmt,
         "dataset": str(Path(opts.dataset).resolve()),
         "ip2p": str(service.choice.ip2p or "registry"),
@@ -1385,9 +1418,9 @@ def _run_locked(
         for item, ms in todo:
             written: set[str] = set()
             try:
-                for row in evaluate_item(
-                    item, ms, editor, scorers, opts.config, out if opts.save_images else None
-                ):
+                folder = out if opts.save_images else None
+                info = service.model_info
+                for row in evaluate_item(item, ms, editor, scorers, opts.config, folder, model_info=info):
                     _record(shard, written, rank, row)
             except ItemError as exc:
                 log.warning("item %s: %s", item.id, exc)
@@ -1442,7 +1475,7 @@ def _run_locked(
         "dataset": str(Path(opts.dataset).resolve()),
         "dataset_name": Path(opts.dataset).resolve().name,
         "format": fmt,
-        "config": asdict(opts.config),
+        "config": opts.config.to_dict(),
         "models": {
             "ip2p": model_info.get("ip2p") or str(service.choice.ip2p or "registry"),
             "clip": clip_name,

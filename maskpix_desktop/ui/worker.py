@@ -371,15 +371,22 @@ class _Worker(QObject):
         return segmenter.predict(seg.points, seg.labels, seg.box, seg.mask_input, seg.multimask)
 
     def _edit(self, job: _Job, t0: float) -> EditResult:
+        """The one edit path (:func:`core.pipeline.run_edit`); CLIP loads after the edit, on first use."""
+        from maskpix_desktop.core.pipeline import run_edit
+
         request, want_metrics = job.payload
         self._emit(job, MessageKind.STARTED)  # the step total arrives with the first progress message
         service = self._service_now(job)
-        editor = service.editor()
-        result = editor.run(request, self._progress(job, t0), job.cancel)
+        result = run_edit(
+            service.editor(),
+            request,
+            clip=service.clip,
+            metrics=want_metrics,
+            model_info=service.model_info,
+            progress=self._progress(job, t0),
+            cancel=job.cancel,
+        )
         self._check(job, "Edit")
-        if want_metrics:
-            result = self._with_metrics(service, result)
-            self._check(job, "Edit")
         return result
 
     def _progress(self, job: _Job, t0: float) -> Callable[[int, int, str], None]:
@@ -434,29 +441,6 @@ class _Worker(QObject):
         self._check(job, "Re-threshold")
         masker = AutoMasker(editor=None, segmenter=segmenter, detector=None)  # no UNet, no grounding
         return masker.rethreshold(req.image, req.result, req.tau)
-
-    @staticmethod
-    def _with_metrics(service: Any, result: Any) -> Any:
-        """Attach baseline/blended metrics; a metrics failure is logged and never loses the edit."""
-        from maskpix_desktop.core.metrics import compare, metrics_provenance
-
-        req = result.request
-        mask = req.mask if req.mask is not None else np.ones(req.image.shape[:2], bool)
-        model = dict(result.model)
-        try:
-            clip = service.clip()
-            scores = compare(
-                req.image, result.baseline, result.blended, mask, text=req.params.instruction, clip=clip
-            )
-        except Exception as exc:
-            if is_out_of_memory(exc):
-                free_cuda_memory()
-            log.exception("metrics failed for edit job %d", req.job_id)
-            model["metrics_error"] = f"{type(exc).__name__}: {exc}"
-            return replace(result, model=model)
-        model.update({k: str(v) for k, v in service.model_info().items()})
-        model.update(metrics_provenance(clip))
-        return replace(result, metrics=scores, model=model)
 
 
 # ---------------------------------------------------------------------------------------- GUI side
