@@ -290,10 +290,10 @@ def _reference_predictor(sam: Any, seg: Any) -> Any:
     from segment_anything import SamPredictor
 
     ref = SamPredictor(sam)
-    src = seg._predictor
-    ref.features = src.features
-    ref.original_size = src.original_size
-    ref.input_size = src.input_size
+    emb = seg.embedding
+    ref.features = emb.features
+    ref.original_size = emb.original_size
+    ref.input_size = emb.input_size
     ref.is_image_set = True
     return ref
 
@@ -306,30 +306,6 @@ def _ref_predict(ref: Any, pr: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, 
         mask_input=pr.get("mask_input"),
         multimask_output=pr["multimask"],
     )
-
-
-def _exact_twin(seg: Any) -> Any:
-    """A ``decoder="exact"`` Segmenter on the same model holding the same embedding (no second encode)."""
-    from maskpix_desktop.core.segmenter import Segmenter
-
-    twin = Segmenter(seg.model, seg.model_type, seg.device, decoder="exact")
-    key = seg.current_key
-    twin._cache[key] = seg._cache[key]
-    twin._restore(seg._cache[key])
-    twin._current = key
-    return twin
-
-
-@contextmanager
-def _decoder_path(seg: Any, path: str) -> Iterator[None]:
-    """Run ``seg``'s decoder as "fast" (ours, default), "exact" (ours, bit-exact) or "module" (SAM's)."""
-    saved = (seg.fast_decoder, seg.reuse_image_tokens)
-    seg.fast_decoder = path == "fast" and saved[0]
-    seg.reuse_image_tokens = path != "module" and saved[1]
-    try:
-        yield
-    finally:
-        seg.fast_decoder, seg.reuse_image_tokens = saved
 
 
 def _agreement(ours: Any, ref: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, Any]:
@@ -357,23 +333,23 @@ def _sam_breakdown(seg: Any, pr: dict[str, Any], cfg: BenchConfig) -> dict[str, 
     """Where a click's time goes: decoder (SAM's modules vs ours), upsampling all vs one, threads."""
     import torch
 
-    from maskpix_desktop.core.segmenter import _Upscaler
+    from maskpix_desktop.core.sam_result import MaskUpscaler
 
     dev = cfg.device
-    p = seg._predictor
+    emb = seg.embedding
     args = (pr["points"], pr["labels"], None, None, True)
-    size = (tuple(p.input_size), tuple(p.original_size))
+    size = (emb.input_size, emb.original_size)
+    exact = seg.twin(decoder="exact")
 
-    def decoder_sam():
-        with _decoder_path(seg, "module"):
-            return seg._predict_low_res(*args)
+    def decoder_sam():  # SAM's modules, as SamPredictor runs them
+        with seg.use_decoder("exact"):
+            return seg.predict_low_res(*args)
 
-    def decoder_exact():
-        with _decoder_path(seg, "exact"):
-            return seg._predict_low_res(*args)
+    def decoder_exact():  # our decoder="exact" Segmenter
+        return exact.predict_low_res(*args)
 
     def decoder_ours():
-        return seg._predict_low_res(*args)
+        return seg.predict_low_res(*args)
 
     with torch.inference_mode():
         low_res, iou = decoder_ours()
@@ -384,13 +360,13 @@ def _sam_breakdown(seg: Any, pr: dict[str, Any], cfg: BenchConfig) -> dict[str, 
             return (up > seg.model.mask_threshold).cpu().numpy()
 
         def upsample_one():
-            return _Upscaler(seg.model, low_res, *size, exact=not seg.fast_decoder).one(best)
+            return MaskUpscaler(seg.model, low_res, *size).one(best)
 
         t_sam, t_exact, t_ours, t_all, t_one = interleave(
             [decoder_sam, decoder_exact, decoder_ours, upsample_all, upsample_one], cfg.sam_repeats, dev
         )
         out: dict[str, Any] = {
-            "decoder_path": "fast" if seg.fast_decoder else "exact",
+            "decoder_path": seg.decoder,
             "decoder_sam_modules": _ms(t_sam),
             "decoder_exact": _ms(t_exact),
             "decoder_ours": _ms(t_ours),
@@ -398,7 +374,6 @@ def _sam_breakdown(seg: Any, pr: dict[str, Any], cfg: BenchConfig) -> dict[str, 
             "decoder_exact_ratio": round(ratio(t_exact, t_sam), 3),
             "upsample_all_candidates": _ms(t_all),
             "upsample_best_only": _ms(t_one),
-            "single_channel_exact": _Upscaler(seg.model, low_res, *size).single_exact(),
         }
         # Thread count: the decoder at 1 thread vs torch's default, interleaved.
         if dev == "cpu":
@@ -475,8 +450,8 @@ def _try_bf16_decoder(seg: Any, args: tuple, ref_low_res: Any, cfg: BenchConfig)
     dev_type = "cuda" if cfg.device.startswith("cuda") else "cpu"
 
     def fp32():  # SAM's own decoder modules, as SamPredictor runs them
-        with _decoder_path(seg, "module"):
-            return seg._predict_low_res(*args)
+        with seg.use_decoder("exact"):
+            return seg.predict_low_res(*args)
 
     def bf16():
         with torch.autocast(dev_type, dtype=torch.bfloat16):
@@ -554,7 +529,7 @@ def bench_sam(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
         label = _label(hw)
         seg, _img = _encoded_segmenter(cfg, ctx, hw)
         ref = _reference_predictor(ctx["sam_model"], seg)
-        exact = _exact_twin(seg)
+        exact = seg.twin(decoder="exact")
         prompts = _prompts(h, w)
         first = _our_predict(seg, prompts["point"])
         prompts["refine"]["mask_input"] = first.mask_input()
@@ -686,12 +661,12 @@ def encoder_precisions(sam: Any, model_type: str, img: np.ndarray, device: str, 
         encode(name)()  # warm-up (kernel selection, autocast caches)
     times = dict(zip(names, interleave([encode(n) for n in names], repeats, device), strict=True))
     pr = _prompts(*img.shape[:2])["point"]
-    ref_feat = segs["fp32"]._predictor.features
+    ref_feat = segs["fp32"].embedding.features
     ref = _our_predict(segs["fp32"], pr)
     out: dict[str, Any] = {"image_hw": list(img.shape[:2]), "repeats": repeats}
     for name in names:
         seg = segs[name]
-        feat = seg._predictor.features
+        feat = seg.embedding.features
         res = _our_predict(seg, pr)
         a, b = res.mask(ref.best), ref.mask()
         union = int((a | b).sum())

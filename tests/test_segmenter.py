@@ -256,15 +256,16 @@ def test_cuda_oom_becomes_typed_error(sam, monkeypatch):
     def boom(*_a, **_k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(seg._predictor, "set_image", boom)
+    monkeypatch.setattr(sam.image_encoder, "forward", boom)
     with pytest.raises(OutOfMemoryError, match="ran out of memory"):
         seg.set_image(_image(6))
-    assert not seg.has_image
+    assert not seg.has_image and seg.embedding is None
     monkeypatch.undo()
     seg.set_image(_image(6))
-    monkeypatch.setattr(seg, "_predict_low_res", boom)
-    with pytest.raises(OutOfMemoryError, match="predicting"):
-        seg.predict(np.array([[1, 1]]), np.array([1]))
+    monkeypatch.setattr(sam.prompt_encoder, "forward", boom)
+    for decoder in ("fast", "exact"):
+        with seg.use_decoder(decoder), pytest.raises(OutOfMemoryError, match="predicting"):
+            seg.predict(np.array([[1, 1]]), np.array([1]))
 
 
 # --- embedding cache ------------------------------------------------------------------------------
@@ -336,10 +337,7 @@ def test_lazy_masks_equal_sam_predictor_on_large_images(sam, threads, n_threads,
     )
 
 
-def test_only_the_requested_candidate_is_upsampled(sam, monkeypatch):
-    from maskpix_desktop.core import segmenter as segmod
-
-    monkeypatch.setattr(segmod, "_single_channel_exact", lambda k, t: True)
+def test_only_the_requested_candidate_is_upsampled(sam):
     seg = Segmenter(sam, "custom")
     seg.set_image(_image(21, 300, 400))
     r = seg.predict(np.array([[100, 80]]), np.array([1]))
@@ -353,78 +351,61 @@ def test_only_the_requested_candidate_is_upsampled(sam, monkeypatch):
     np.testing.assert_array_equal(r.masks[other], m)
 
 
-def test_k_way_resize_when_one_channel_would_round_differently(sam, monkeypatch):
-    """Where PyTorch would use another kernel for one channel, the first request resizes all K."""
-    from maskpix_desktop.core import segmenter as segmod
+def test_exact_decoder_is_sam_predictor_itself(sam, monkeypatch):
+    """decoder="exact" hands the prompts to SamPredictor.predict on the cached embedding."""
+    calls = []
+    real = SamPredictor.predict
 
-    monkeypatch.setattr(segmod, "_single_channel_exact", lambda k, t: False)
-    img = _image(22, 300, 400)
+    def spy(self, *a, **k):
+        calls.append(self)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(SamPredictor, "predict", spy)
     seg = Segmenter(sam, "custom", decoder="exact")
+    assert seg.decoder == "exact" and not seg.fast_decoder
+    seg.set_image(_image(22, 300, 400))
+    r = seg.predict(np.array([[100, 80]]), np.array([1]))
+    assert len(calls) == 1 and r.computed() == [0, 1, 2]
+    fast = Segmenter(sam, "custom")
+    fast.set_image(_image(22, 300, 400))
+    fast.predict(np.array([[100, 80]]), np.array([1]))
+    assert len(calls) == 1  # the fast path does not go through SamPredictor
+
+
+def test_public_decoder_api_embedding_twin_and_low_res(sam):
+    """What the benchmark uses: the embedding, an exact twin (no second encode), the decoder alone."""
+    img = _image(23, 300, 400)
+    seg = Segmenter(sam, "custom")
+    assert seg.embedding is None
     seg.set_image(img)
+    emb = seg.embedding
     pred = SamPredictor(sam)
     pred.set_image(img)
+    assert torch.equal(emb.features, pred.features)
+    assert (emb.original_size, emb.input_size, emb.image_size) == (
+        pred.original_size,
+        pred.input_size,
+        (300, 400),
+    )
+    twin = seg.twin(decoder="exact")
+    assert twin.decoder == "exact" and seg.decoder == "fast"
+    assert twin.embedding is emb and twin.current_key == seg.current_key and twin.encoder_calls == 0
     pts, lbl = np.array([[100, 80]]), np.array([1])
-    r = seg.predict(pts, lbl)
-    assert r.computed() == [0, 1, 2]
-    _assert_same(r, pred.predict(pts, lbl, multimask_output=True))
-
-
-def test_single_channel_check_matches_pytorch_itself():
-    """The check's verdict agrees with a direct comparison on SAM-like shapes."""
-    import torch.nn.functional as F
-
-    from maskpix_desktop.core.segmenter import _single_channel_exact
-
-    gen = torch.Generator().manual_seed(5)
-    for k in (1, 3):
-        mid = (torch.randn((1, k, 70, 90), generator=gen) * 3)[..., :64, :80]
-        full = F.interpolate(mid, (400, 500), mode="bilinear", align_corners=False)
-        one = torch.cat(
-            [
-                F.interpolate(mid[:, j : j + 1], (400, 500), mode="bilinear", align_corners=False)
-                for j in range(k)
-            ],
-            dim=1,
-        )
-        if _single_channel_exact(k, torch.get_num_threads()):
-            assert torch.equal(full, one)
-
-
-def test_image_tokens_are_reused_and_exact(sam, threads):
-    img = _image(23, 300, 400)
-    seg = Segmenter(sam, "custom", decoder="exact")
-    assert seg.reuse_image_tokens
-    seg.set_image(img)
-    prompts = [
-        dict(points=np.array([[100, 80]]), labels=np.array([1])),
-        dict(
-            points=np.array([[100, 80], [300, 200]]),
-            labels=np.array([1, 0]),
-            box=np.array([50, 40, 250, 200]),
-        ),
-        dict(box=np.array([50, 40, 250, 200])),
-    ]
-    first = seg.predict(**prompts[0])
-    tokens = seg._tokens
-    assert tokens is not None
-    outs = [seg.predict(**p) for p in prompts]
-    assert seg._tokens is tokens  # computed once for this image
-    refined = seg.predict(**prompts[1], mask_input=first.mask_input())
-    seg.reuse_image_tokens = False
-    plain = [seg.predict(**p) for p in prompts]
-    plain_refined = seg.predict(**prompts[1], mask_input=first.mask_input())
-    for a, b in zip([*outs, refined], [*plain, plain_refined], strict=True):
-        _assert_same(a, (b.masks, b.scores, b.logits))
-    seg.reuse_image_tokens = True
-    threads(1 if torch.get_num_threads() != 1 else 2)
-    seg.predict(**prompts[0])
-    assert seg._tokens is not tokens  # BLAS results are only reproducible at the same thread count
-    seg.set_image(_image(24, 300, 400))
-    again = seg.predict(**prompts[0])
-    assert seg._tokens.features is seg._predictor.features
-    pred = SamPredictor(sam)
-    pred.set_image(_image(24, 300, 400))
-    _assert_same(again, pred.predict(prompts[0]["points"], prompts[0]["labels"], multimask_output=True))
+    ref_masks, ref_scores, ref_logits = pred.predict(pts, lbl, multimask_output=True)
+    _assert_same(twin.predict(pts, lbl), (ref_masks, ref_scores, ref_logits))
+    with seg.use_decoder("exact"):
+        assert seg.decoder == "exact"
+        low, iou = seg.predict_low_res(pts, lbl)
+    assert seg.decoder == "fast"
+    np.testing.assert_array_equal(low.numpy(), ref_logits)  # SAM's modules: bit for bit
+    np.testing.assert_array_equal(iou.numpy(), ref_scores)
+    fast_low, fast_iou = seg.predict_low_res(pts, lbl, multimask=True)
+    assert fast_low.shape == (3, 16, 16) and fast_iou.shape == (3,)
+    np.testing.assert_allclose(fast_low.numpy(), ref_logits, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="decoder must be one of"), seg.use_decoder("onnx"):
+        pass
+    with pytest.raises(ValueError, match="No image"):
+        Segmenter(sam, "custom").predict_low_res(pts, lbl)
 
 
 def test_non_standard_decoder_runs_unchanged(sam):
@@ -463,30 +444,32 @@ def test_encoder_precision_is_cuda_only_and_stores_float32(sam):
     seg = Segmenter(sam, "custom")
     seg.encoder_precision = "bf16"  # the CUDA code path, run under CPU autocast
     seg.set_image(img)
-    feats, ref_feats = seg._predictor.features, ref._predictor.features
+    feats, ref_feats = seg.embedding.features, ref.embedding.features
     assert feats.dtype == torch.float32
     assert not torch.equal(feats, ref_feats)  # it did run in bfloat16
     assert float((feats - ref_feats).norm() / ref_feats.norm()) < 0.05
     assert seg.encoder_fallbacks == 0
 
 
-def test_overflowing_half_precision_embedding_is_redone_in_float32(sam, monkeypatch):
+def test_overflowing_half_precision_embedding_is_redone_in_float32(sam):
     img = _image(32, 60, 90)
     ref = Segmenter(sam, "custom")
     ref.set_image(img)
     seg = Segmenter(sam, "custom")
     seg.encoder_precision = "fp16"
-    real = seg._encode
 
-    def overflowing(image, precision):
-        real(image, precision)
-        if precision == "fp16":  # what an fp16 overflow leaves behind
-            seg._predictor.features = torch.full_like(seg._predictor.features, float("inf"))
+    def overflowing(_module, _args, out):
+        if torch.is_autocast_enabled("cpu"):  # what an fp16 overflow leaves behind
+            return torch.full_like(out, float("inf"))
+        return out
 
-    monkeypatch.setattr(seg, "_encode", overflowing)
-    seg.set_image(img)
+    handle = sam.image_encoder.register_forward_hook(overflowing)
+    try:
+        seg.set_image(img)
+    finally:
+        handle.remove()
     assert seg.encoder_fallbacks == 1 and seg.encoder_calls == 1
-    assert torch.equal(seg._predictor.features, ref._predictor.features)  # the float32 embedding
+    assert torch.equal(seg.embedding.features, ref.embedding.features)  # the float32 embedding
 
 
 def test_tf32_flags_are_restored():
