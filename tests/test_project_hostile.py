@@ -19,12 +19,13 @@ from PySide6.QtCore import QSettings
 from test_reliability import FakeService
 from test_session import _result, _rewrite
 
-from maskpix_desktop.core import export, project_reader
+from maskpix_desktop.core import export
 from maskpix_desktop.core import session as sessions
 from maskpix_desktop.core.errors import ProjectError, WeightsError
 from maskpix_desktop.core.jobs import EditParams
 from maskpix_desktop.core.service import MANIFEST, ModelChoice, ModelService
 from maskpix_desktop.core.session import Session, load_project, save_project, sessions_equal
+from maskpix_desktop.core.session import reader as project_reader
 from maskpix_desktop.ui import app as app_module
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

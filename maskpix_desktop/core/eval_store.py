@@ -19,7 +19,7 @@ from typing import Any
 
 from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.export import json_number, json_safe
-from maskpix_desktop.core.session import _try_lock
+from maskpix_desktop.core.session.locks import try_lock
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class OutputLock:
         except OSError as exc:
             raise MaskPixError(f"cannot create the lock file {path}: {exc.strerror or exc}") from None
         try:
-            locked = _try_lock(fd)
+            locked = try_lock(fd)
         except OSError as exc:
             os.close(fd)
             raise MaskPixError(f"cannot lock {path}: {exc.strerror or exc}") from None

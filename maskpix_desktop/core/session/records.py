@@ -1,7 +1,8 @@
-"""A project's JSON records turned into typed values: the manifest's fields, prompts, edit parameters and
-history results. Every wrong type, non-finite number or mismatched size raises a :class:`ProjectError`
-naming the project file, the member and the field, so :func:`session.load_project` and
-:func:`session.rerun_from_sidecar` build a document whole or not at all. No Qt here.
+"""A project's JSON records as typed values: manifest fields, prompts, edit parameters, history results.
+
+Every wrong type, non-finite number or mismatched size raises a :class:`ProjectError` naming the project
+file, the member and the field, so :func:`codec.load_project` and :func:`rerun.rerun_from_sidecar` build a
+document whole or not at all. No Qt here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from maskpix_desktop.core.errors import ProjectError
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
-from maskpix_desktop.core.project_reader import Fields, ProjectReader
+from maskpix_desktop.core.session.reader import Fields, ProjectReader
 
 __all__ = ["manifest_fields", "params_from", "prompts_from", "result_from_record"]
 
