@@ -123,10 +123,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "list":
         root = models.models_dir(args.models_dir)
         print(f"models folder: {root}")
-        for row in models.list_models(args.models_dir):
+        rows = models.list_models(args.models_dir)
+        width = max((len(row["name"]) for row in rows), default=14)
+        for row in rows:
             mark = "present" if row["present"] else "missing"
             size = f"{row['size'] / 1e6:,.0f} MB" if row.get("size") else "?"
-            print(f"  {row['name']:<14} {mark:<8} {size:>10}  {row['description']}")
+            print(f"  {row['name']:<{width}} {mark:<8} {size:>10}  {row['description']}")
         return EXIT_OK
     names = args.names or [models.DEFAULT_SAM, models.DEFAULT_IP2P, models.DEFAULT_CLIP]
     from tqdm import tqdm
