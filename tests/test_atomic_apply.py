@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeService
 from PySide6.QtCore import QSettings
-from test_reliability import FakeService, _busy_session, _photo
+from test_reliability import _busy_session, _photo
 
 from maskpix_desktop.core import images
 from maskpix_desktop.core import session as sessions

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeService
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QFileDialog
-from test_reliability import FakeService
 
 from maskpix_desktop.core import session as sessions
 from maskpix_desktop.core.errors import ImageSaveError

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeService
 from PySide6.QtCore import QSettings, Qt, QTimer
 from test_background_io import MAX_STALL_S, StallMeter
-from test_reliability import FakeService, _fail_with, _real_link, _real_replace
+from test_reliability import _fail_with, _real_link, _real_replace
 
 from maskpix_desktop.core import session as sessions
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeService
 from PIL import Image
 from PySide6.QtCore import QSettings
-from test_reliability import FakeService
 from test_session import _result, _rewrite
 
 from maskpix_desktop.core import export

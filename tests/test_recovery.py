@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeService
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
-from test_reliability import FakeService, _busy_session, _photo, _run_edit
+from test_reliability import _busy_session, _photo, _run_edit
 
 from maskpix_desktop.core import images
 from maskpix_desktop.core import session as sessions

@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fakes import FakeEditor, FakeService
 from PIL import Image
 from PySide6.QtCore import QSettings, Qt
 
 from maskpix_desktop.core import export, images, masks
 from maskpix_desktop.core import session as sessions
-from maskpix_desktop.core.errors import Cancelled, OutOfMemoryError
+from maskpix_desktop.core.errors import OutOfMemoryError
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
-from maskpix_desktop.core.segmenter import SegmentResult
 from maskpix_desktop.ui.canvas import Prompts
 from maskpix_desktop.ui.main_window import MainWindow
 from maskpix_desktop.ui.worker import _LIVE
@@ -36,79 +36,6 @@ H, W = 48, 64
 
 
 # ----------------------------------------------------------------------------------------- fakes
-
-
-class FakeEditor:
-    """Steps with a delay, checks cancel after each step; ``errors`` are raised by the next runs."""
-
-    def __init__(self, delay: float = 0.0, errors: list[BaseException] | None = None):
-        self.delay = delay
-        self.errors = list(errors or [])
-        self.requests: list[EditRequest] = []
-
-    def run(self, req: EditRequest, on_step=None, cancel: threading.Event | None = None) -> EditResult:
-        self.requests.append(req)
-        if self.errors:
-            raise self.errors.pop(0)
-        for i in range(1, req.params.steps + 1):
-            time.sleep(self.delay)
-            if on_step is not None:
-                on_step(i, req.params.steps, "baseline")
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("Edit cancelled.")
-        img = req.image
-        edit = (255 - img).astype(np.uint8)
-        mask = np.ones(img.shape[:2], np.float32) if req.mask is None else masks.as_float(req.mask)
-        blended = np.where(mask[..., None] > 0.5, edit, img).astype(np.uint8)
-        return EditResult(req, edit, blended, edit, mask, img.shape[:2], {"total_s": 0.01}, {"ip2p": "fake"})
-
-
-class FakeSegmenter:
-    """One candidate: a rectangle around the first point (or the box), at the image's size."""
-
-    def __init__(self) -> None:
-        self.shape = (1, 1)
-
-    def set_image(self, image: np.ndarray) -> bool:
-        self.shape = image.shape[:2]
-        return True
-
-    def predict(self, points=None, labels=None, box=None, mask_input=None, multimask=None) -> SegmentResult:
-        m = np.zeros(self.shape, bool)
-        x, y = (int(v) for v in (points[0] if points is not None else box[:2]))
-        m[max(0, y - 5) : y + 5, max(0, x - 5) : x + 5] = True
-        return SegmentResult(m[None], np.ones(1, np.float32), np.zeros((1, 8, 8), np.float32))
-
-
-class FakeService:
-    device = "cpu"
-    clip_error = None
-
-    def __init__(self, editor: FakeEditor | None = None, load_delay: float = 0.0):
-        self._editor = editor or FakeEditor()
-        self._segmenter = FakeSegmenter()
-        self.load_delay = load_delay
-
-    def check(self, *, sam: bool = True, ip2p: bool = True) -> None:
-        pass
-
-    def segmenter(self) -> FakeSegmenter:
-        time.sleep(self.load_delay)
-        return self._segmenter
-
-    def editor(self) -> FakeEditor:
-        time.sleep(self.load_delay)
-        return self._editor
-
-    def clip(self) -> None:
-        time.sleep(self.load_delay)
-        return None
-
-    def unload(self) -> None:
-        pass
-
-    def model_info(self) -> dict[str, str]:
-        return {"device": "cpu"}
 
 
 # --------------------------------------------------------------------------------------- helpers

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import PySide6
 import pytest
+from fakes import FakeEditor, FakeSegmenter, FakeService
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal
 
 from maskpix_desktop.core.errors import (
@@ -43,81 +44,6 @@ _REFCOUNT_BUG = PySide6.__version__ == "6.12.0" and sys.version_info < (3, 12)
 
 
 # ----------------------------------------------------------------------------------------- fakes
-
-
-class FakeEditor:
-    """Steps with an optional delay; ``errors`` are raised by the next runs, one per run."""
-
-    def __init__(self, delay: float = 0.0, errors: list[Exception] | None = None):
-        self.delay = delay
-        self.errors = list(errors or [])
-        self.runs: list[int] = []
-        self.threads: set[int] = set()
-
-    def run(self, req: EditRequest, on_step: Callable | None = None, cancel: threading.Event | None = None):
-        self.runs.append(req.job_id)
-        self.threads.add(threading.get_ident())
-        if self.errors:
-            raise self.errors.pop(0)
-        total = req.params.steps
-        for i in range(1, total + 1):
-            time.sleep(self.delay)
-            if on_step is not None:
-                on_step(i, total, "baseline")
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("Edit cancelled.")
-        img = req.image
-        mask = np.ones(img.shape[:2], np.float32)
-        return EditResult(
-            req, img.copy(), img.copy(), img.copy(), mask, img.shape[:2], model={"ip2p": "fake"}
-        )
-
-
-class FakeSegmenter:
-    def __init__(self, delay: float = 0.0):
-        self.delay = delay
-        self.predicted: list[Any] = []
-
-    def set_image(self, image: np.ndarray) -> bool:
-        time.sleep(self.delay)
-        return True
-
-    def predict(self, points=None, labels=None, box=None, mask_input=None, multimask=None) -> SegmentResult:
-        self.predicted.append(points)
-        return SegmentResult(
-            masks=np.zeros((1, 8, 8), bool),
-            scores=np.ones(1, np.float32),
-            logits=np.zeros((1, 4, 4), np.float32),
-        )
-
-
-class FakeService:
-    device = "cpu"
-    clip_error = None
-
-    def __init__(self, editor: FakeEditor | None = None, segmenter: FakeSegmenter | None = None):
-        self._editor = editor or FakeEditor()
-        self._segmenter = segmenter or FakeSegmenter()
-        self.thread = threading.get_ident()
-        self.unloaded = False
-
-    def check(self, *, sam: bool = True, ip2p: bool = True) -> None:
-        pass
-
-    def segmenter(self) -> FakeSegmenter:
-        return self._segmenter
-
-    def editor(self) -> FakeEditor:
-        return self._editor
-
-    def clip(self) -> None:
-        return None
-
-    def unload(self) -> None:
-        self.unloaded = True
-
-    def model_info(self) -> dict[str, str]:
-        return {"device": "cpu"}
 
 
 class Recorder:

@@ -11,28 +11,18 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from maskpix_desktop.core.errors import Cancelled, free_cuda_memory, is_out_of_memory
 from maskpix_desktop.core.jobs import EditRequest, EditResult
+from maskpix_desktop.core.protocols import EditEngine, Progress
 
 if TYPE_CHECKING:
     from maskpix_desktop.core.metrics import ClipScorer
 
 log = logging.getLogger(__name__)
-
-#: ``progress(done, total, stage)``, called by the editor after every denoising step.
-Progress = Callable[[int, int, str], None]
-
-
-class EditEngine(Protocol):
-    """What :func:`run_edit` needs of an editor (``core.editor.Editor``, or a test fake)."""
-
-    def run(
-        self, req: EditRequest, on_step: Progress | None = None, cancel: threading.Event | None = None
-    ) -> EditResult: ...
 
 
 def run_edit(
