@@ -150,3 +150,41 @@ def test_encoder_precisions_experiment_runs_and_compares():
         assert row["set_image"]["n"] == 2 and row["vs_fp32"] > 0
         assert row["embedding_dtype"] == "float32"
         assert row["embedding_rel_err"] == 0.0 and row["click_mask_iou_vs_fp32"] == 1.0  # same maths on CPU
+
+
+def _private_reads(source: str) -> list[str]:
+    """``obj._name`` reads (not dunders) on anything but ``self``: what the engines' public API replaces."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.startswith("__") and node.attr.endswith("__"):
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id == "self":
+            continue
+        found.append(f"{node.lineno}: .{node.attr}")
+    return found
+
+
+def test_bench_uses_only_the_public_api_of_the_engines():
+    from pathlib import Path
+
+    assert _private_reads("seg._cache[k] = other._restore(x)\nself._x = type(a).__name__") == [
+        "1: ._cache",
+        "1: ._restore",
+    ]
+    package = Path(bench.__file__).parent
+    modules = sorted(package.glob("*.py"))
+    assert len(modules) >= 10
+    offenders = {p.name: _private_reads(p.read_text(encoding="utf-8")) for p in modules}
+    assert {name: hits for name, hits in offenders.items() if hits} == {}
+
+
+def test_bench_modules_stay_small():
+    from pathlib import Path
+
+    package = Path(bench.__file__).parent
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in package.glob("*.py")}
+    assert max(sizes.values()) <= 500, sizes

@@ -12,6 +12,9 @@ from dataclasses import replace
 import pytest
 
 from maskpix_desktop import bench
+from maskpix_desktop.bench import cuda as bench_cuda
+from maskpix_desktop.bench.edit import bench_edit
+from maskpix_desktop.bench.report import pipeline_rows
 
 torch = pytest.importorskip("torch")
 
@@ -41,7 +44,7 @@ def test_pipeline_speed_code_path_on_cpu(tiny_pipeline_report):
 
 
 def test_pipeline_rows_in_table(tiny_pipeline_report):
-    rows = bench._pipeline_rows(tiny_pipeline_report)
+    rows = pipeline_rows(tiny_pipeline_report)
     text = "\n".join(" ".join(r) for r in rows)
     assert "CUDA pipeline" in text and "ratio" in text and "max abs pixel diff 0" in text
     assert "pixel" in text and "latent" in text and "steps/s" in text
@@ -52,21 +55,17 @@ def test_pipeline_rows_in_table(tiny_pipeline_report):
         weights_gpu_mb=2100.0,
         errors={"latent_run": {"error": "OutOfMemoryError: CUDA out of memory", "oom": True}},
     )
-    text = "\n".join(" ".join(r) for r in bench._pipeline_rows(cuda_like))
+    text = "\n".join(" ".join(r) for r in pipeline_rows(cuda_like))
     assert "2600 MB (weights 2100.0 MB)" in text and "ERROR latent_run" in text
-    assert bench._pipeline_rows({"model": "m", "error": "RuntimeError: x"})[0][2].endswith(
-        "ERROR RuntimeError: x"
-    )
-    assert bench._pipeline_rows("not run: no CUDA device") == [
-        ("edit", "CUDA pipeline", "not run: no CUDA device")
-    ]
+    assert pipeline_rows({"model": "m", "error": "RuntimeError: x"})[0][2].endswith("ERROR RuntimeError: x")
+    assert pipeline_rows("not run: no CUDA device") == [("edit", "CUDA pipeline", "not run: no CUDA device")]
 
 
 def test_pipeline_speed_reports_a_failed_build(monkeypatch):
     def boom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(bench, "build_bench_ip2p", boom)
+    monkeypatch.setattr(bench_cuda, "build_bench_ip2p", boom)
     r = bench.pipeline_speed("cpu", torch.float32, size=64, steps=1, full_size=False, repeats=1)
     assert r["error"].startswith("OutOfMemoryError") and r["oom"] is True
 
@@ -143,10 +142,10 @@ def _small(cfg):
 
 def test_cpu_edit_section_says_pipeline_not_run():
     """On the CPU the edit section names the CUDA measurements without running them."""
-    out = bench.bench_edit(_small(bench.BenchConfig.quick_config("cpu")), {"cuda": False})
+    out = bench_edit(_small(bench.BenchConfig.quick_config("cpu")), {"cuda": False})
     assert out["cuda_pipeline"].startswith("not run: no CUDA device")
     assert out["cuda_unet"].startswith("not run: no CUDA device")
-    assert bench._pipeline_rows(out["cuda_pipeline"])[0][1] == "CUDA pipeline"
+    assert pipeline_rows(out["cuda_pipeline"])[0][1] == "CUDA pipeline"
 
 
 def test_edit_section_cuda_wiring(monkeypatch):
@@ -159,10 +158,10 @@ def test_edit_section_cuda_wiring(monkeypatch):
         calls.append((device, dtype, kw))
         return real("cpu", torch.float32, size=64, steps=1, full_size=False, repeats=1)
 
-    monkeypatch.setattr(bench, "pipeline_speed", fake_pipeline_speed)
-    monkeypatch.setattr(bench, "_cuda_unet", lambda cfg: {"float16": {"seconds": 1.0}})
+    monkeypatch.setattr(bench_cuda, "pipeline_speed", fake_pipeline_speed)
+    monkeypatch.setattr(bench_cuda, "cuda_unet", lambda cfg: {"float16": {"seconds": 1.0}})
     quick = _small(bench.BenchConfig.quick_config("cuda"))
-    out = bench.bench_edit(quick, {"cuda": False})  # ctx["cuda"] False: no GPU memory marks here
+    out = bench_edit(quick, {"cuda": False})  # ctx["cuda"] False: no GPU memory marks here
     assert calls[-1] == (
         "cuda",
         torch.float16,
@@ -171,7 +170,7 @@ def test_edit_section_cuda_wiring(monkeypatch):
     assert out["cuda_pipeline"]["baseline_identical_to_diffusers"] is True
     assert out["cuda_pipeline_baseline_vs_diffusers"] == out["cuda_pipeline"]["baseline_vs_diffusers"]
     assert "cuda_pipeline_latent_overhead" in out and "cuda_pipeline_pixel_overhead" in out
-    bench._cuda_pipeline(bench.BenchConfig(device="cuda"))
+    bench_cuda.cuda_pipeline(bench.BenchConfig(device="cuda"))
     assert calls[-1] == ("cuda", torch.float16, {"size": 512, "steps": 20, "full_size": True, "repeats": 7})
     report = {"machine": bench.machine_info(), "edit": out, "targets": []}
     text = bench.format_table(report)

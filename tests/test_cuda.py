@@ -62,7 +62,7 @@ def test_thin_image_on_cuda():
 def test_editor_on_cuda_equals_diffusers_and_blends(dtype):
     from dataclasses import replace
 
-    from maskpix_desktop.bench import _diffusers_call, build_bench_ip2p, ellipse_mask, synthetic_image
+    from maskpix_desktop.bench import build_bench_ip2p, diffusers_reference, ellipse_mask, synthetic_image
     from maskpix_desktop.core import images
     from maskpix_desktop.core.editor import Editor
     from maskpix_desktop.core.jobs import EditParams, EditRequest
@@ -73,7 +73,7 @@ def test_editor_on_cuda_equals_diffusers_and_blends(dtype):
     img, mask = synthetic_image(96, 128, seed=3), ellipse_mask(96, 128)
     params = EditParams(instruction="make it red", steps=3, seed=7)
     plain = editor.run(EditRequest(img, None, params))
-    np.testing.assert_array_equal(plain.baseline, _diffusers_call(pipe, images.to_pil(img), params))
+    np.testing.assert_array_equal(plain.baseline, diffusers_reference(pipe, images.to_pil(img), params))
     pixel = editor.run(EditRequest(img, mask, replace(params, mask_mode="pixel", dilate=0, feather=0)))
     np.testing.assert_array_equal(pixel.blended[~mask], img[~mask])
     np.testing.assert_array_equal(pixel.blended[mask], pixel.baseline[mask])

@@ -1,0 +1,31 @@
+"""``memory`` section: peak RSS and GPU memory of the run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from maskpix_desktop.bench.common import (
+    BenchConfig,
+    rss_now_bytes,
+    rss_peak_bytes,
+)
+
+
+def bench_memory(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "peak_rss_mb": round(rss_peak_bytes() / 2**20, 1),
+        "current_rss_mb": None if (now := rss_now_bytes()) is None else round(now / 2**20, 1),
+        "peak_rss_after_section_mb": ctx.get("rss_after", {}),
+        "peak_after_step": ctx.get("marks", []),
+        "first_window_process_peak_rss_mb": ctx.get("first_window_rss_mb"),
+    }
+    if cfg.device.startswith("cuda"):
+        import torch
+
+        # run_bench resets the peak before each section: the run's peak is the largest section peak
+        per_section = ctx.get("gpu_after", {})
+        out["peak_gpu_mb"] = max([*per_section.values(), round(torch.cuda.max_memory_allocated() / 2**20, 1)])
+        out["peak_gpu_per_section_mb"] = per_section
+    else:
+        out["peak_gpu_mb"] = "not run: no CUDA device"
+    return out
