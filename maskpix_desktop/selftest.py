@@ -215,6 +215,24 @@ def check_sam(ctx: _Context) -> str:
     return f"3 candidates {W}x{H} (best {res.best}, iou {float(res.scores[res.best]):.2f}); refine -> 1 mask"
 
 
+def check_sam2(ctx: _Context) -> str:
+    """SAM 2.1 (transformers' Sam2Model, imported lazily by name): a tiny random model saved as a Hugging
+    Face folder, loaded the way the service loads one, then encode and click."""
+    import numpy as np
+
+    from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter
+    from maskpix_desktop.testing.tiny_sam2 import save_tiny_sam2
+
+    folder = save_tiny_sam2(ctx.tmp / "sam2", seed=0)
+    seg = Sam2Segmenter.from_pretrained(folder, device="cpu")
+    image, _ = _test_image()
+    seg.set_image(image)
+    res = seg.predict(points=np.array([[48, 36]], np.float32), labels=np.array([1], np.int32))
+    if len(res) != 3 or res.masks.shape != (3, H, W) or not np.isfinite(res.scores).all():
+        raise RuntimeError(f"expected 3 masks of {(H, W)} with finite scores, got {res.masks.shape}")
+    return f"3 candidates {W}x{H} (best {res.best}) from a tiny SAM 2 folder"
+
+
 def _edit(ctx: _Context, mode: str) -> str:
     import numpy as np
 
@@ -357,6 +375,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("tiny-models", check_tiny_models),
     ("models-dir", check_models_dir),
     ("sam", check_sam),
+    ("sam2", check_sam2),
     ("ip2p-pixel", check_ip2p_pixel),
     ("ip2p-latent", check_ip2p_latent),
     ("metrics", check_metrics),
