@@ -281,9 +281,9 @@ def test_metrics_csv_format() -> None:
     )
     assert text.endswith("\n") and "\r" not in text
     lines = text.splitlines()
-    assert lines[0] == "variant,leakage_mean,bg_psnr,clip_score,miou"
-    assert lines[1] == "baseline,12.3457,20,,"
-    assert lines[2] == "blended,0,inf,,1"
+    assert lines[0] == "variant,leakage_mean,miou,bg_psnr,clip_score"  # catalogue order
+    assert lines[1] == "baseline,12.3457,,20,"
+    assert lines[2] == "blended,0,1,inf,"
     assert export.metrics_csv({}) == "variant\n"
 
 

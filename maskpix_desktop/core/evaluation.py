@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from maskpix_desktop.core import images, masks, metrics
+from maskpix_desktop.core import images, masks, metric_catalog, metrics
 from maskpix_desktop.core.blend import MASK_MODES
 from maskpix_desktop.core.errors import ImageLoadError, MaskPixError
 from maskpix_desktop.core.eval_store import (
@@ -50,6 +50,7 @@ from maskpix_desktop.core.eval_store import (
 from maskpix_desktop.core.eval_store import repair_tail as _repair_tail
 from maskpix_desktop.core.export import comparison_grid, json_safe, mask_overlay
 from maskpix_desktop.core.jobs import EditParams, EditRequest
+from maskpix_desktop.core.metric_catalog import MetricSpec
 from maskpix_desktop.core.pipeline import run_edit
 
 log = logging.getLogger(__name__)
@@ -89,31 +90,9 @@ ITEMS_DIR = "items"
 SHARD_GLOB = "shard-*.jsonl"
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    key: str
-    header: str  # column header in summary.md
-    scale: float  # the table shows mean * scale (the paper's x10^k)
-    direction: int  # +1 higher is better, -1 lower is better
-    description: str
-    digits: int = 2  # decimals in summary.md
-
-
-#: Every per-row metric, in the order of the paper's table (then ours, then MagicBrush's).
-METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("pie_psnr", "PSNR ↑", 1.0, 1, "PSNR (dB) of both images times (1 - M), PIE-Bench protocol"),
-    MetricSpec(
-        "pie_lpips", "LPIPS ×10³ ↓", 1e3, -1, "LPIPS (SqueezeNet, inputs in [-1, 1]) on both x (1 - M)"
-    ),
-    MetricSpec("pie_mse", "MSE ×10⁴ ↓", 1e4, -1, "MSE on [0, 1] images times (1 - M), PIE-Bench protocol"),
-    MetricSpec("pie_ssim", "SSIM ×10² ↑", 1e2, 1, "SSIM of both images times (1 - M), PIE-Bench protocol"),
-    MetricSpec("clip_score", "CLIP whole ↑", 1.0, 1, "100 x max(cos(image, editing prompt), 0), whole image"),
-    MetricSpec("clip_score_region", "CLIP edited ↑", 1.0, 1, "CLIP score of the mask's padded box"),
-    MetricSpec("leakage_mean", "Leakage ↓", 1.0, -1, "mean |edit - original| (0-255) outside M"),
-    MetricSpec("leakage_p99", "Leakage p99 ↓", 1.0, -1, "99th percentile of the change outside M"),
-    MetricSpec("l1", "L1 ↓", 1.0, -1, "MagicBrush: mean |edit - target| on [0, 1] images", 4),
-    MetricSpec("clip_i", "CLIP-I ↑", 1.0, 1, "MagicBrush: cos(CLIP(edit), CLIP(target))", 4),
-)
+#: Every per-row metric (core/metric_catalog.py, the one table), in the order of the paper's table.
+#: Aliases for old callers; the report reads the catalogue at call time.
+METRICS: tuple[MetricSpec, ...] = tuple(metric_catalog.specs(metric_catalog.EVAL_KEYS))
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 PIE_KEYS = ("pie_psnr", "pie_lpips", "pie_mse", "pie_ssim", "clip_score", "clip_score_region", "leakage_mean")
 MB_KEYS = ("l1", "clip_i", *PIE_KEYS)
@@ -835,7 +814,7 @@ def _cell(stat: dict[str, Any] | None, spec: MetricSpec) -> str:
 def _table(
     agg: dict[str, Any], keys: Sequence[str], modes: Sequence[str], first: str = "Method"
 ) -> list[str]:
-    specs = [METRIC_BY_KEY[k] for k in keys]
+    specs = metric_catalog.specs(keys)
     lines = [
         "| " + " | ".join([first, "n", *(s.header for s in specs)]) + " |",
         "|" + "---|" * (len(specs) + 2),
@@ -856,8 +835,13 @@ def _fmt_csv(value: Any) -> str:
     return str(value)
 
 
+def _present_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The catalogue's evaluation metrics that some row has, in the paper's order."""
+    return [k for k in metric_catalog.EVAL_KEYS if any(k in (r.get("metrics") or {}) for r in rows)]
+
+
 def results_csv(rows: list[dict[str, Any]]) -> str:
-    keys = [m.key for m in METRICS if any(m.key in r.get("metrics", {}) for r in rows)]
+    keys = _present_keys(rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(
@@ -883,7 +867,7 @@ def results_csv(rows: list[dict[str, Any]]) -> str:
 
 def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``results.csv`` in the JSONL row shape (metrics as floats, blank -> None)."""
-    known = set(METRIC_BY_KEY)
+    known = set(metric_catalog.EVAL_KEYS)
     rows = []
     with open(path, newline="", encoding="utf-8") as fh:
         for rec in csv.DictReader(fh):
@@ -1044,7 +1028,7 @@ def write_report(
     out_dir = Path(out_dir)
     fmt = meta.get("format", "pie")
     keys = [k for k in (MB_KEYS if fmt == "magicbrush" else PIE_KEYS)]
-    all_keys = [m.key for m in METRICS if any(m.key in r.get("metrics", {}) for r in rows)]
+    all_keys = _present_keys(rows)
     images.atomic_write_text(out_dir / RESULTS_JSONL, "".join(row_to_json(r) + "\n" for r in rows))
     images.atomic_write_text(out_dir / RESULTS_CSV, results_csv(rows))
     ok = [r for r in rows if r.get("status") == "ok"]
@@ -1059,7 +1043,7 @@ def write_report(
         "rows": len(rows),
         "errors": [{"item": r["item"], "mode": r["mode"], "error": r.get("error")} for r in errors],
         "metrics": {
-            k: {"description": METRIC_BY_KEY[k].description, "direction": METRIC_BY_KEY[k].direction}
+            k: {"description": metric_catalog.spec(k).summary, "direction": metric_catalog.direction(k)}
             for k in all_keys
         },
         "overall": _aggregate(rows, all_keys, modes),
@@ -1127,7 +1111,7 @@ def write_report(
         ]
     if summary["by_edit_type"]:
         md += ["", "## Per edit type", ""]
-        specs = [METRIC_BY_KEY[k] for k in keys]
+        specs = metric_catalog.specs(keys)
         md.append("| " + " | ".join(["Edit type", "Method", "n", *(s.header for s in specs)]) + " |")
         md.append("|" + "---|" * (len(specs) + 3))
         for t in edit_types:

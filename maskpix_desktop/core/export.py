@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from maskpix_desktop.core import images, masks
+from maskpix_desktop.core import images, masks, metric_catalog
 from maskpix_desktop.core.errors import ImageSaveError
 from maskpix_desktop.core.jobs import EditResult
 
@@ -68,10 +68,11 @@ def comparison_grid(
 
 
 def metrics_csv(metrics: dict[str, dict[str, Any]]) -> str:
-    """CSV text with one row per variant (baseline, blended) and one column per metric."""
-    keys: list[str] = []
-    for row in metrics.values():
-        keys += [k for k in row if k not in keys]
+    """CSV text with one row per variant (baseline, blended) and one column per metric.
+
+    Columns are the metric keys in :data:`core.metric_catalog.CATALOG` order, then uncatalogued keys.
+    """
+    keys = metric_catalog.ordered(k for row in metrics.values() for k in row)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["variant", *keys])

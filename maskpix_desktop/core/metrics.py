@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from maskpix_desktop.core import metric_catalog
 from maskpix_desktop.core.errors import MaskPixError, MissingWeightsError, OutOfMemoryError, WeightsError
 
 if TYPE_CHECKING:
@@ -68,56 +69,9 @@ _SSIM_TILE = 128  # band tiles of the PIE-Bench SSIM (see _SsimShared)
 
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 
+#: key -> (label, tooltip) of the app's metrics, from :data:`core.metric_catalog.CATALOG` (for old callers).
 METRIC_INFO: dict[str, tuple[str, str]] = {
-    "leakage_mean": (
-        "Leakage (mean)",
-        "Mean per-pixel change |edit - original| (0-255, channel mean) outside the mask. Lower is better.",
-    ),
-    "leakage_p99": (
-        "Leakage (p99)",
-        "99th percentile of the change outside the mask: the worst local spill. Lower is better.",
-    ),
-    "miou": (
-        "Change mIoU",
-        "Mean IoU between 'changed pixels' (change > tau) and the mask, over both classes. Higher is better.",
-    ),
-    "miou_tau": (
-        "mIoU threshold",
-        "Change threshold tau (0-255) used for mIoU; default max(10, mean change). Informational.",
-    ),
-    "bg_psnr": (
-        "Background PSNR",
-        "PSNR (dB) on the pixels outside the mask only; infinite when untouched. Higher is better.",
-    ),
-    "bg_ssim": (
-        "Background SSIM",
-        "SSIM map (11x11 Gaussian) averaged over pixels outside the mask; 1 = identical. Higher is better.",
-    ),
-    "pie_psnr": (
-        "PSNR (PIE-Bench)",
-        "PIE-Bench style: PSNR of the whole images after zeroing the masked region. Higher is better.",
-    ),
-    "pie_ssim": (
-        "SSIM (PIE-Bench)",
-        "PIE-Bench style: SSIM of the whole images after zeroing the masked region. Higher is better.",
-    ),
-    "pie_mse": (
-        "MSE (PIE-Bench)",
-        "PIE-Bench style: MSE on [0, 1] images after zeroing the masked region (papers show x10^4). "
-        "Lower is better.",
-    ),
-    "clip_score": (
-        "CLIP score",
-        "100 x cosine(CLIP image, CLIP text) of the whole edited image, floored at 0. Higher is better.",
-    ),
-    "clip_score_region": (
-        "CLIP score (region)",
-        "CLIP score of the mask's padded bounding box, non-mask pixels set to mean colour. Higher is better.",
-    ),
-    "clip_direction": (
-        "CLIP direction",
-        "Cosine between the image change and the caption change in CLIP space (-1..1). Higher is better.",
-    ),
+    k: (metric_catalog.spec(k).label, metric_catalog.spec(k).tooltip) for k in metric_catalog.APP_KEYS
 }
 
 
@@ -725,7 +679,7 @@ def compute_metrics(
     tgt_caption: str | None = None,
     reference: bool = False,
 ) -> dict[str, float]:
-    """All metrics of one edit, keyed as in :data:`METRIC_INFO`.
+    """All metrics of one edit, keyed as in :data:`core.metric_catalog.APP_KEYS`.
 
     Always: leakage_mean, leakage_p99, miou, miou_tau, bg_psnr, bg_ssim, pie_psnr, pie_ssim, pie_mse
     (PSNRs may be inf; background metrics are nan for a mask covering everything). With ``clip`` and

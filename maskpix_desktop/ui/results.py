@@ -43,30 +43,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from maskpix_desktop.core import masks
+from maskpix_desktop.core import masks, metric_catalog
 from maskpix_desktop.core.export import mask_overlay
 from maskpix_desktop.core.jobs import EditResult
-from maskpix_desktop.core.metrics import METRIC_INFO, change_map
+from maskpix_desktop.core.metrics import change_map
 from maskpix_desktop.ui.qimage import to_pixmap
 
 #: Zoom factor per wheel notch (120 units of angle delta).
 ZOOM_STEP = 1.25
 MIN_SCALE, MAX_SCALE = 0.02, 64.0
-
-#: Metric key -> +1 when higher is better, -1 when lower is better; keys not listed are informational.
-METRIC_DIRECTION: dict[str, int] = {
-    "leakage_mean": -1,
-    "leakage_p99": -1,
-    "pie_mse": -1,
-    "miou": 1,
-    "bg_psnr": 1,
-    "bg_ssim": 1,
-    "pie_psnr": 1,
-    "pie_ssim": 1,
-    "clip_score": 1,
-    "clip_score_region": 1,
-    "clip_direction": 1,
-}
 
 VARIANTS = ("baseline", "blended")
 
@@ -90,16 +75,8 @@ def format_metric(value: object) -> str:
 
 
 def metric_direction(key: str) -> int:
-    """+1 (higher is better), -1 (lower is better) or 0 (unknown / informational)."""
-    if key in METRIC_DIRECTION:
-        return METRIC_DIRECTION[key]
-    if key.endswith("_tau"):
-        return 0
-    if key.startswith("leakage") or key.endswith("mse"):
-        return -1
-    if any(tag in key for tag in ("psnr", "ssim", "clip", "miou")):
-        return 1
-    return 0
+    """+1 (higher is better), -1 (lower is better) or 0 (informational / not in the metric catalogue)."""
+    return metric_catalog.direction(key)
 
 
 def better_variant(key: str, values: dict[str, object]) -> str | None:
@@ -515,14 +492,12 @@ class ResultsPanel(QWidget):
     def _fill_metrics(self, metrics: dict[str, dict[str, object]], *, masked: bool = True) -> None:
         """``masked=False`` (a run without a mask): leakage shows "—", not a perfect-looking 0."""
         table = self.metrics_table
-        keys = [k for k in METRIC_INFO if any(k in metrics.get(v, {}) for v in VARIANTS)]
-        for variant in VARIANTS:
-            keys += [k for k in metrics.get(variant, {}) if k not in keys]
+        keys = metric_catalog.ordered(k for v in VARIANTS for k in metrics.get(v, {}))
         table.setRowCount(len(keys))
         bold = QFont(table.font())
         bold.setBold(True)
         for row, key in enumerate(keys):
-            label, tip = METRIC_INFO.get(key, (key, key))
+            label, tip = metric_catalog.label(key), metric_catalog.tooltip(key)
             header = QTableWidgetItem(label)
             header.setToolTip(tip)
             header.setData(Qt.ItemDataRole.UserRole, key)

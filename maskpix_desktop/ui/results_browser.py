@@ -8,6 +8,7 @@ the results panel) with the item's metrics of every mode below.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from maskpix_desktop.core import evaluation, images
+from maskpix_desktop.core import evaluation, images, metric_catalog
 from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.export import mask_overlay
-from maskpix_desktop.core.metrics import METRIC_INFO
 from maskpix_desktop.ui.results import SyncedImageView, ViewSync, format_metric, metric_direction
 
 
 def metric_label(key: str) -> str:
-    spec = evaluation.METRIC_BY_KEY.get(key)
-    if spec is not None:
-        return spec.header.replace(" ↑", "").replace(" ↓", "").split(" ×")[0]
-    return METRIC_INFO.get(key, (key, ""))[0]
+    """The metric's compact name from the metric catalogue (the report's column name without unit marks)."""
+    return metric_catalog.name(key)
+
+
+def _present_keys(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The catalogue's evaluation metrics that some row has, in the report's order."""
+    rows = list(rows)
+    return [k for k in metric_catalog.EVAL_KEYS if any(k in (r.get("metrics") or {}) for r in rows)]
 
 
 def _sort_value(value: Any) -> float | None:
@@ -141,7 +145,7 @@ class ResultsBrowser(QWidget):
             self._rows.setdefault(str(row["item"]), {})[str(row["mode"])] = row
         present = {str(r["mode"]) for r in rows}
         self._modes = [m for m in evaluation.MODES if m in present]
-        keys = [m.key for m in evaluation.METRICS if any(m.key in (r.get("metrics") or {}) for r in rows)]
+        keys = _present_keys(rows)
         n_items = len(self._rows)
         fmt = summary.get("format", "")
         self.title.setText(f"{folder}  ·  {n_items} items" + (f"  ·  {fmt}" if fmt else ""))
@@ -341,9 +345,7 @@ class ResultsBrowser(QWidget):
 
     def _fill_metrics(self, item: str) -> None:
         rows = self._rows[item]
-        keys = [
-            m.key for m in evaluation.METRICS if any(m.key in (r.get("metrics") or {}) for r in rows.values())
-        ]
+        keys = _present_keys(rows.values())
         table = self.metrics_table
         table.clear()
         table.setColumnCount(len(self._modes))
@@ -351,8 +353,8 @@ class ResultsBrowser(QWidget):
         table.setRowCount(len(keys))
         for r, key in enumerate(keys):
             header = QTableWidgetItem(metric_label(key))
-            spec = evaluation.METRIC_BY_KEY.get(key)
-            header.setToolTip(spec.description if spec else key)
+            spec = metric_catalog.get(key)
+            header.setToolTip(spec.summary if spec else key)
             table.setVerticalHeaderItem(r, header)
             for c, mode in enumerate(self._modes):
                 row = rows.get(mode) or {}

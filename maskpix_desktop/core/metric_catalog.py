@@ -1,0 +1,283 @@
+"""The one metric catalogue: name, unit, direction, scale and texts of every metric the app and eval write.
+
+The results table (``ui/results.py``), the evaluation browser (``ui/results_browser.py``), the CLI's
+metrics CSV (:func:`core.export.metrics_csv`) and the evaluation report (``core/evaluation.py``) all read
+labels, directions and column order from :data:`CATALOG` at call time. Qt-free, numpy-free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+_ARROW = {1: " ↑", -1: " ↓", 0: ""}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: ``key`` as stored in rows, sidecars and CSV columns."""
+
+    key: str
+    label: str  # plain name: the results table's row header
+    unit: str  # "dB", "0-255", ...; "" for a unitless ratio or score
+    direction: int  # +1 higher is better, -1 lower is better, 0 informational
+    tooltip: str  # the results table's explanation
+    short: str = ""  # compact name for report columns and the browser ("" = label)
+    scale: float = 1.0  # report tables show mean * scale (the paper's x10^k)
+    digits: int = 2  # decimals in report tables
+    description: str = ""  # the evaluation summary's one-line definition ("" = tooltip)
+
+    @property
+    def name(self) -> str:
+        """The compact name (report columns, the evaluation browser)."""
+        return self.short or self.label
+
+    @property
+    def header(self) -> str:
+        """Report column header: compact name, the x10^k of :attr:`scale`, an arrow for the direction."""
+        exp = round(math.log10(self.scale)) if self.scale > 0 else 0
+        times = f" ×10{str(exp).translate(_SUPERSCRIPT)}" if exp else ""
+        return f"{self.name}{times}{_ARROW.get(self.direction, '')}"
+
+    @property
+    def summary(self) -> str:
+        """The one-line definition written into the evaluation summary."""
+        return self.description or self.tooltip
+
+
+_SPECS = (
+    # -- the app's metrics (core.metrics.compute_metrics), in the results table's order
+    MetricSpec(
+        "leakage_mean",
+        "Leakage (mean)",
+        "0-255",
+        -1,
+        "Mean per-pixel change |edit - original| (0-255, channel mean) outside the mask. Lower is better.",
+        short="Leakage",
+        description="mean |edit - original| (0-255) outside M",
+    ),
+    MetricSpec(
+        "leakage_p99",
+        "Leakage (p99)",
+        "0-255",
+        -1,
+        "99th percentile of the change outside the mask: the worst local spill. Lower is better.",
+        short="Leakage p99",
+        description="99th percentile of the change outside M",
+    ),
+    MetricSpec(
+        "miou",
+        "Change mIoU",
+        "0-1",
+        1,
+        "Mean IoU between 'changed pixels' (change > tau) and the mask, over both classes. Higher is better.",
+    ),
+    MetricSpec(
+        "miou_tau",
+        "mIoU threshold",
+        "0-255",
+        0,
+        "Change threshold tau (0-255) used for mIoU; default max(10, mean change). Informational.",
+    ),
+    MetricSpec(
+        "bg_psnr",
+        "Background PSNR",
+        "dB",
+        1,
+        "PSNR (dB) on the pixels outside the mask only; infinite when untouched. Higher is better.",
+    ),
+    MetricSpec(
+        "bg_ssim",
+        "Background SSIM",
+        "0-1",
+        1,
+        "SSIM map (11x11 Gaussian) averaged over pixels outside the mask; 1 = identical. Higher is better.",
+    ),
+    MetricSpec(
+        "pie_psnr",
+        "PSNR (PIE-Bench)",
+        "dB",
+        1,
+        "PIE-Bench style: PSNR of the whole images after zeroing the masked region. Higher is better.",
+        short="PSNR",
+        description="PSNR (dB) of both images times (1 - M), PIE-Bench protocol",
+    ),
+    MetricSpec(
+        "pie_ssim",
+        "SSIM (PIE-Bench)",
+        "0-1",
+        1,
+        "PIE-Bench style: SSIM of the whole images after zeroing the masked region. Higher is better.",
+        short="SSIM",
+        scale=1e2,
+        description="SSIM of both images times (1 - M), PIE-Bench protocol",
+    ),
+    MetricSpec(
+        "pie_mse",
+        "MSE (PIE-Bench)",
+        "",
+        -1,
+        "PIE-Bench style: MSE on [0, 1] images after zeroing the masked region (papers show x10^4). "
+        "Lower is better.",
+        short="MSE",
+        scale=1e4,
+        description="MSE on [0, 1] images times (1 - M), PIE-Bench protocol",
+    ),
+    MetricSpec(
+        "clip_score",
+        "CLIP score",
+        "0-100",
+        1,
+        "100 x cosine(CLIP image, CLIP text) of the whole edited image, floored at 0. Higher is better.",
+        short="CLIP whole",
+        description="100 x max(cos(image, editing prompt), 0), whole image",
+    ),
+    MetricSpec(
+        "clip_score_region",
+        "CLIP score (region)",
+        "0-100",
+        1,
+        "CLIP score of the mask's padded bounding box, non-mask pixels set to mean colour. Higher is better.",
+        short="CLIP edited",
+        description="CLIP score of the mask's padded box",
+    ),
+    MetricSpec(
+        "clip_direction",
+        "CLIP direction",
+        "-1-1",
+        1,
+        "Cosine between the image change and the caption change in CLIP space (-1..1). Higher is better.",
+    ),
+    # -- evaluation-only metrics (core.evaluation.score_row)
+    MetricSpec(
+        "pie_lpips",
+        "LPIPS (PIE-Bench)",
+        "",
+        -1,
+        "PIE-Bench style: LPIPS (SqueezeNet) of the whole images after zeroing the masked region. "
+        "Lower is better.",
+        short="LPIPS",
+        scale=1e3,
+        description="LPIPS (SqueezeNet, inputs in [-1, 1]) on both x (1 - M)",
+    ),
+    MetricSpec(
+        "l1",
+        "L1 to target",
+        "0-1",
+        -1,
+        "MagicBrush: mean |edit - target| on [0, 1] images. Lower is better.",
+        short="L1",
+        digits=4,
+        description="MagicBrush: mean |edit - target| on [0, 1] images",
+    ),
+    MetricSpec(
+        "clip_i",
+        "CLIP-I to target",
+        "-1-1",
+        1,
+        "MagicBrush: cosine of the CLIP image embeddings of the edit and the target. Higher is better.",
+        short="CLIP-I",
+        digits=4,
+        description="MagicBrush: cos(CLIP(edit), CLIP(target))",
+    ),
+)
+
+#: key -> spec, in the app's table order, then the evaluation-only metrics. The one table.
+CATALOG: dict[str, MetricSpec] = {s.key: s for s in _SPECS}
+
+#: The keys :func:`core.metrics.compute_metrics` (and ``compare`` per view) can return, in its order.
+APP_KEYS = (
+    "leakage_mean",
+    "leakage_p99",
+    "miou",
+    "miou_tau",
+    "bg_psnr",
+    "bg_ssim",
+    "pie_psnr",
+    "pie_ssim",
+    "pie_mse",
+    "clip_score",
+    "clip_score_region",
+    "clip_direction",
+)
+#: The keys of an evaluation row's ``metrics``, in the paper's table order (then ours, then MagicBrush's).
+EVAL_KEYS = (
+    "pie_psnr",
+    "pie_lpips",
+    "pie_mse",
+    "pie_ssim",
+    "clip_score",
+    "clip_score_region",
+    "leakage_mean",
+    "leakage_p99",
+    "l1",
+    "clip_i",
+)
+
+
+def get(key: str) -> MetricSpec | None:
+    """The spec of ``key``; None when it is not catalogued."""
+    return CATALOG.get(key)
+
+
+def spec(key: str) -> MetricSpec:
+    """The spec of ``key``; KeyError naming the key when it is not catalogued."""
+    try:
+        return CATALOG[key]
+    except KeyError:
+        raise KeyError(f"metric {key!r} is not in core/metric_catalog.py") from None
+
+
+def specs(keys: Iterable[str]) -> list[MetricSpec]:
+    """The specs of ``keys``, in that order (KeyError on an unknown key)."""
+    return [spec(k) for k in keys]
+
+
+def direction(key: str) -> int:
+    """+1 (higher is better), -1 (lower is better) or 0 (informational or not catalogued)."""
+    s = CATALOG.get(key)
+    return s.direction if s is not None else 0
+
+
+def label(key: str) -> str:
+    """Plain name of ``key`` (the key itself when not catalogued)."""
+    s = CATALOG.get(key)
+    return s.label if s is not None else key
+
+
+def name(key: str) -> str:
+    """Compact name of ``key`` (report columns, browser; the key itself when not catalogued)."""
+    s = CATALOG.get(key)
+    return s.name if s is not None else key
+
+
+def tooltip(key: str) -> str:
+    """Explanation of ``key`` (the key itself when not catalogued)."""
+    s = CATALOG.get(key)
+    return s.tooltip if s is not None else key
+
+
+def ordered(keys: Iterable[str], order: Iterable[str] | None = None) -> list[str]:
+    """The distinct ``keys`` in ``order`` (default: catalogue order), then the others as first seen."""
+    seen = list(dict.fromkeys(keys))
+    present = set(seen)
+    first = [k for k in (CATALOG if order is None else order) if k in present]
+    return first + [k for k in seen if k not in set(first)]
+
+
+__all__ = [
+    "APP_KEYS",
+    "CATALOG",
+    "EVAL_KEYS",
+    "MetricSpec",
+    "direction",
+    "get",
+    "label",
+    "name",
+    "ordered",
+    "spec",
+    "specs",
+    "tooltip",
+]
