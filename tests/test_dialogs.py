@@ -318,7 +318,9 @@ def test_real_downloader_from_file_url(qtbot, tmp_path: Path, monkeypatch, onlin
         ),
         model_type="vit_b",
     )
-    monkeypatch.setattr(models, "REGISTRY", {"tiny_sam": spec})
+    for name in list(models.REGISTRY):  # the one dict every models module reads
+        monkeypatch.delitem(models.REGISTRY, name)
+    monkeypatch.setitem(models.REGISTRY, "tiny_sam", spec)
     folder = tmp_path / "models"
     dlg = make_dialog(qtbot, folder)
     assert dlg.table.rowCount() == 1 and dlg.model_status("tiny_sam") == "Missing"

@@ -18,6 +18,7 @@ import pytest
 
 from maskpix_desktop.core import models
 from maskpix_desktop.core.errors import DownloadError, MissingWeightsError, WeightsError
+from maskpix_desktop.core.models import downloader
 
 PAYLOAD = os.urandom(50_000)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -91,9 +92,9 @@ def _url(srv: ThreadingHTTPServer) -> str:
 @pytest.fixture
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small chunks, no retry pause, short timeout, online."""
-    monkeypatch.setattr(models, "DOWNLOAD_CHUNK", 4096)
-    monkeypatch.setattr(models, "RETRY_BACKOFF_S", 0.0)
-    monkeypatch.setattr(models, "DOWNLOAD_TIMEOUT_S", 5.0)
+    monkeypatch.setattr(downloader, "DOWNLOAD_CHUNK", 4096)
+    monkeypatch.setattr(downloader, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(downloader, "DOWNLOAD_TIMEOUT_S", 5.0)
     monkeypatch.delenv(models.ENV_OFFLINE, raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 

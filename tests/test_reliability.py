@@ -269,7 +269,7 @@ def test_bad_weights_are_explained(make_window, qtbot, tmp_path, tiny_models_dir
     if case == "vit_b_as_vit_h":
         # The file at vit_h's place holds vit_b weights (the size check is told it looks complete).
         _vit_b_shaped(models.local_path("sam_vit_h", weights))
-        monkeypatch.setattr(models, "_file_matches_size", lambda p, size: p.is_file())
+        monkeypatch.setattr(models.local, "_file_matches_size", lambda p, size: p.is_file())
         choice["sam"] = "vit_h"
         expected = ["vit_b", "vit_h was chosen"]
     else:
