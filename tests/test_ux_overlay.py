@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from test_canvas import click
 
-from maskpix_desktop.ui.canvas import _NEGATIVE, contrast_color, mask_edges
+from maskpix_desktop.ui.canvas import contrast_color, mask_edges
+from maskpix_desktop.ui.canvas_prompts import NEGATIVE_COLOR
 
 
 def _red_square_image() -> tuple[np.ndarray, np.ndarray]:
@@ -78,4 +79,4 @@ def test_negative_points_are_not_overlay_coloured(tiny_window, photo, qtbot):
     click(qtbot, win.canvas, 30, 30, button=Qt.MouseButton.RightButton)
     (item,) = win.canvas.point_items
     fill = item.brush().color()
-    assert fill == _NEGATIVE and fill.valueF() < 0.2  # dark, with a white ring: never lost in a tint
+    assert fill == NEGATIVE_COLOR and fill.valueF() < 0.2  # dark, with a white ring: never lost in a tint

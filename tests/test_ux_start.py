@@ -6,7 +6,7 @@ import numpy as np
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog
 
-from maskpix_desktop.ui.canvas import _BACKGROUND
+from maskpix_desktop.ui.canvas_view import BACKGROUND
 from maskpix_desktop.ui.main_window import MainWindow
 from maskpix_desktop.ui.start_screen import models_state
 
@@ -29,7 +29,7 @@ def test_start_screen_shows_on_the_empty_canvas_with_readable_text(tiny_window):
     screen = win.start_screen
     assert screen.isVisible() and screen.width() == win.canvas.viewport().width()
     pixels = _rendered(screen)  # what the user sees: the canvas background with the start text on it
-    bg = _luminance(np.array([_BACKGROUND.red(), _BACKGROUND.green(), _BACKGROUND.blue()]))
+    bg = _luminance(np.array([BACKGROUND.red(), BACKGROUND.green(), BACKGROUND.blue()]))
     title = pixels[screen.title.geometry().top() : screen.title.geometry().bottom()]
     brightest = _luminance(title.reshape(-1, 3)).max()
     assert (brightest + 0.05) / (bg + 0.05) >= 7.0  # WCAG AAA for the title's glyphs
