@@ -230,6 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from maskpix_desktop.core import export, images
     from maskpix_desktop.core.cases import check_case_files, load_cases
+    from maskpix_desktop.core.editor import NO_MASK_INPUT
     from maskpix_desktop.core.jobs import EditRequest
     from maskpix_desktop.core.pipeline import run_edit
     from maskpix_desktop.core.service import ModelChoice, ModelService
@@ -251,6 +252,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"note: CLIP metrics skipped: {service.clip_error}", file=sys.stderr)
 
     editor = service.editor()
+    trained = [c.name for c in cases if c.params.mask_mode == "trained"]
+    if trained and not getattr(editor, "takes_mask", False):
+        raise MaskPixError(f"case '{trained[0]}': mask_mode trained: {NO_MASK_INPUT}")
     out.mkdir(parents=True, exist_ok=True)
     summary_rows: list[str] = []
     total_steps = sum(c.params.steps * (1 if c.params.mask_mode == "pixel" else 2) for c in cases)

@@ -28,7 +28,12 @@ def add_model_args(p: argparse.ArgumentParser, *, sam: bool = True, device_note:
             help="SAM variant vit_h|vit_l|vit_b, SAM 2.1 sam2.1_hiera_tiny|sam2.1_hiera_small|"
             "sam2.1_hiera_base_plus|sam2.1_hiera_large, a SAM .pth file or a SAM 2 Hugging Face folder",
         )
-    p.add_argument("--ip2p", default=None, help="InstructPix2Pix diffusers folder or Hugging Face id")
+    p.add_argument(
+        "--ip2p",
+        default=None,
+        help="InstructPix2Pix diffusers folder or Hugging Face id, or a MaskPix mask checkpoint folder "
+        "(mask mode trained; docs/TRAINING.md)",
+    )
     p.add_argument(
         "--device", type=device_arg, default="auto", help=f"auto | cuda | cuda:N | cpu | mps{device_note}"
     )

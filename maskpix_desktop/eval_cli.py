@@ -20,7 +20,7 @@ from pathlib import Path
 
 from maskpix_desktop.cli_args import add_model_args
 from maskpix_desktop.core.blend import SEAM_MODES
-from maskpix_desktop.core.evaluation import MODES, EvalConfig
+from maskpix_desktop.core.evaluation import DEFAULT_MODES, MODES, EvalConfig
 
 #: The defaults of the edit options: the evaluation's own (seed 1234, otherwise the editor's).
 DEFAULT = EvalConfig().params
@@ -69,7 +69,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("dataset", type=Path, help="dataset folder (mapping_file.json, or edit_sessions.json)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
     p.add_argument("--format", dest="fmt", default="auto", choices=("auto", "pie", "magicbrush"))
-    p.add_argument("--modes", type=_modes, default=MODES, help="comma list (default: all four)")
+    p.add_argument(
+        "--modes",
+        type=_modes,
+        default=DEFAULT_MODES,
+        help=f"comma list of {', '.join(MODES)} (default: {','.join(DEFAULT_MODES)}; 'trained' needs "
+        "--ip2p a mask checkpoint, docs/TRAINING.md)",
+    )
     p.add_argument("--limit", type=_count(0), default=None, help="only the first N items (in id order)")
     _add_edit_args(p)
     p.add_argument(

@@ -47,7 +47,11 @@ H, W = 48, 64  # the test image: 64 wide, 48 high
         ("latent_dilate", -1, "latent_dilate must be an integer in 0..1000, not -1"),
         ("instruction", 5, "instruction must be a string, not 5"),
         ("negative_prompt", None, "negative_prompt must be a string, not None"),
-        ("mask_mode", "magic", "mask_mode must be one of ('pixel', 'latent', 'crop'), not 'magic'"),
+        (
+            "mask_mode",
+            "magic",
+            "mask_mode must be one of ('pixel', 'latent', 'crop', 'trained'), not 'magic'",
+        ),
         ("seam", 1, "seam must be a string, not 1"),
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None,

@@ -13,7 +13,8 @@ import numpy as np
 
 from maskpix_desktop.core import masks
 
-MASK_MODES = ("pixel", "latent", "crop")
+#: ``trained``: a mask checkpoint's UNet takes the mask (core/maskcond); the others are training-free.
+MASK_MODES = ("pixel", "latent", "crop", "trained")
 SEAM_MODES = ("none", "poisson")
 _CHUNK_PIXELS = 1 << 20
 

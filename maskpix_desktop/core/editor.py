@@ -13,13 +13,24 @@ from typing import Any
 import numpy as np
 
 from maskpix_desktop.core import blend, images, masks, models
-from maskpix_desktop.core.errors import Cancelled, MissingWeightsError, OutOfMemoryError, WeightsError
+from maskpix_desktop.core.errors import (
+    Cancelled,
+    MaskPixError,
+    MissingWeightsError,
+    OutOfMemoryError,
+    WeightsError,
+)
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 
 log = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, int, str], None]
 """on_step(done, total, stage) — called after every denoising step."""
+
+NO_MASK_INPUT = (
+    "the loaded editor does not take a mask; load a MaskPix mask checkpoint (docs/TRAINING.md) "
+    "to use mask mode 'trained'"
+)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -54,6 +65,13 @@ class _Progress:
         return cb
 
 
+def _takes_mask(pipe: Any) -> bool:
+    """True for a :class:`~.maskcond.pipeline.MaskPix2PixPipeline` whose UNet reads the mask channel."""
+    from maskpix_desktop.core.maskcond.pipeline import MaskPix2PixPipeline
+
+    return isinstance(pipe, MaskPix2PixPipeline) and getattr(pipe.unet.config, "in_channels", 8) == 9
+
+
 def _diffusers_takes_dtype() -> bool:
     """Newer diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns); detect, don't guess."""
     from diffusers.pipelines import pipeline_utils
@@ -62,7 +80,11 @@ def _diffusers_takes_dtype() -> bool:
 
 
 class Editor:
-    """Owns one ``StableDiffusionInstructPix2PixPipeline``; ndarray in, :class:`EditResult` out."""
+    """Owns one ``StableDiffusionInstructPix2PixPipeline``; ndarray in, :class:`EditResult` out.
+
+    ``takes_mask``: the pipeline is a mask checkpoint's :class:`~.maskcond.pipeline.MaskPix2PixPipeline`
+    (a 9-channel UNet), so mask mode ``trained`` can give it the mask.
+    """
 
     def __init__(self, pipe: Any, *, model_id: str = "custom", fingerprint: str = ""):
         import torch
@@ -74,6 +96,7 @@ class Editor:
         self.model_id = model_id
         self.fingerprint = fingerprint
         self._torch = torch
+        self.takes_mask = _takes_mask(pipe)
         self.last_latent_blend: blend.LatentBlender | None = None  # kept for tests and the benchmark
 
     @classmethod
@@ -85,14 +108,27 @@ class Editor:
         device: str = "auto",
         precision: str = "auto",
     ) -> Editor:
-        """Load IP2P from a local diffusers folder or a Hugging Face id (offline-safe)."""
+        """Load IP2P from a local diffusers folder or a Hugging Face id (offline-safe).
+
+        A MaskPix mask checkpoint folder (``maskpix_conditioning.json``) loads as a mask pipeline.
+        """
         import torch
         from diffusers import StableDiffusionInstructPix2PixPipeline
+
+        from maskpix_desktop.core.maskcond.model import is_mask_checkpoint, load_mask_pipeline
 
         path_or_id, local_only = models.resolve_ip2p(None if source is None else str(source), models_dir)
         dev = models.resolve_device(device)
         dtype = models.default_dtype(dev, precision)
         local = Path(str(path_or_id))
+        if local.is_dir() and is_mask_checkpoint(local):
+            try:
+                pipe = load_mask_pipeline(local, device=dev, dtype=dtype)
+            except Exception as exc:
+                if _is_oom(exc):
+                    raise OutOfMemoryError(f"Not enough {dev} memory to load the mask checkpoint.") from exc
+                raise
+            return cls(pipe, model_id=str(local), fingerprint=models.file_fingerprint(local))
         # The registry folder holds fp16 weights only and no safety checker (a research tool; the
         # checker would black out whole results). A hub id gets the fp16 variant on fp16 devices.
         if local.is_dir():
@@ -151,8 +187,17 @@ class Editor:
         image_latents: Any,
         p: EditParams,
         callback: Callable,
+        mask: np.ndarray | None = None,
     ) -> tuple[np.ndarray, bool]:
-        """One pipeline call on precomputed image latents; returns (uint8 image, nsfw flag)."""
+        """One pipeline call on precomputed image latents; returns (uint8 image, nsfw flag).
+
+        ``mask`` (float in [0, 1], any size) goes to a mask pipeline; None is its "no mask".
+        """
+        extra: dict[str, Any] = {}
+        if self.takes_mask:
+            extra["mask"] = mask
+        elif mask is not None:
+            raise MaskPixError(NO_MASK_INPUT)
         out = self.pipe(
             prompt=p.instruction,
             image=image_latents,
@@ -163,20 +208,27 @@ class Editor:
             generator=self._generator(p.seed),
             output_type="np",
             callback_on_step_end=callback,
+            **extra,
         )
         arr = np.clip(np.rint(out.images[0] * 255), 0, 255).astype(np.uint8)
         nsfw = bool(out.nsfw_content_detected and any(out.nsfw_content_detected))
         return arr, nsfw
 
-    def _edit_at(self, image: np.ndarray, p: EditParams, prog: _Progress, stage: str, mask=None):
-        """Run IP2P on ``image`` at working size; optional latent blend with ``mask``; back to full size."""
+    def _edit_at(
+        self, image: np.ndarray, p: EditParams, prog: _Progress, stage: str, mask=None, pipe_mask=None
+    ):
+        """Run IP2P on ``image`` at working size; optional latent blend with ``mask``, or ``pipe_mask``
+        (float, image size) given to a mask pipeline; back to full size."""
         torch = self._torch
         h, w = image.shape[:2]
         wh, ww = images.working_size(h, w, p.long_side, multiple=8)
         work = images.resize_image(image, (wh, ww), resample="area")
         with torch.inference_mode():
             lat = self.encode_image(work)
-        if mask is None:
+        if pipe_mask is not None:
+            m_work = masks.resize_mask(masks.as_float(pipe_mask), (wh, ww), mode="area")
+            arr, nsfw = self._ip2p(lat, p, prog.callback(stage), mask=np.clip(m_work, 0.0, 1.0))
+        elif mask is None:
             arr, nsfw = self._ip2p(lat, p, prog.callback(stage))
         else:
             from diffusers.utils.torch_utils import randn_tensor
@@ -225,7 +277,10 @@ class Editor:
         m_used = blend.prepare_mask(user_mask, dilate=p.dilate, feather=p.feather)
         hard = masks.as_bool(user_mask)
         empty, full_mask = not hard.any(), bool(hard.all())
-        needs_second = p.mask_mode in ("latent", "crop") and not empty and not full_mask
+        trained = p.mask_mode == "trained" and req.mask is not None and not empty
+        if p.mask_mode == "trained" and not self.takes_mask:
+            raise MaskPixError(NO_MASK_INPUT)
+        needs_second = trained or (p.mask_mode in ("latent", "crop") and not empty and not full_mask)
         reuse = req.baseline is not None
         if reuse and req.baseline.shape != orig.shape:
             raise ValueError(f"baseline {req.baseline.shape} does not match image {orig.shape}")
@@ -247,7 +302,10 @@ class Editor:
         t1 = time.perf_counter()
         if empty:
             edit = orig.copy()
-        elif p.mask_mode == "pixel" or full_mask:
+        elif trained:  # one mask-pipeline call, then the pixel composite (exact outside a hard mask)
+            edit, nsfw2, _ = self._edit_at(orig, p, prog, "trained", pipe_mask=m_used)
+            nsfw = nsfw or nsfw2
+        elif p.mask_mode in ("pixel", "trained") or full_mask:
             edit = baseline
         elif p.mask_mode == "latent":
             edit, nsfw2, _ = self._edit_at(orig, p, prog, "latent", mask=m_used > 0)

@@ -39,6 +39,7 @@ import numpy as np
 
 from maskpix_desktop.core import images, masks, metric_catalog, metrics
 from maskpix_desktop.core.blend import MASK_MODES
+from maskpix_desktop.core.editor import NO_MASK_INPUT
 from maskpix_desktop.core.errors import ImageLoadError, MaskPixError
 from maskpix_desktop.core.eval_store import (
     JsonlAppender,
@@ -57,7 +58,9 @@ log = logging.getLogger(__name__)
 
 #: The rows of an item: the unmasked IP2P baseline, then each mask mode.
 MODES = ("baseline", *MASK_MODES)
-MODE_LABELS = {"baseline": "IP2P baseline", "pixel": "pixel", "latent": "latent", "crop": "crop"}
+#: The rows run when no mode is named: all but ``trained``, which needs a mask checkpoint (``--ip2p``).
+DEFAULT_MODES = tuple(m for m in MODES if m != "trained")
+MODE_LABELS = {"baseline": "IP2P baseline", **{m: m for m in MASK_MODES}}
 FORMATS = ("pie", "magicbrush")
 PIE_SIZE = (512, 512)
 PIE_MAPPING = "mapping_file.json"
@@ -1167,7 +1170,7 @@ class RunOptions:
     dataset: Path
     out: Path
     fmt: str = "auto"
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = DEFAULT_MODES
     limit: int | None = None
     config: EvalConfig = field(default_factory=EvalConfig)
     models_dir: str | None = None
@@ -1368,6 +1371,8 @@ def _run_locked(
     if todo:  # IP2P only where there is work; the metric models also on the main process (its report)
         editor = service.editor()
         model_info["ip2p"] = editor.model_id
+        if "trained" in modes and not getattr(editor, "takes_mask", False):
+            raise MaskPixError(f"mode trained: {editor.model_id}: " + NO_MASK_INPUT)
     if todo or state.is_main_process:
         if opts.clip:
             scorers.clip = service.clip()

@@ -73,6 +73,7 @@ class LoadResult:
     ip2p: bool
     clip: str | None = None
     clip_error: str | None = None  # why CLIP metrics are unavailable (CLIP was asked for but failed)
+    editor_takes_mask: bool = False  # the loaded IP2P is a mask checkpoint: mask mode "trained" works
 
 
 #: A finished job's result: load -> LoadResult; segment -> SegmentResult (None for an encode-only job);

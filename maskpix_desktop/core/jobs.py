@@ -97,7 +97,7 @@ class EditParams:
     text_scale: float = 7.5
     image_scale: float = 1.5
     seed: int = 0
-    mask_mode: str = "pixel"
+    mask_mode: str = "pixel"  # one of core.blend.MASK_MODES ("trained" needs a mask checkpoint)
     long_side: int = 512
     dilate: int = 0
     feather: float = 0.0

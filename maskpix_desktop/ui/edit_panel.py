@@ -36,7 +36,13 @@ MODE_TIPS = {
     "pixel": "Edit the whole image, then keep the edit only inside the mask (outside = original, exactly).",
     "latent": "Pin the background latents to the source at every denoising step, then composite.",
     "crop": "Edit only the mask's padded bounding box at full working resolution, then paste back.",
+    "trained": "Give the mask to a mask-trained model (a MaskPix mask checkpoint), then composite as pixel.",
 }
+#: The ``trained`` item's tooltip while the loaded editor does not take a mask (the item is disabled).
+TRAINED_OFF_TIP = (
+    "Needs a MaskPix mask checkpoint: choose one as the InstructPix2Pix folder in Models and load it "
+    "(docs/TRAINING.md)."
+)
 
 
 def _int_spin(name: str, value: int, **kw) -> QSpinBox:
@@ -96,6 +102,7 @@ class EditPanel(QWidget):
                 self.mask_mode.count() - 1, MODE_TIPS[mode], Qt.ItemDataRole.ToolTipRole
             )
         self.mask_mode.setToolTip("\n".join(f"{m}: {t}" for m, t in MODE_TIPS.items()))
+        self.set_editor_takes_mask(False)  # until a load says the editor is a mask checkpoint
         self.dilate = _int_spin("dilate", 0, suffix=" px")
         self.dilate.setToolTip("Grow the mask before blending.")
         self.feather = _float_spin("feather", 2.0, singleStep=0.5, suffix=" px")
@@ -156,6 +163,22 @@ class EditPanel(QWidget):
         for combo in (self.long_side, self.mask_mode):
             combo.currentIndexChanged.connect(self.paramsChanged)
         self.poisson.toggled.connect(self.paramsChanged)
+
+    def set_editor_takes_mask(self, takes_mask: bool) -> None:
+        """Enable the ``trained`` mask mode only for an editor that takes a mask; tooltip says why not.
+
+        A current ``trained`` choice (e.g. from a project) is kept: the edit then says what to load."""
+        idx = self.mask_mode.findData("trained")
+        item = self.mask_mode.model().item(idx) if idx >= 0 else None
+        if item is None:
+            return
+        item.setEnabled(takes_mask)
+        item.setToolTip(MODE_TIPS["trained"] if takes_mask else TRAINED_OFF_TIP)
+
+    def trained_enabled(self) -> bool:
+        """Whether the ``trained`` item can be chosen now."""
+        idx = self.mask_mode.findData("trained")
+        return idx >= 0 and self.mask_mode.model().item(idx).isEnabled()
 
     # ------------------------------------------------------------------ params
     def randomize_seed(self) -> None:

@@ -598,6 +598,7 @@ class MainWindow(QMainWindow):
             self.client.set_service_factory(_service_factory(self.choice))
             self._want_models = True
             self._models_ready = False
+            self.edit_panel.set_editor_takes_mask(False)  # until the new editor says it takes a mask
             self._start_models()
 
     # ------------------------------------------------------------------ images
@@ -1354,6 +1355,8 @@ class MainWindow(QMainWindow):
             self._models_ready = True
             self.device_label.setText(info.device_label or info.device)
             self.model_label.setText(f"models: ready ({info.clip or 'no CLIP'})")
+            if info.ip2p:
+                self.edit_panel.set_editor_takes_mask(info.editor_takes_mask)
             if self.banner.isVisible() and self.banner.label.text() == self._model_banner_text:
                 self.banner.hide()  # the models are here now: the "missing" message is out of date
             if info.clip_error:

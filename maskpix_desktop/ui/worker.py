@@ -338,12 +338,13 @@ class _Worker(QObject):
         service = self._service_now(job)
         service.check(sam=wanted["sam"], ip2p=wanted["ip2p"])  # fail fast, before any slow load
         clip = None
+        takes_mask = False
         for i, name in enumerate(names):
             self._check(job, "Loading")
             if name == "sam":
                 service.segmenter()
             elif name == "ip2p":
-                service.editor()
+                takes_mask = bool(getattr(service.editor(), "takes_mask", False))
             else:
                 clip = service.clip()
             self._emit(job, MessageKind.PROGRESS, done=i + 1, total=len(names), stage=name)
@@ -356,6 +357,7 @@ class _Worker(QObject):
             ip2p=wanted["ip2p"],
             clip=None if clip is None else str(clip.name),
             clip_error=getattr(service, "clip_error", None) if wanted["clip"] else None,
+            editor_takes_mask=takes_mask,
         )
 
     def _segment(self, job: _Job, t0: float) -> SegmentResult | None:
