@@ -17,9 +17,13 @@ def main(argv: list[str] | None = None) -> int:
         return self_test([a for a in argv if a != "--self-test"])
     try:
         from maskpix_desktop.ui.app import run_app
-    except ImportError:
-        print("The MaskPix desktop window is coming in the next release; use maskpix-cli meanwhile.")
-        return 0
+    except ImportError as exc:  # a broken install (e.g. PySide6 missing): say what is missing, fail
+        print(
+            f"MaskPix cannot start its window: {exc}. Reinstall MaskPix (pip install maskpix-desktop) "
+            "or run 'maskpix --self-test' to see which part is missing; maskpix-cli works without it.",
+            file=sys.stderr,
+        )
+        return 1
     return run_app(argv)
 
 
