@@ -1,4 +1,4 @@
-"""Edit-quality metrics against the original image, on the user's mask M (DESIGN.md section 2).
+"""Edit-quality metrics against the original image, on the user's mask M (docs/MATHS.md).
 
 Conventions:
 - images are HxWx3 uint8 RGB; masks are HxW bool or float (a pixel is inside M when its value >= 0.5);
