@@ -1,6 +1,6 @@
 """Compositing: the pixel blend, the per-step latent blend, crop paste-back and Poisson seams.
 
-Maths as in DESIGN.md section 2. Everything here is array-in / array-out; torch is only imported by
+Maths in docs/MATHS.md. Everything here is array-in / array-out; torch is only imported by
 :class:`LatentBlender`, which runs inside the diffusers step callback.
 """
 

@@ -218,12 +218,12 @@ _imports_done = False
 def preload_model_libraries(cancel: threading.Event | None = None) -> None:
     """Import the model libraries once, with the cyclic GC paused, then ``gc.freeze()`` what exists.
 
-    The worker calls this before building its first service. These imports create about 300,000
-    objects, and the full collections they trigger hold the GIL for 100-400 ms each: the GUI thread
-    froze during the first load. Module objects live as long as the process, so freezing them only
-    keeps later full collections short (frozen objects are still freed by reference counting).
-    ``import torch`` itself holds the GIL for ~0.3 s in its C initialisation; to avoid even that hitch,
-    call this on the GUI thread at start-up, before the main window shows.
+    The worker calls this before building its first service. These imports create hundreds of thousands
+    of objects, and the full collections they trigger hold the GIL long enough to freeze the GUI thread.
+    Module objects live as long as the process, so freezing them only keeps later full collections short
+    (frozen objects are still freed by reference counting). ``import torch`` itself holds the GIL in its C
+    initialisation; to avoid even that hitch, call this on the GUI thread at start-up, before the main
+    window shows.
     """
     global _imports_done
     with _imports_lock:
