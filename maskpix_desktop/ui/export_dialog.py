@@ -58,6 +58,10 @@ DEFAULT_PATTERN = "{stem}_{item}"
 WAIT_TEXT = "Please wait: the dialog closes when the files are written."
 
 
+#: The folder field grows to show the whole path, up to this width.
+MAX_FOLDER_FIELD_PX = 900
+
+
 def _ask_overwrite(parent: QWidget, names: list[str]) -> bool:
     """Default overwrite question (QMessageBox); True = replace."""
     n = len(names)
@@ -121,6 +125,11 @@ class ExportDialog(QDialog):
 
         self.folder_edit = QLineEdit(str(default_dir))
         self.folder_edit.textChanged.connect(self._update_preview)
+        self.folder_edit.textChanged.connect(self.folder_edit.setToolTip)
+        self.folder_edit.setToolTip(str(default_dir))
+        # wide enough for the whole default path (up to a screen's worth), so the user sees where it goes
+        text_width = self.folder_edit.fontMetrics().horizontalAdvance(str(default_dir))
+        self.folder_edit.setMinimumWidth(min(text_width + 24, MAX_FOLDER_FIELD_PX))
         self.browse_button = QPushButton("Browse…")
         self.browse_button.clicked.connect(self._browse)
         folder_row = QHBoxLayout()

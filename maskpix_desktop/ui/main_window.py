@@ -43,7 +43,7 @@ from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.jobs import EditParams, EditRequest
 from maskpix_desktop.core.service import ModelChoice, models_dir_in_effect
 from maskpix_desktop.paths import resources_dir
-from maskpix_desktop.ui import questions
+from maskpix_desktop.ui import folders, questions
 from maskpix_desktop.ui.canvas import ImageCanvas, Prompts
 from maskpix_desktop.ui.document import check_params, check_session
 from maskpix_desktop.ui.edit_panel import EditPanel
@@ -815,9 +815,10 @@ class MainWindow(QMainWindow):
     def open_project_dialog(self) -> None:
         if not self.keep_work_before("opening a project"):
             return
-        start = str(self.project_path.parent) if self.project_path else str(Path.home())
+        start = str(self.project_path.parent if self.project_path else folders.project_dir(self.settings))
         path, _ = QFileDialog.getOpenFileName(self, "Open project", start, PROJECT_FILTER)
         if path:
+            folders.remember(self.settings, folders.PROJECT_KEY, Path(path).parent)
             self.open_project(path, wait=False, ask=False)
 
     def open_project(
@@ -895,13 +896,13 @@ class MainWindow(QMainWindow):
         return self.write_project(self.project_path, wait=wait)
 
     def save_project_as(self, *, wait: bool = True) -> bool:
-        start = self.project_path or (
-            self.image_path.with_suffix(sessions.PROJECT_SUFFIX) if self.image_path else Path.home()
-        )
+        stem = self.image_path.stem if self.image_path else "untitled"
+        start = self.project_path or folders.project_dir(self.settings) / (stem + sessions.PROJECT_SUFFIX)
         path, _ = QFileDialog.getSaveFileName(self, "Save project", str(start), PROJECT_FILTER)
         if not path:
             return False
         path = Path(path)
+        folders.remember(self.settings, folders.PROJECT_KEY, path.parent)
         if path.suffix.lower() != sessions.PROJECT_SUFFIX:
             path = path.with_name(path.name + sessions.PROJECT_SUFFIX)
         return self.write_project(path, wait=wait)
@@ -1315,16 +1316,14 @@ class MainWindow(QMainWindow):
             return
         from maskpix_desktop.ui.export_dialog import ExportDialog
 
-        here = self.image_path.parent if self.image_path is not None else None
-        if here is None or not here.is_dir():  # e.g. a project made on another machine
-            here = self.project_path.parent if self.project_path is not None else Path.home()
-        default = self.settings.value("export/dir") or str(here / "maskpix-exports")
         stem = self.image_path.stem if self.image_path is not None else "image"
-        dlg = ExportDialog(result, Path(default), self, stem=stem)
+        dlg = ExportDialog(result, folders.export_dir(self.settings), self, stem=stem)
         if dlg.exec() and dlg.exported_paths:
             folder = next(iter(dlg.exported_paths.values())).parent
-            self.settings.setValue("export/dir", str(folder))
-            self.statusBar().showMessage(f"Exported {len(dlg.exported_paths)} files to {folder}", 8000)
+            folders.remember(self.settings, folders.EXPORT_KEY, folder)
+            text = f"Exported {len(dlg.exported_paths)} files to {folder}"
+            self.statusBar().showMessage(text, 8000)
+            self.banner.show_message(text, "info", "Open folder", lambda: folders.open_folder(folder))
 
     # ------------------------------------------------------------------ messages
     def _on_message(self, msg: JobMessage) -> None:
