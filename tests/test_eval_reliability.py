@@ -19,7 +19,7 @@ import pytest
 from maskpix_desktop.cli import main
 from maskpix_desktop.core import evaluation as ev
 from maskpix_desktop.core import images
-from maskpix_desktop.core.eval_store import OutputLock
+from maskpix_desktop.core.evaluation.store import OutputLock
 from maskpix_desktop.testing.eval_data import make_magicbrush_folder, make_pie_folder
 
 FAST = ["--long-side", "64", "--steps", "2", "--threads", "1", "--device", "cpu", "--no-progress"]

@@ -15,6 +15,7 @@ from maskpix_desktop.core import evaluation as ev
 from maskpix_desktop.core import export
 from maskpix_desktop.core import metric_catalog as mc
 from maskpix_desktop.core import metrics as mx
+from maskpix_desktop.core.evaluation import plots as ev_plots
 from maskpix_desktop.testing.tiny_clip import build_tiny_clip
 
 
@@ -148,10 +149,11 @@ def test_a_patched_catalogue_entry_shows_in_ui_table_csv_report_and_browser(
     assert export.metrics_csv({"baseline": {"leakage_mean": 1.0}}).splitlines()[0] == "variant,leakage_mean"
 
     # Evaluation report: column header and summary direction.
-    monkeypatch.setattr(ev, "plot_distributions", lambda *a, **k: None)
+    monkeypatch.setattr(ev_plots, "plot_distributions", lambda *a, **k: None)  # report.py calls it there
     out = tmp_path / "run"
     out.mkdir()
     ev.write_report(out, _eval_rows(), modes=("baseline", "pixel"), meta={"format": "pie"}, grid_items=0)
+    assert not (out / "distributions.png").exists()  # the patched plot ran instead of matplotlib
     md = (out / "summary.md").read_text(encoding="utf-8")
     assert "| Spill ↑ |" in md and "Leakage ↓" not in md
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))

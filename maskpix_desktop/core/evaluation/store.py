@@ -1,4 +1,5 @@
-"""The evaluation's on-disk state: append-only JSONL result rows and the OS lock on an output folder.
+"""The evaluation's on-disk state: append-only JSONL result rows (one ``shard-{rank}.jsonl`` per process,
+then the merged ``results.jsonl``), the output folder's file names and its OS lock.
 
 Qt-free and torch-free. Rows are read tolerantly: a torn last line (a kill mid-write, even inside a
 multi-byte UTF-8 character), a line that is not UTF-8 or not JSON, and a row whose fields have the wrong
@@ -14,6 +15,7 @@ import math
 import os
 import socket
 import time
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,6 +26,15 @@ from maskpix_desktop.core.session.locks import try_lock
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "eval.lock"
+RESULTS_JSONL = "results.jsonl"
+RESULTS_CSV = "results.csv"
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+PLOT_PNG = "distributions.png"
+GRID_PNG = "grid.png"
+CONFIG_JSON = "eval-config.json"
+ITEMS_DIR = "items"
+SHARD_GLOB = "shard-*.jsonl"
 
 # field -> the JSON types it may have (None: null allowed); "item", "mode" are required.
 _ROW_FIELDS: dict[str, tuple[type | None, ...]] = {
@@ -242,12 +253,49 @@ def _owner(path: Path) -> str:
         return f"its lock file is {path}"
 
 
+def shard_path(out_dir: Path, rank: int) -> Path:
+    return Path(out_dir) / f"shard-{rank}.jsonl"
+
+
+def all_rows(out_dir: Path) -> list[dict[str, Any]]:
+    """Every row in the folder: the merged results first, then each shard (any number of them)."""
+    out_dir = Path(out_dir)
+    rows = read_rows(out_dir / RESULTS_JSONL)
+    for path in sorted(out_dir.glob(SHARD_GLOB)):
+        rows += read_rows(path)
+    return rows
+
+
+def done_keys(out_dir: Path, *, retry_errors: bool = False) -> set[tuple[str, str]]:
+    """(item, mode) pairs already finished in any shard (error rows too, unless ``retry_errors``)."""
+    return done_in(all_rows(out_dir), retry_errors)
+
+
+def done_in(rows: Iterable[dict[str, Any]], retry_errors: bool) -> set[tuple[str, str]]:
+    ok = ("ok",) if retry_errors else ("ok", "error")
+    return {(r["item"], r["mode"]) for r in rows if r.get("status") in ok}
+
+
 __all__ = [
+    "CONFIG_JSON",
+    "GRID_PNG",
+    "ITEMS_DIR",
+    "LOCK_NAME",
+    "PLOT_PNG",
+    "RESULTS_CSV",
+    "RESULTS_JSONL",
+    "SHARD_GLOB",
+    "SUMMARY_JSON",
+    "SUMMARY_MD",
     "JsonlAppender",
     "OutputLock",
+    "all_rows",
+    "done_in",
+    "done_keys",
     "json_kind",
     "read_rows",
     "repair_tail",
     "row_from_json",
     "row_to_json",
+    "shard_path",
 ]
