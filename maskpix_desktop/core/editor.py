@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from maskpix_desktop.core import blend, images, masks, models
+from maskpix_desktop.core import blend, editor_families, images, masks, models
 from maskpix_desktop.core.errors import (
     Cancelled,
     MaskPixError,
@@ -25,7 +25,11 @@ from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 log = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, int, str], None]
-"""on_step(done, total, stage) — called after every denoising step."""
+"""on_step(done, total, stage) — called after every denoising step, and once as each later stage begins
+(``POST_STAGES``: done unchanged), so a progress bar never sits at "step N/N" unlabelled."""
+
+#: Stages after the denoising steps, in order: resize to full size (after each run), blend, seam.
+POST_STAGES = ("resize", "blend", "seam")
 
 NO_MASK_INPUT = (
     "the loaded editor does not take a mask; load a MaskPix mask checkpoint (docs/TRAINING.md) "
@@ -52,6 +56,12 @@ class _Progress:
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("Edit cancelled.")
 
+    def stage(self, name: str) -> None:
+        """Report that a stage after the denoising steps begins (``POST_STAGES``)."""
+        self.check()
+        if self.on_step is not None:
+            self.on_step(self.done, self.total, name)
+
     def callback(self, stage: str) -> Callable[[Any, int, Any, dict], dict]:
         """A diffusers ``callback_on_step_end`` reporting progress and raising :class:`Cancelled`."""
 
@@ -70,6 +80,14 @@ def _takes_mask(pipe: Any) -> bool:
     from maskpix_desktop.core.maskcond.pipeline import MaskPix2PixPipeline
 
     return isinstance(pipe, MaskPix2PixPipeline) and getattr(pipe.unet.config, "in_channels", 8) == 9
+
+
+def _family_of(pipe: Any) -> str:
+    """The editor family of a pipeline object, from its class (or a base class) name."""
+    for cls in type(pipe).__mro__:
+        if cls.__name__ in editor_families.CLASS_FAMILY:
+            return editor_families.CLASS_FAMILY[cls.__name__]
+    return "ip2p"
 
 
 def _diffusers_takes_dtype() -> bool:
@@ -97,6 +115,7 @@ class Editor:
         self.fingerprint = fingerprint
         self._torch = torch
         self.takes_mask = _takes_mask(pipe)
+        self.family = _family_of(pipe)
         self.last_latent_blend: blend.LatentBlender | None = None  # kept for tests and the benchmark
 
     @classmethod
@@ -110,7 +129,9 @@ class Editor:
     ) -> Editor:
         """Load IP2P from a local diffusers folder or a Hugging Face id (offline-safe).
 
-        A MaskPix mask checkpoint folder (``maskpix_conditioning.json``) loads as a mask pipeline.
+        The editor family comes from ``model_index.json`` (core/editor_families); a family this version
+        does not run raises :class:`WeightsError` before diffusers is asked. A MaskPix mask checkpoint
+        folder (``maskpix_conditioning.json``) loads as a mask pipeline.
         """
         import torch
         from diffusers import StableDiffusionInstructPix2PixPipeline
@@ -118,6 +139,9 @@ class Editor:
         from maskpix_desktop.core.maskcond.model import is_mask_checkpoint, load_mask_pipeline
 
         path_or_id, local_only = models.resolve_ip2p(None if source is None else str(source), models_dir)
+        family = editor_families.detect_family(str(path_or_id), local_only)
+        if family is not None:
+            editor_families.require_supported(family, path_or_id)
         dev = models.resolve_device(device)
         dtype = models.default_dtype(dev, precision)
         local = Path(str(path_or_id))
@@ -242,6 +266,7 @@ class Editor:
             blender = blend.LatentBlender(src, noise, m_lat, inner=prog.callback(stage))
             self.last_latent_blend = blender
             arr, nsfw = self._ip2p(lat, p, blender)
+        prog.stage("resize")
         full = images.resize_image(arr, (h, w), resample="lanczos")
         return full, nsfw, (wh, ww)
 
@@ -316,8 +341,10 @@ class Editor:
             patch, nsfw2, _ = self._edit_at(win.cut(orig), p, prog, "crop")
             edit = win.paste(orig, patch)
             nsfw = nsfw or nsfw2
+        prog.stage("blend")
         blended = blend.composite(orig, edit, m_used)
         if p.seam == "poisson" and not empty:
+            prog.stage("seam")
             blended = blend.poisson_seam(orig, blended, m_used)
         self._sync()
         timings["blend_s"] = time.perf_counter() - t1
@@ -333,6 +360,7 @@ class Editor:
             model={
                 "ip2p": self.model_id,
                 "ip2p_fingerprint": self.fingerprint,
+                "editor_family": self.family,
                 "device": self.device,
                 "dtype": str(self.dtype).replace("torch.", ""),
             },
