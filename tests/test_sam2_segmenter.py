@@ -14,7 +14,7 @@ import torch
 from maskpix_desktop.core import models
 from maskpix_desktop.core.errors import DownloadError, MissingWeightsError, WeightsError
 from maskpix_desktop.core.sam2_arch import SAM2_SIZES, detect_family, detect_sam2_type, sam2_config
-from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter
+from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter, _single_channel_exact
 from maskpix_desktop.core.service import SAM2_VARIANTS, ModelChoice, ModelService
 from maskpix_desktop.testing.tiny_sam2 import build_tiny_sam2, save_tiny_sam2
 
@@ -124,7 +124,10 @@ def test_sam2_clicks_equal_reference_with_embeddings_passed_and_encode_once(tiny
                 np.asarray(p["box"], np.float32) if "box" in p else None,
                 multimask=p["multimask"],
             )
-            assert res.computed() == [res.best]
+            # Only the best mask is upscaled up front where that gives the same bits; whether it does
+            # depends on the thread count and CPU kernels, which the engine probes (as here).
+            lazy = _single_channel_exact(len(res), torch.get_num_threads(), seg.low_res_size)
+            assert res.computed() == ([res.best] if lazy else list(range(len(res))))
             assert_same(res, reference(model, processor, image, embeddings=first["embeddings"], **p))
         assert len(runs) == 2 and seg.encoder_calls == 1
     finally:

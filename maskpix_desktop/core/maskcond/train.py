@@ -170,7 +170,18 @@ def micro_loss(
 def train(
     cfg: TrainConfig, items: Sequence[Any], *, resume: bool = True, stop_after: int | None = None
 ) -> TrainResult:
-    """Run (or resume) training on ``items``; ``stop_after`` ends the process early (tests: a "kill")."""
+    """Run (or resume) training on ``items``; ``stop_after`` ends the process early (tests: a "kill").
+
+    ``cfg.cpu_threads`` applies for the run only: the caller's torch thread count is restored after it.
+    """
+    threads = torch.get_num_threads()
+    try:
+        return _train(cfg, items, resume=resume, stop_after=stop_after)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, items: Sequence[Any], *, resume: bool, stop_after: int | None) -> TrainResult:
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
