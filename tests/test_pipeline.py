@@ -242,7 +242,7 @@ def test_run_edit_metrics_of_both_views_and_provenance_without_clip() -> None:
     result = run_edit(
         _Editor(), _small_request(), model_info=lambda: {"device": 1}, progress=lambda *a: steps.append(a)
     )
-    assert steps == [(1, 1, "baseline")] and set(result.metrics) == {"baseline", "blended"}
+    assert steps == [(1, 1, "baseline"), (1, 1, "metrics")] and set(result.metrics) == {"baseline", "blended"}
     assert result.metrics["baseline"]["leakage_mean"] == 0.0 and result.metrics["blended"]["leakage_mean"] > 0
     assert result.model == {"device": "1"} and "clip_score" not in result.metrics["blended"]
     assert run_edit(_Editor(), _small_request(), metrics=False).metrics == {}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from maskpix_desktop.core.editor import POST_STAGES
 from maskpix_desktop.core.errors import Cancelled, free_cuda_memory, is_out_of_memory
 from maskpix_desktop.core.jobs import EditRequest, EditResult
 from maskpix_desktop.core.protocols import EditEngine, Progress
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     from maskpix_desktop.core.metrics import ClipScorer
 
 log = logging.getLogger(__name__)
+
+#: The stage reported as the metrics begin; ``FINISHING_STAGES``: every stage after the denoising steps.
+METRICS_STAGE = "metrics"
+FINISHING_STAGES = (*POST_STAGES, METRICS_STAGE)
 
 
 def run_edit(
@@ -48,11 +53,20 @@ def run_edit(
     failure never loses the edit: it is logged and recorded as ``model["metrics_error"]``, unless
     ``strict`` (then it raises). Raises :class:`Cancelled` when ``cancel`` is set once the edit returns.
     """
-    result = editor.run(request, on_step=progress, cancel=cancel)
+    last = [0, 0]  # the editor's last (done, total): the "metrics" stage reports the same numbers
+
+    def on_step(done: int, total: int, stage: str) -> None:
+        last[:] = [done, total]
+        if progress is not None:
+            progress(done, total, stage)
+
+    result = editor.run(request, on_step=on_step, cancel=cancel)
     if cancel is not None and cancel.is_set():
         raise Cancelled("Edit cancelled.")
     if not metrics:
         return result
+    if progress is not None:
+        progress(last[0], last[1], METRICS_STAGE)
     from maskpix_desktop.core.metrics import compare, metrics_provenance
 
     model = dict(result.model)

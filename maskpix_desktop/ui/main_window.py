@@ -75,6 +75,13 @@ ENV_AUTOSAVE_MS = "MASKPIX_AUTOSAVE_MS"  # tests and power users: the autosave d
 #: While changes keep coming (the debounce keeps restarting), an autosave still runs this long after the
 #: first change it has not saved: continuous painting never loses more than about this much work.
 AUTOSAVE_MAX_DELAY_MS = 10_000
+#: The progress bar's words for the stages after the denoising steps (core.editor.POST_STAGES, metrics).
+STAGE_TEXT = {
+    "resize": "resizing to full size",
+    "blend": "blending into the photo",
+    "seam": "smoothing the seam",
+    "metrics": "computing metrics",
+}
 ENV_AUTOSAVE_MAX_MS = "MASKPIX_AUTOSAVE_MAX_MS"
 
 
@@ -1388,12 +1395,16 @@ class MainWindow(QMainWindow):
         panel = self.edit_panel
         if msg.kind is MessageKind.STARTED:
             panel.progress.setFormat("encoding…")
+        elif msg.kind is MessageKind.PROGRESS and msg.stage in STAGE_TEXT:  # after the denoising steps
+            panel.set_progress(msg.done, msg.total)
+            panel.progress.setFormat(f"{STAGE_TEXT[msg.stage]}… · step {msg.done}/{msg.total}")
         elif msg.kind is MessageKind.PROGRESS:
             panel.set_progress(msg.done, msg.total, msg.eta_s, msg.stage)
         elif msg.kind is MessageKind.FINISHED:
             panel.set_running(False)
             self._edit_job = 0
-            result = msg.result
+            # the whole job as the user waited for it (models, steps, resize, blend, seam, metrics)
+            result = replace(msg.result, timings={**msg.result.timings, "job_s": msg.seconds})
             _freeze(result)
             self.results.add_result(result)
             self._changed()

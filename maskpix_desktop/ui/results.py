@@ -462,7 +462,7 @@ class ResultsPanel(QWidget):
     def _history_item(self, index: int, result: EditResult) -> QListWidgetItem:
         p = result.request.params
         text = f"#{index + 1}  {p.instruction}  · {p.mask_mode} · seed {p.seed}"
-        total = result.timings.get("total_s")
+        total = result.timings.get("job_s", result.timings.get("total_s"))  # job_s: the whole job
         if total is not None:
             text += f" · {total:.1f}s"
         item = QListWidgetItem(text)
