@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from maskpix_desktop.core import editor_families
-from maskpix_desktop.core.editor import Editor
-from maskpix_desktop.core.errors import WeightsError
+from maskpix_desktop.core import editor_families, images
+from maskpix_desktop.core.editor import POST_STAGES, Editor
+from maskpix_desktop.core.errors import Cancelled, MaskPixError, WeightsError
+from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
+
+H, W = 96, 128  # a multiple of 8 below long_side 512: the working size is the image size
+STEPS = 3
+SEED = 5
+INSTRUCTION = "make it look like winter"
 
 
 def _index(folder: Path, class_name: object) -> Path:
@@ -114,3 +123,145 @@ def test_load_unknown_pipeline_names_the_families(tmp_path, tiny_ip2p_dir):
 
 def test_loaded_ip2p_editor_records_its_family(editor):
     assert editor.family == "ip2p"
+
+
+# ------------------------------------------------------------------------------ ip2p_xl (SDXL IP2P)
+
+
+def _params(**kw) -> EditParams:
+    base = {"instruction": INSTRUCTION, "steps": STEPS, "seed": SEED}
+    base.update(kw)
+    return EditParams(**base)
+
+
+def _rect_mask(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    m = np.zeros((H, W), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+@pytest.fixture(scope="module")
+def xl_dir(tmp_path_factory) -> Path:
+    from maskpix_desktop.testing.tiny_ip2p_xl import save_tiny_ip2p_xl
+
+    return save_tiny_ip2p_xl(tmp_path_factory.mktemp("tiny_xl") / "tiny-ip2p-xl", seed=0)
+
+
+@pytest.fixture(scope="module")
+def xl_editor(xl_dir) -> Editor:
+    return Editor.load(str(xl_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def xl_image(rng_image) -> np.ndarray:
+    return rng_image(H, W, seed=3)
+
+
+@pytest.fixture(scope="module")
+def xl_base(xl_editor, xl_image) -> EditResult:
+    return xl_editor.run(EditRequest(xl_image, mask=None, params=_params()))
+
+
+def test_xl_folder_loads_as_ip2p_xl(xl_dir, xl_editor, xl_base):
+    from diffusers import StableDiffusionXLInstructPix2PixPipeline
+
+    assert editor_families.folder_family(xl_dir) == "ip2p_xl"
+    assert isinstance(xl_editor.pipe, StableDiffusionXLInstructPix2PixPipeline)
+    assert xl_editor.family == "ip2p_xl" and not xl_editor.takes_mask
+    assert xl_base.model["editor_family"] == "ip2p_xl" and xl_base.model["ip2p"] == str(xl_dir)
+
+
+def test_xl_baseline_equals_plain_diffusers_bit_for_bit(xl_dir, xl_image, xl_base):
+    from diffusers import StableDiffusionXLInstructPix2PixPipeline
+
+    pipe = StableDiffusionXLInstructPix2PixPipeline.from_pretrained(str(xl_dir))
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(
+        prompt=INSTRUCTION,
+        image=images.to_pil(xl_image),
+        height=H,
+        width=W,
+        num_inference_steps=STEPS,
+        guidance_scale=7.5,
+        image_guidance_scale=1.5,
+        generator=torch.Generator("cpu").manual_seed(SEED),
+    ).images[0]
+    ref = np.asarray(out)
+    assert xl_base.working_size == (H, W) and xl_base.baseline.shape == (H, W, 3)
+    np.testing.assert_array_equal(xl_base.baseline, ref)
+    np.testing.assert_array_equal(xl_base.blended, ref)
+    assert not np.array_equal(ref, xl_image)
+
+
+def test_xl_pixel_mode_hard_mask_is_exact(xl_editor, xl_image, xl_base):
+    m = _rect_mask(24, 72, 32, 96)
+    steps: list[tuple[int, int, str]] = []
+    res = xl_editor.run(
+        EditRequest(xl_image, mask=m, params=_params(mask_mode="pixel")), on_step=lambda *a: steps.append(a)
+    )
+    np.testing.assert_array_equal(res.baseline, xl_base.baseline)
+    np.testing.assert_array_equal(res.blended[~m], xl_image[~m])
+    np.testing.assert_array_equal(res.blended[m], xl_base.baseline[m])
+    denoising = [c for c in steps if c[2] not in POST_STAGES]
+    assert denoising == [(i, STEPS, "baseline") for i in range(1, STEPS + 1)]
+
+
+def test_xl_latent_mode_pins_latent_background_and_pixels(xl_editor, xl_image, xl_base):
+    m = _rect_mask(32, 64, 40, 88)
+    steps: list[tuple[int, int, str]] = []
+    res = xl_editor.run(
+        EditRequest(xl_image, mask=m, params=_params(mask_mode="latent")), on_step=lambda *a: steps.append(a)
+    )
+    assert [s[2] for s in steps if s[2] not in POST_STAGES] == ["baseline"] * STEPS + ["latent"] * STEPS
+    lb = xl_editor.last_latent_blend
+    assert lb is not None and lb.final is not None
+    m_lat = lb.m.expand_as(lb.final)
+    assert m_lat.shape[-2:] == (H // 8, W // 8)
+    outside = m_lat == 0
+    assert outside.any() and (m_lat == 1).any()
+    assert torch.equal(lb.final[outside], lb.src[outside])
+    with torch.inference_mode():
+        mode = xl_editor.encode_image(xl_image)
+    torch.testing.assert_close(lb.src, mode * xl_editor.pipe.vae.config.scaling_factor, rtol=0, atol=0)
+    np.testing.assert_array_equal(res.baseline, xl_base.baseline)
+    np.testing.assert_array_equal(res.blended[~m], xl_image[~m])
+    np.testing.assert_array_equal(res.blended[m], res.edit[m])
+    assert not np.array_equal(res.edit, xl_base.baseline)
+
+
+def test_xl_crop_mode_keeps_outside_exact(xl_editor, xl_image):
+    m = _rect_mask(40, 56, 48, 72)
+    res = xl_editor.run(EditRequest(xl_image, mask=m, params=_params(mask_mode="crop")))
+    np.testing.assert_array_equal(res.blended[~m], xl_image[~m])
+    assert not np.array_equal(res.blended[m], xl_image[m])
+
+
+def test_xl_latent_mode_refuses_higher_order_scheduler(xl_editor, xl_image, monkeypatch):
+    monkeypatch.setattr(xl_editor.pipe.scheduler, "order", 2)
+    with pytest.raises(MaskPixError, match="latent mode needs a first-order scheduler"):
+        req = EditRequest(xl_image, mask=_rect_mask(8, 40, 8, 40), params=_params(mask_mode="latent"))
+        xl_editor.run(req)
+
+
+def test_xl_cancel_from_step_callback(xl_editor, xl_image, xl_base):
+    cancel = threading.Event()
+    calls: list[int] = []
+
+    def on_step(done: int, total: int, stage: str) -> None:
+        if stage in POST_STAGES:
+            return
+        calls.append(done)
+        if done == 1:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        xl_editor.run(EditRequest(xl_image, mask=None, params=_params()), on_step=on_step, cancel=cancel)
+    assert calls == [1]
+    again = xl_editor.run(EditRequest(xl_image, mask=None, params=_params()))
+    np.testing.assert_array_equal(again.baseline, xl_base.baseline)
+
+
+def test_xl_trained_mode_is_refused_clearly(xl_editor, xl_image):
+    with pytest.raises(MaskPixError, match="does not take a mask"):
+        req = EditRequest(xl_image, mask=_rect_mask(8, 40, 8, 40), params=_params(mask_mode="trained"))
+        xl_editor.run(req)

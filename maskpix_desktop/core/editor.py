@@ -98,7 +98,11 @@ def _diffusers_takes_dtype() -> bool:
 
 
 class Editor:
-    """Owns one ``StableDiffusionInstructPix2PixPipeline``; ndarray in, :class:`EditResult` out.
+    """Owns one InstructPix2Pix pipeline; ndarray in, :class:`EditResult` out.
+
+    ``family`` (core/editor_families): ``ip2p`` is ``StableDiffusionInstructPix2PixPipeline`` (SD 1.5),
+    ``ip2p_xl`` is ``StableDiffusionXLInstructPix2PixPipeline`` (sdxl-instructpix2pix, CosXL-Edit), whose
+    call takes a legacy ``callback(step, t, latents)`` and an explicit output size.
 
     ``takes_mask``: the pipeline is a mask checkpoint's :class:`~.maskcond.pipeline.MaskPix2PixPipeline`
     (a 9-channel UNet), so mask mode ``trained`` can give it the mask.
@@ -134,7 +138,7 @@ class Editor:
         folder (``maskpix_conditioning.json``) loads as a mask pipeline.
         """
         import torch
-        from diffusers import StableDiffusionInstructPix2PixPipeline
+        from diffusers import StableDiffusionInstructPix2PixPipeline, StableDiffusionXLInstructPix2PixPipeline
 
         from maskpix_desktop.core.maskcond.model import is_mask_checkpoint, load_mask_pipeline
 
@@ -160,33 +164,31 @@ class Editor:
         else:
             variants = ["fp16", None] if dtype == torch.float16 else [None]
         dtype_key = "dtype" if _diffusers_takes_dtype() else "torch_dtype"
-        kwargs: dict[str, Any] = {
-            dtype_key: dtype,
-            "local_files_only": local_only,
-            "safety_checker": None,
-            "requires_safety_checker": False,
-        }
+        kwargs: dict[str, Any] = {dtype_key: dtype, "local_files_only": local_only}
+        pipe_cls: Any = StableDiffusionXLInstructPix2PixPipeline
+        label = "SDXL InstructPix2Pix"
+        if family != "ip2p_xl":
+            pipe_cls, label = StableDiffusionInstructPix2PixPipeline, "InstructPix2Pix"
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
         pipe = None
         for i, variant in enumerate(variants):
             try:
-                pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
-                    path_or_id, variant=variant, **kwargs
-                )
+                pipe = pipe_cls.from_pretrained(path_or_id, variant=variant, **kwargs)
                 break
             except (OSError, ValueError) as exc:
                 if i + 1 < len(variants):
                     continue
                 if local_only and not local.exists():
                     raise MissingWeightsError("ip2p", path_or_id, "maskpix-cli models download ip2p") from exc
-                raise WeightsError(f"Could not load InstructPix2Pix from {path_or_id}: {exc}") from exc
+                raise WeightsError(f"Could not load {label} from {path_or_id}: {exc}") from exc
             except Exception as exc:  # diffusers raises many types for broken folders
-                raise WeightsError(f"Could not load InstructPix2Pix from {path_or_id}: {exc}") from exc
+                raise WeightsError(f"Could not load {label} from {path_or_id}: {exc}") from exc
         assert pipe is not None
         try:
             pipe = pipe.to(dev)
         except Exception as exc:
             if _is_oom(exc):
-                raise OutOfMemoryError(f"Not enough {dev} memory to load InstructPix2Pix.") from exc
+                raise OutOfMemoryError(f"Not enough {dev} memory to load {label}.") from exc
             raise
         fingerprint = models.file_fingerprint(local) if local.exists() else str(path_or_id)
         return cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
@@ -197,11 +199,38 @@ class Editor:
             self._torch.cuda.synchronize()
 
     def encode_image(self, image: np.ndarray) -> Any:
-        """Unscaled VAE posterior mode of ``image`` (HxWx3 uint8), exactly as the pipeline computes it."""
+        """Unscaled VAE posterior mode of ``image`` (HxWx3 uint8), exactly as the pipeline computes it.
+
+        SDXL's fp16 VAE overflows, so for ``ip2p_xl`` it encodes in float32 as the XL pipeline does.
+        """
+        torch = self._torch
         pipe = self.pipe
+        vae = pipe.vae
         x = pipe.image_processor.preprocess(images.to_pil(image))
         x = x.to(device=pipe.device, dtype=pipe.text_encoder.dtype)
-        return pipe.vae.encode(x).latent_dist.mode()
+        upcast = (
+            self.family == "ip2p_xl"
+            and vae.dtype == torch.float16
+            and bool(getattr(vae.config, "force_upcast", False))
+        )
+        if not upcast:
+            return vae.encode(x).latent_dist.mode()
+        vae.to(dtype=torch.float32)
+        try:
+            return vae.encode(x.float()).latent_dist.mode().to(torch.float16)
+        finally:
+            vae.to(dtype=torch.float16)
+
+    def source_latents(self, mode: Any) -> Any:
+        """The denoiser's latent space for a posterior mode: what the pipeline's decode inverts."""
+        cfg = self.pipe.vae.config
+        mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
+        if mean is None or std is None:
+            return mode * cfg.scaling_factor
+        shape = (1, len(mean), 1, 1)
+        m = self._torch.tensor(mean).view(shape).to(mode.device, mode.dtype)
+        s = self._torch.tensor(std).view(shape).to(mode.device, mode.dtype)
+        return (mode - m) * cfg.scaling_factor / s
 
     def _generator(self, seed: int) -> Any:
         return self._torch.Generator(device="cpu").manual_seed(int(seed))
@@ -222,6 +251,12 @@ class Editor:
             extra["mask"] = mask
         elif mask is not None:
             raise MaskPixError(NO_MASK_INPUT)
+        if self.family == "ip2p_xl":  # no callback_on_step_end; the size must be given (default 1024)
+            f = self.pipe.vae_scale_factor
+            h, w = int(image_latents.shape[-2]) * f, int(image_latents.shape[-1]) * f
+            extra.update(height=h, width=w, callback=self._legacy_callback(callback), callback_steps=1)
+        else:
+            extra["callback_on_step_end"] = callback
         out = self.pipe(
             prompt=p.instruction,
             image=image_latents,
@@ -231,12 +266,25 @@ class Editor:
             negative_prompt=p.negative_prompt or None,
             generator=self._generator(p.seed),
             output_type="np",
-            callback_on_step_end=callback,
             **extra,
         )
         arr = np.clip(np.rint(out.images[0] * 255), 0, 255).astype(np.uint8)
-        nsfw = bool(out.nsfw_content_detected and any(out.nsfw_content_detected))
-        return arr, nsfw
+        flags = getattr(out, "nsfw_content_detected", None)
+        return arr, bool(flags and any(flags))
+
+    def _legacy_callback(self, cb: Callable) -> Callable[[int, Any, Any], None]:
+        """Adapt a ``callback_on_step_end`` to the XL pipeline's ``callback(step, t, latents)``.
+
+        Latents the callback returns are copied into the pipeline's tensor in place (the loop keeps it).
+        """
+        pipe = self.pipe
+
+        def legacy(i: int, t: Any, latents: Any) -> None:
+            new = cb(pipe, i, t, {"latents": latents}).get("latents")
+            if new is not None and new is not latents:
+                latents.copy_(new)
+
+        return legacy
 
     def _edit_at(
         self, image: np.ndarray, p: EditParams, prog: _Progress, stage: str, mask=None, pipe_mask=None
@@ -259,7 +307,12 @@ class Editor:
 
             m_work = masks.resize_mask(masks.as_bool(mask), (wh, ww))
             m_lat = blend.latent_mask(m_work, (lat.shape[-2], lat.shape[-1]), dilate_px=p.latent_dilate)
-            src = lat * self.pipe.vae.config.scaling_factor
+            if self.family == "ip2p_xl" and getattr(self.pipe.scheduler, "order", 1) != 1:
+                raise MaskPixError(
+                    f"latent mode needs a first-order scheduler; {type(self.pipe.scheduler).__name__} "
+                    "is not one. Use pixel or crop mode."
+                )
+            src = self.source_latents(lat)
             noise = randn_tensor(
                 tuple(src.shape), generator=self._generator(p.seed + 1), device=src.device, dtype=src.dtype
             )
