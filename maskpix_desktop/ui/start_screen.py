@@ -31,7 +31,7 @@ class StartScreen(QWidget):
             "excludes), type an instruction below and press Run."
         )
         self.text.setWordWrap(True)
-        self.text.setMaximumWidth(520)
+        self.text.setFixedWidth(520)  # a fixed width gives the wrapped text its full height
         self.text.setStyleSheet(f"color:{TEXT_COLOUR}; font-size:14px;")
         for label in (self.title, self.text):
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
