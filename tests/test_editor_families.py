@@ -265,3 +265,19 @@ def test_xl_trained_mode_is_refused_clearly(xl_editor, xl_image):
     with pytest.raises(MaskPixError, match="does not take a mask"):
         req = EditRequest(xl_image, mask=_rect_mask(8, 40, 8, 40), params=_params(mask_mode="trained"))
         xl_editor.run(req)
+
+
+# ------------------------------------------------------------------------------------- registry entries
+
+
+def test_editor_sources_are_unpinned_and_gated_ones_say_how_to_log_in():
+    from maskpix_desktop.core.models.registry import EDITOR_SOURCES, REGISTRY
+
+    assert {s.family for s in EDITOR_SOURCES.values()} == {"ip2p_xl", "kontext", "qwen_edit"}
+    for name, src in EDITOR_SOURCES.items():
+        assert src.family in editor_families.FAMILIES and "/" in src.hf_repo
+        assert src.hf_revision is None and src.sha256 is None and "unpinned" in src.description
+        assert name not in REGISTRY  # not offered by `models download` until it can fetch them
+    gated = {n for n, s in EDITOR_SOURCES.items() if s.gated}
+    assert gated == {"cosxl-edit", "flux-kontext-dev"}
+    assert all("HF_TOKEN" in EDITOR_SOURCES[n].gated and "login" in EDITOR_SOURCES[n].gated for n in gated)

@@ -237,3 +237,61 @@ def get_spec(name: str) -> ModelSpec:
         return REGISTRY[name]
     except KeyError:
         raise ValueError(f"Unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}") from None
+
+
+# ----------------------------------------------------------------------------- other editor families
+_HF_LOGIN = (
+    "gated on Hugging Face: accept the licence on the model page, then log in with `hf auth login` "
+    "or set HF_TOKEN to a read token before downloading"
+)
+
+
+@dataclass(frozen=True)
+class EditorSource:
+    """Where an editor family's weights come from (issue 17). Not yet downloadable by ``models download``:
+    every entry is UNPINNED (no revision, no sha256 was available here; none is invented)."""
+
+    name: str
+    family: str
+    hf_repo: str
+    description: str
+    #: None when public; else how to get access (log in, HF_TOKEN).
+    gated: str | None = None
+    #: The repository ships one checkpoint file, not a diffusers folder (convert it with from_single_file).
+    single_file: str | None = None
+    hf_revision: str | None = None  # unpinned
+    sha256: str | None = None  # unpinned
+
+
+EDITOR_SOURCES: dict[str, EditorSource] = {
+    s.name: s
+    for s in (
+        EditorSource(
+            "sdxl-instructpix2pix",
+            "ip2p_xl",
+            "diffusers/sdxl-instructpix2pix-768",
+            "SDXL InstructPix2Pix trained at 768 px (diffusers folder; unpinned)",
+        ),
+        EditorSource(
+            "cosxl-edit",
+            "ip2p_xl",
+            "stabilityai/cosxl",
+            "CosXL-Edit (Stability AI, non-commercial licence; EDM v-prediction; unpinned)",
+            gated=_HF_LOGIN,
+            single_file="cosxl_edit.safetensors",
+        ),
+        EditorSource(
+            "flux-kontext-dev",
+            "kontext",
+            "black-forest-labs/FLUX.1-Kontext-dev",
+            "FLUX.1 Kontext [dev] (12 B, FLUX.1 [dev] non-commercial licence; unpinned)",
+            gated=_HF_LOGIN,
+        ),
+        EditorSource(
+            "qwen-image-edit",
+            "qwen_edit",
+            "Qwen/Qwen-Image-Edit",
+            "Qwen-Image-Edit (Apache-2.0; unpinned)",
+        ),
+    )
+}
