@@ -1,8 +1,8 @@
 """The one metric catalogue: name, unit, direction, scale and texts of every metric the app and eval write.
 
 The results table (``ui/results.py``), the evaluation browser (``ui/results_browser.py``), the CLI's
-metrics CSV (:func:`core.export.metrics_csv`) and the evaluation report (``core/evaluation/report.py``) all read
-labels, directions and column order from :data:`CATALOG` at call time. Qt-free, numpy-free.
+metrics CSV (:func:`core.export.metrics_csv`) and the evaluation report (``core/evaluation/report.py``)
+all read labels, directions and column order from :data:`CATALOG` at call time. Qt-free, numpy-free.
 """
 
 from __future__ import annotations
