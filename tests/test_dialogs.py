@@ -248,6 +248,15 @@ def test_choice_round_trips_custom_values(qtbot, tmp_path: Path) -> None:
     assert (c.sam, c.ip2p, c.clip, c.device) == ("/w/s.pth", "org/model", clip, "cuda:1")
 
 
+def test_sam2_variants_are_offered_and_round_trip(qtbot, tmp_path: Path) -> None:
+    dlg = make_dialog(qtbot, tmp_path, sam="sam2.1_hiera_tiny")
+    offered = [dlg.sam_combo.itemData(i) for i in range(dlg.sam_combo.count())]
+    assert {"sam2.1_hiera_tiny", "sam2.1_hiera_large", "vit_b"} <= set(offered)
+    assert dlg.sam_combo.currentData() == "sam2.1_hiera_tiny" and dlg.choice().sam == "sam2.1_hiera_tiny"
+    dlg.sam_combo.setCurrentIndex(dlg.sam_combo.findData("sam2.1_hiera_small"))
+    assert dlg.choice().sam == "sam2.1_hiera_small"
+
+
 class FakeDownload:
     """Stands in for models.download: reports progress in small steps and honours the cancel event."""
 

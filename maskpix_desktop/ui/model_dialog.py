@@ -46,6 +46,7 @@ from maskpix_desktop.core.errors import DownloadError, WeightsError
 from maskpix_desktop.core.model_setup import format_size, missing_message, missing_models, registry_size
 from maskpix_desktop.core.service import (
     MANIFEST,
+    SAM2_VARIANTS,
     SAM_VARIANTS,
     SOURCE_CLI,
     SOURCE_DEFAULT,
@@ -59,7 +60,16 @@ log = logging.getLogger(__name__)
 CUSTOM = "custom"
 DEVICES = ("auto", "cuda", "cpu", "mps")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
-SAM_LABELS = {"vit_h": "ViT-H (vit_h, best)", "vit_l": "ViT-L (vit_l)", "vit_b": "ViT-B (vit_b, fastest)"}
+SAM_LABELS = {
+    "vit_h": "ViT-H (vit_h, best)",
+    "vit_l": "ViT-L (vit_l)",
+    "vit_b": "ViT-B (vit_b)",
+    "sam2.1_hiera_tiny": "SAM 2.1 tiny (fastest encoder, good on a CPU)",
+    "sam2.1_hiera_small": "SAM 2.1 small",
+    "sam2.1_hiera_base_plus": "SAM 2.1 base+",
+    "sam2.1_hiera_large": "SAM 2.1 large",
+}
+ALL_SAM = (*SAM_VARIANTS, *SAM2_VARIANTS)
 COLUMNS = ("Name", "Description", "Size", "Status")
 PRESENT, MISSING, NOT_NEEDED = "Present", "Missing", "Not needed"
 #: Manifest key -> the registry kinds it replaces.
@@ -211,14 +221,14 @@ class ModelDialog(QDialog):
 
         # SAM ---------------------------------------------------------------------------------------
         self.sam_combo = QComboBox()
-        for variant in SAM_VARIANTS:
+        for variant in ALL_SAM:
             self.sam_combo.addItem(SAM_LABELS.get(variant, variant), variant)
         self.sam_combo.addItem("Custom file…", CUSTOM)
         self.sam_path_edit = QLineEdit()
-        self.sam_path_edit.setPlaceholderText("SAM checkpoint (.pth)")
+        self.sam_path_edit.setPlaceholderText("SAM checkpoint (.pth) or SAM 2 Hugging Face folder")
         self.sam_browse = QPushButton("Browse…")
         self.sam_browse.clicked.connect(self._browse_sam)
-        if choice.sam in SAM_VARIANTS:
+        if choice.sam in ALL_SAM:
             self.sam_combo.setCurrentIndex(self.sam_combo.findData(choice.sam))
         else:
             self.sam_combo.setCurrentIndex(self.sam_combo.findData(CUSTOM))
@@ -345,7 +355,7 @@ class ModelDialog(QDialog):
     # public ----------------------------------------------------------------------------------------
     def choice(self) -> ModelChoice:
         """The edited choice (fields the dialog does not show are kept from the one given)."""
-        sam = self._initial.sam if self._initial.sam not in SAM_VARIANTS else "vit_h"
+        sam = self._initial.sam if self._initial.sam not in ALL_SAM else "vit_h"
         data = self.sam_combo.currentData()
         if data != CUSTOM:
             sam = data
@@ -679,8 +689,12 @@ class ModelDialog(QDialog):
             self.folder_edit.setText(folder)
 
     def _browse_sam(self) -> None:
+        """A SAM 1 .pth file, or a SAM 2 folder's model.safetensors (the service takes either)."""
         path, _ = QFileDialog.getOpenFileName(
-            self, "SAM checkpoint", str(self.models_folder()), "PyTorch checkpoints (*.pth *.pt);;All (*)"
+            self,
+            "SAM checkpoint",
+            str(self.models_folder()),
+            "SAM checkpoints (*.pth *.pt model.safetensors);;All (*)",
         )
         if path:
             self.sam_path_edit.setText(path)
