@@ -281,3 +281,10 @@ def test_editor_sources_are_unpinned_and_gated_ones_say_how_to_log_in():
     gated = {n for n, s in EDITOR_SOURCES.items() if s.gated}
     assert gated == {"cosxl-edit", "flux-kontext-dev"}
     assert all("HF_TOKEN" in EDITOR_SOURCES[n].gated and "login" in EDITOR_SOURCES[n].gated for n in gated)
+
+
+def test_xl_auto_mask_relevance_says_why_it_is_unavailable(xl_editor, xl_image):
+    from maskpix_desktop.core.automask.relevance import compute_relevance
+
+    with pytest.raises(MaskPixError, match="ip2p editor family only; the loaded editor is ip2p_xl"):
+        compute_relevance(xl_editor, xl_image, INSTRUCTION, draws=1)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from maskpix_desktop.core import images, masks
-from maskpix_desktop.core.errors import Cancelled
+from maskpix_desktop.core.errors import Cancelled, MaskPixError
 
 __all__ = [
     "ProgressFn",
@@ -172,6 +172,12 @@ def compute_relevance(
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
+    family = getattr(editor, "family", "ip2p")
+    if family != "ip2p":  # the map reads the SD 1.5 IP2P UNet and prompt encoder directly
+        raise MaskPixError(
+            f"Auto mask's relevance map works with the ip2p editor family only; the loaded editor is "
+            f"{family}. Click or draw the mask instead (docs/MODELS.md)."
+        )
     pipe = editor.pipe
     device = pipe.device
     k = int(draws) if draws is not None else default_draws(str(device))
