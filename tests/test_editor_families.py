@@ -288,3 +288,15 @@ def test_xl_auto_mask_relevance_says_why_it_is_unavailable(xl_editor, xl_image):
 
     with pytest.raises(MaskPixError, match="ip2p editor family only; the loaded editor is ip2p_xl"):
         compute_relevance(xl_editor, xl_image, INSTRUCTION, draws=1)
+
+
+def test_xl_editor_is_an_edit_engine_run_by_run_edit(xl_editor, xl_image, xl_base):
+    from maskpix_desktop.core.pipeline import run_edit
+    from maskpix_desktop.core.protocols import EditEngine
+
+    assert isinstance(xl_editor, EditEngine)
+    m = _rect_mask(16, 48, 16, 64)
+    res = run_edit(xl_editor, EditRequest(xl_image, mask=m, params=_params(mask_mode="pixel")), metrics=False)
+    assert res.model["editor_family"] == "ip2p_xl"
+    np.testing.assert_array_equal(res.blended[~m], xl_image[~m])
+    np.testing.assert_array_equal(res.blended[m], xl_base.baseline[m])
