@@ -137,8 +137,8 @@ class Editor:
         does not run raises :class:`WeightsError` before diffusers is asked. A MaskPix mask checkpoint
         folder (``maskpix_conditioning.json``) loads as a mask pipeline.
         """
+        import diffusers
         import torch
-        from diffusers import StableDiffusionInstructPix2PixPipeline, StableDiffusionXLInstructPix2PixPipeline
 
         from maskpix_desktop.core.maskcond.model import is_mask_checkpoint, load_mask_pipeline
 
@@ -165,10 +165,12 @@ class Editor:
             variants = ["fp16", None] if dtype == torch.float16 else [None]
         dtype_key = "dtype" if _diffusers_takes_dtype() else "torch_dtype"
         kwargs: dict[str, Any] = {dtype_key: dtype, "local_files_only": local_only}
-        pipe_cls: Any = StableDiffusionXLInstructPix2PixPipeline
-        label = "SDXL InstructPix2Pix"
-        if family != "ip2p_xl":
-            pipe_cls, label = StableDiffusionInstructPix2PixPipeline, "InstructPix2Pix"
+        # diffusers' lazy module imports only the pipeline asked for (the XL one is a large import).
+        if family == "ip2p_xl":
+            pipe_cls: Any = diffusers.StableDiffusionXLInstructPix2PixPipeline
+            label = "SDXL InstructPix2Pix"
+        else:
+            pipe_cls, label = diffusers.StableDiffusionInstructPix2PixPipeline, "InstructPix2Pix"
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         pipe = None
         for i, variant in enumerate(variants):
