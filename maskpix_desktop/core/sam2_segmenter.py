@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,10 +25,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maskpix_desktop.core.errors import MissingWeightsError, OutOfMemoryError, WeightsError
+from maskpix_desktop.core.errors import MissingWeightsError, WeightsError
 from maskpix_desktop.core.images import image_hash
 from maskpix_desktop.core.sam2_arch import detect_sam2_type, safetensors_shapes, sam2_folder
-from maskpix_desktop.core.segmenter import ENCODER_PRECISIONS, Segmenter, SegmentResult, _tf32
+from maskpix_desktop.core.segmenter import (
+    ENCODER_PRECISIONS,
+    Segmenter,
+    SegmentResult,
+    _tf32,
+    check_rgb_image,
+    oom_guard,
+)
 
 __all__ = ["Sam2Segmenter", "load_sam2"]
 
@@ -257,26 +263,9 @@ class Sam2Segmenter:
         self._cache.clear()
         self._current = None
 
-    @contextmanager
-    def _oom_guard(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except torch.cuda.OutOfMemoryError as exc:
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise OutOfMemoryError(
-                f"The GPU ran out of memory while {action} with SAM 2 ({self.model_type}) on {self.device}. "
-                "Close other GPU programs, use a smaller SAM model or switch to the CPU."
-            ) from exc
-
     def set_image(self, image: np.ndarray) -> bool:
         """Make ``image`` (H, W, 3 uint8 RGB) current; True if it was encoded, False if served from cache."""
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError("set_image expects an H x W x 3 uint8 RGB array")
-        if image.dtype != np.uint8:
-            raise ValueError(f"set_image expects uint8 pixels, got {image.dtype}")
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError("set_image got an empty image")
+        check_rgb_image(image)
         key = image_hash(image)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -285,7 +274,10 @@ class Sam2Segmenter:
         self._current = None
         pixels = self.processor(images=image, return_tensors="pt", input_data_format="channels_last")
         pixels = pixels["pixel_values"].to(self.device)
-        with self._oom_guard("encoding the image"), torch.inference_mode():
+        with (
+            oom_guard(f"SAM 2 ({self.model_type})", self.device, "encoding the image"),
+            torch.inference_mode(),
+        ):
             feats = self._encode(pixels, self.encoder_precision)
             if self.encoder_precision in _AUTOCAST and not all(bool(torch.isfinite(f).all()) for f in feats):
                 log.warning(
@@ -326,7 +318,10 @@ class Sam2Segmenter:
         if multimask is None:
             multimask = pts is not None and len(pts) == 1 and bx is None and mi is None
         emb = self._cache[self._current]
-        with self._oom_guard("predicting a mask"), torch.inference_mode():
+        with (
+            oom_guard(f"SAM 2 ({self.model_type})", self.device, "predicting a mask"),
+            torch.inference_mode(),
+        ):
             low_res, iou = self._decode(emb, pts, lbl, bx, mi, multimask)
             scores, logits = iou.cpu().numpy(), low_res.cpu().numpy()
             source = _Upscaler(low_res, emb.image_size)

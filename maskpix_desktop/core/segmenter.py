@@ -118,6 +118,30 @@ def _tf32(on: bool) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def check_rgb_image(image: np.ndarray) -> None:
+    """Raise ValueError unless ``image`` is a non-empty H x W x 3 uint8 array (what SAM 1 and 2 take)."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError("set_image expects an H x W x 3 uint8 RGB array")
+    if image.dtype != np.uint8:
+        raise ValueError(f"set_image expects uint8 pixels, got {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError("set_image got an empty image")
+
+
+@contextmanager
+def oom_guard(model: str, device: object, action: str) -> Iterator[None]:
+    """Turn a CUDA out-of-memory error while ``action`` into :class:`OutOfMemoryError` naming ``model``."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise OutOfMemoryError(
+            f"The GPU ran out of memory while {action} with {model} on {device}. "
+            "Close other GPU programs, use a smaller SAM model or switch to the CPU."
+        ) from exc
+
+
 class Segmenter:
     """SAM with an LRU cache of image embeddings: encode once per image, decode per click.
 
@@ -271,26 +295,9 @@ class Segmenter:
 
     # --- encoding ----------------------------------------------------------------------------------
 
-    @contextmanager
-    def _oom_guard(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except torch.cuda.OutOfMemoryError as exc:
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise OutOfMemoryError(
-                f"The GPU ran out of memory while {action} with SAM {self.model_type} on {self.device}. "
-                "Close other GPU programs, use a smaller SAM model or switch to the CPU."
-            ) from exc
-
     def set_image(self, image: np.ndarray) -> bool:
         """Make ``image`` (H, W, 3 uint8 RGB) current; True if it was encoded, False if served from cache."""
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError("set_image expects an H x W x 3 uint8 RGB array")
-        if image.dtype != np.uint8:
-            raise ValueError(f"set_image expects uint8 pixels, got {image.dtype}")
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError("set_image got an empty image")
+        check_rgb_image(image)
         key = image_hash(image)
         cached = self._cache.get(key)
         if cached is not None:
@@ -299,7 +306,7 @@ class Segmenter:
         self._current = None
         p = self._predictor
         padded = _pad_thin(image, int(self.model.image_encoder.img_size))
-        with self._oom_guard("encoding the image"), torch.inference_mode():
+        with oom_guard(f"SAM {self.model_type}", self.device, "encoding the image"), torch.inference_mode():
             try:
                 self._encode(padded, self.encoder_precision)
                 if self.encoder_precision in _AUTOCAST and not bool(torch.isfinite(p.features).all()):
@@ -364,7 +371,7 @@ class Segmenter:
         pts, lbl, bx, mi = prompt = self._prompt(points, labels, box, mask_input)
         multimask = self._multimask(prompt, multimask)
         emb = self._cache[self._current]  # type: ignore[index]
-        with self._oom_guard("predicting a mask"), torch.inference_mode():
+        with oom_guard(f"SAM {self.model_type}", self.device, "predicting a mask"), torch.inference_mode():
             if not self.fast_decoder:
                 masks, scores, logits = self._predictor.predict(pts, lbl, bx, mi, multimask_output=multimask)
                 return SegmentResult(_crop(masks, emb.image_size), scores, logits)
@@ -385,7 +392,7 @@ class Segmenter:
         """The decoder alone, on the current decoder path: (K, L, L) low-res logits and (K,) IoU scores on
         the model's device, no full-size masks (for timing the decoder). Prompts as :meth:`predict`."""
         prompt = self._prompt(points, labels, box, mask_input)
-        with self._oom_guard("predicting a mask"), torch.inference_mode():
+        with oom_guard(f"SAM {self.model_type}", self.device, "predicting a mask"), torch.inference_mode():
             return self._low_res(prompt, self._multimask(prompt, multimask))
 
     def _prompt(
