@@ -108,6 +108,25 @@ def tiny_window(qtbot, tmp_path: Path, tiny_models_dir: Path):
     win.close()
 
 
+@pytest.fixture
+def window(qtbot, tmp_path: Path):
+    """The real main window on the fake model service (tests/fakes.py): no models load, autosave off,
+    settings isolated. Closed after the file thread's save/open/export work has finished."""
+    from fakes import FakeService
+    from PySide6.QtCore import QSettings
+
+    from maskpix_desktop.ui.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings, service_factory=FakeService, load_models=False, autosave=False)
+    qtbot.addWidget(win)
+    win.resize(1000, 700)
+    win.show()
+    yield win
+    qtbot.waitUntil(lambda: not win.file_jobs.busy(), timeout=120_000)
+    win.close()
+
+
 @pytest.fixture(autouse=True)
 def _window_questions_answered(request: pytest.FixtureRequest):
     """Qt tests never block on the window's modal questions: unsaved work is discarded, a run with an

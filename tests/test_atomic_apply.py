@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import FakeService
-from PySide6.QtCore import QSettings
 from test_reliability import _busy_session, _photo
 
 from maskpix_desktop.core import images
@@ -20,17 +18,6 @@ from maskpix_desktop.core.jobs import EditParams
 from maskpix_desktop.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(settings=settings, service_factory=FakeService, load_models=False, autosave=False)
-    qtbot.addWidget(win)
-    win.resize(1000, 700)
-    win.show()
-    yield win
-    win.close()
 
 
 def _patched(src: Path, dst: Path, member: str, edit) -> Path:

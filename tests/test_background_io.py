@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import FakeService
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QFileDialog
 
 from maskpix_desktop.core import session as sessions
@@ -21,18 +20,6 @@ from maskpix_desktop.ui.main_window import MainWindow
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 MAX_STALL_S = 0.100
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(settings=settings, service_factory=FakeService, load_models=False, autosave=False)
-    qtbot.addWidget(win)
-    win.resize(1000, 700)
-    win.show()
-    yield win
-    qtbot.waitUntil(lambda: not win.file_jobs.busy(), timeout=120_000)
-    win.close()
 
 
 @pytest.fixture(scope="module")

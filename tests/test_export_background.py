@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import FakeService
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from test_background_io import MAX_STALL_S, StallMeter
 from test_reliability import _fail_with, _real_link, _real_replace
 
@@ -57,18 +56,6 @@ def make_result(h: int, w: int, seed: int = 3) -> EditResult:
 @pytest.fixture(scope="module")
 def big_result() -> EditResult:
     return make_result(2000, 3000)
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(settings=settings, service_factory=FakeService, load_models=False, autosave=False)
-    qtbot.addWidget(win)
-    win.resize(1000, 700)
-    win.show()
-    yield win
-    qtbot.waitUntil(lambda: not win.file_jobs.busy(), timeout=120_000)
-    win.close()
 
 
 def with_result(win: MainWindow, result: EditResult, out: Path, qtbot) -> None:
