@@ -63,7 +63,14 @@ class ProjectError(MaskPixError):
 # ------------------------------------------------------------------------- errors as data (thread boundary)
 
 
-class ErrorKind(str, Enum):
+class TextEnum(str, Enum):
+    """A ``str``-valued enum that prints as its value (logs and old string comparisons stay readable)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ErrorKind(TextEnum):
     """What went wrong, for code that must react (the message is for people)."""
 
     MISSING_WEIGHTS = "missing_weights"
@@ -72,9 +79,6 @@ class ErrorKind(str, Enum):
     CANCELLED = "cancelled"
     IMAGE = "image"
     OTHER = "other"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 OUT_OF_MEMORY_MESSAGE = (

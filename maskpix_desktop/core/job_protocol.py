@@ -8,12 +8,11 @@ text. The enums are ``str``-valued, so logs and old comparisons with plain strin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
-from maskpix_desktop.core.errors import ErrorKind, JobError
+from maskpix_desktop.core.errors import ErrorKind, JobError, TextEnum
 
 if TYPE_CHECKING:
     from maskpix_desktop.core.automask import AutoMaskResult
@@ -33,7 +32,7 @@ __all__ = [
 ]
 
 
-class Task(str, Enum):
+class Task(TextEnum):
     """What a job does."""
 
     LOAD = "load"
@@ -42,11 +41,8 @@ class Task(str, Enum):
     AUTOMASK = "automask"
     RETHRESHOLD = "rethreshold"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class MessageKind(str, Enum):
+class MessageKind(TextEnum):
     """One event in a job's life; every job ends with exactly one terminal kind (or, superseded, silently)."""
 
     STARTED = "started"
@@ -54,9 +50,6 @@ class MessageKind(str, Enum):
     FINISHED = "finished"
     CANCELLED = "cancelled"
     FAILED = "failed"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def terminal(self) -> bool:
