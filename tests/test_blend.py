@@ -1,4 +1,4 @@
-"""Compositing maths (DESIGN.md section 2): pixel composite, mask preparation, latent blend, crop, seams."""
+"""Compositing maths (docs/MATHS.md): pixel composite, mask preparation, latent blend, crop, seams."""
 
 from __future__ import annotations
 

@@ -67,6 +67,28 @@ def _assert_progress(calls: list[tuple[int, int, str]], stages: list[tuple[str, 
 # ------------------------------------------------------------------------------- exactness vs diffusers
 
 
+def assert_latent_run_pins_the_background(
+    editor: Editor, image: np.ndarray, m: np.ndarray, res: EditResult, baseline: np.ndarray
+) -> None:
+    """A latent-mode result (working size = image size): final latents outside the latent mask are the
+    source latents, the scaled posterior mode of the working image (docs/MATHS.md); pixels outside the
+    mask are the original, inside the edit; the baseline is the unmasked run's."""
+    lb = editor.last_latent_blend
+    assert lb is not None and lb.final is not None
+    m_lat = lb.m.expand_as(lb.final)
+    assert m_lat.shape[-2:] == (image.shape[0] // 8, image.shape[1] // 8)
+    outside = m_lat == 0
+    assert outside.any() and (m_lat == 1).any()
+    assert torch.equal(lb.final[outside], lb.src[outside])
+    with torch.inference_mode():
+        mode = editor.encode_image(image)
+    torch.testing.assert_close(lb.src, mode * editor.pipe.vae.config.scaling_factor, rtol=0, atol=0)
+    np.testing.assert_array_equal(res.baseline, baseline)
+    np.testing.assert_array_equal(res.blended[~m], image[~m])
+    np.testing.assert_array_equal(res.blended[m], res.edit[m])
+    assert not np.array_equal(res.edit, baseline)  # the latent run is a different edit
+
+
 def test_baseline_equals_plain_diffusers_bit_for_bit(base_result, image, tiny_ip2p_dir):
     from diffusers import StableDiffusionInstructPix2PixPipeline
 
@@ -116,22 +138,7 @@ def test_latent_mode_pins_latent_background_and_pixels(editor, image, base_resul
     res = editor.run(EditRequest(image, mask=m, params=_params(mask_mode="latent")), on_step=rec)
     _assert_progress(rec.calls, [("baseline", STEPS), ("latent", STEPS)])
 
-    lb = editor.last_latent_blend
-    assert lb is not None and lb.final is not None
-    m_lat = lb.m.expand_as(lb.final)
-    assert m_lat.shape[-2:] == (H // 8, W // 8)
-    outside = m_lat == 0
-    assert outside.any() and (m_lat == 1).any()
-    assert torch.equal(lb.final[outside], lb.src[outside])
-    # src is the scaled posterior mode of the working image (DESIGN.md section 2).
-    with torch.inference_mode():
-        mode = editor.encode_image(image)
-    torch.testing.assert_close(lb.src, mode * editor.pipe.vae.config.scaling_factor, rtol=0, atol=0)
-
-    np.testing.assert_array_equal(res.baseline, base_result.baseline)
-    np.testing.assert_array_equal(res.blended[~m], image[~m])
-    np.testing.assert_array_equal(res.blended[m], res.edit[m])
-    assert not np.array_equal(res.edit, base_result.baseline)  # the latent run is a different edit
+    assert_latent_run_pins_the_background(editor, image, m, res, base_result.baseline)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_editor import assert_latent_run_pins_the_background
 
 from maskpix_desktop.core import editor_families, images
 from maskpix_desktop.core.editor import POST_STAGES, Editor
@@ -213,20 +214,7 @@ def test_xl_latent_mode_pins_latent_background_and_pixels(xl_editor, xl_image, x
         EditRequest(xl_image, mask=m, params=_params(mask_mode="latent")), on_step=lambda *a: steps.append(a)
     )
     assert [s[2] for s in steps if s[2] not in POST_STAGES] == ["baseline"] * STEPS + ["latent"] * STEPS
-    lb = xl_editor.last_latent_blend
-    assert lb is not None and lb.final is not None
-    m_lat = lb.m.expand_as(lb.final)
-    assert m_lat.shape[-2:] == (H // 8, W // 8)
-    outside = m_lat == 0
-    assert outside.any() and (m_lat == 1).any()
-    assert torch.equal(lb.final[outside], lb.src[outside])
-    with torch.inference_mode():
-        mode = xl_editor.encode_image(xl_image)
-    torch.testing.assert_close(lb.src, mode * xl_editor.pipe.vae.config.scaling_factor, rtol=0, atol=0)
-    np.testing.assert_array_equal(res.baseline, xl_base.baseline)
-    np.testing.assert_array_equal(res.blended[~m], xl_image[~m])
-    np.testing.assert_array_equal(res.blended[m], res.edit[m])
-    assert not np.array_equal(res.edit, xl_base.baseline)
+    assert_latent_run_pins_the_background(xl_editor, xl_image, m, res, xl_base.baseline)
 
 
 def test_xl_crop_mode_keeps_outside_exact(xl_editor, xl_image):
