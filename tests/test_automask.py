@@ -393,7 +393,7 @@ def test_automasker_cancel(editor, tiny_segmenter, rng_image) -> None:
 def test_core_modules_import_without_torch_or_qt() -> None:
     code = (
         "import sys, maskpix_desktop.core.automask, maskpix_desktop.core.grounding, "
-        "maskpix_desktop.automask_cli\n"
+        "maskpix_desktop.cli.eval_automask\n"
         "from maskpix_desktop.cli import build_parser; build_parser()\n"
         "bad = [m for m in ('torch', 'PySide6', 'diffusers', 'transformers') if m in sys.modules]\n"
         "assert not bad, bad\n"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from maskpix_desktop.cli_args import add_model_args
+from maskpix_desktop.cli.args import add_model_args
 from maskpix_desktop.core.blend import SEAM_MODES
 from maskpix_desktop.core.evaluation import DEFAULT_MODES, MODES, EvalConfig
 

@@ -1,17 +1,9 @@
-"""Headless command line: batch runs from a cases file, model management, tiny test models, self-test.
-
-``maskpix-cli run cases.toml --out DIR``   ``maskpix-cli models list|download``
-
-Exit codes: 0 done; 1 bad input (cases file, case field, output folder: checked before any model
-loads, one ``error:`` line naming the file and field) or a failed run; 2 missing model weights (and
-argparse usage errors); 130 interrupted.
-"""
+"""``maskpix-cli run cases.toml --out DIR``: every case of a cases file through the one edit pipeline."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import shutil
 import sys
@@ -19,138 +11,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from maskpix_desktop import __version__
-from maskpix_desktop.cli_args import add_model_args
+from maskpix_desktop.cli.exit_codes import EXIT_OK
 from maskpix_desktop.core.errors import MaskPixError
 
-log = logging.getLogger("maskpix.cli")
+__all__ = ["SUMMARY", "cmd_run"]
 
-EXIT_OK, EXIT_ERROR, EXIT_MISSING = 0, 1, 2
 SUMMARY = "metrics.csv"  # all cases' metrics, beside the case folders
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskpix-cli", description="MaskPix Desktop, headless.")
-    parser.add_argument("--version", action="version", version=f"maskpix {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="run every case of a TOML cases file")
-    run.add_argument("cases", type=Path)
-    run.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per case)")
-    run.add_argument("--overwrite", action="store_true", help="replace existing case folders")
-    run.add_argument("--no-clip", action="store_true", help="skip CLIP metrics")
-    add_model_args(run)
-
-    mdl = sub.add_parser("models", help="list or download model weights")
-    msub = mdl.add_subparsers(dest="models_command", required=True)
-    ls = msub.add_parser("list", help="show which models are present")
-    ls.add_argument("--models-dir")
-    dl = msub.add_parser("download", help="download weights (sha256-verified)")
-    dl.add_argument("names", nargs="*", help="registry names (default: sam_vit_h ip2p clip)")
-    dl.add_argument("--models-dir")
-
-    tiny = sub.add_parser("make-tiny-models", help="write tiny random-weight models (tests, demos)")
-    tiny.add_argument("folder", type=Path)
-    tiny.add_argument("--seed", type=int, default=0)
-
-    st = sub.add_parser("self-test", help="check this install with tiny models (no weights, no network)")
-    st.add_argument("-q", "--quiet", action="store_true", help="only the PASS/FAIL lines")
-
-    from maskpix_desktop.bench import add_arguments as add_bench_arguments
-
-    add_bench_arguments(sub.add_parser("bench", help="performance harness (python -m maskpix_desktop.bench)"))
-
-    from maskpix_desktop.eval_cli import add_parser as add_eval_parser
-
-    add_eval_parser(sub)
-
-    from maskpix_desktop.automask_cli import add_parser as add_automask_parser
-
-    add_automask_parser(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "models":
-            return cmd_models(args)
-        if args.command == "make-tiny-models":
-            from maskpix_desktop.testing.tiny_models import make_tiny_models
-
-            print(make_tiny_models(args.folder, seed=args.seed))
-            return EXIT_OK
-        if args.command == "eval":
-            from maskpix_desktop.eval_cli import cmd_eval
-
-            return cmd_eval(args)
-        if args.command == "eval-automask":
-            from maskpix_desktop.automask_cli import cmd_eval_automask
-
-            return cmd_eval_automask(args)
-        if args.command == "self-test":
-            from maskpix_desktop.selftest import run_self_test
-
-            return run_self_test(verbose=not args.quiet)
-        if args.command == "bench":
-            from maskpix_desktop.bench import run_from_args
-
-            return run_from_args(args, " ".join(["maskpix-cli", *(sys.argv[1:] if argv is None else argv)]))
-    except MaskPixError as exc:
-        from maskpix_desktop.core.errors import MissingWeightsError
-
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_MISSING if isinstance(exc, MissingWeightsError) else EXIT_ERROR
-    except OSError as exc:  # a file error not caught closer to its source: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return EXIT_ERROR
-
-
-# ------------------------------------------------------------------------------------------ models
-def cmd_models(args: argparse.Namespace) -> int:
-    from maskpix_desktop.core import models
-
-    if args.models_command == "list":
-        root = models.models_dir(args.models_dir)
-        print(f"models folder: {root}")
-        rows = models.list_models(args.models_dir)
-        width = max((len(row["name"]) for row in rows), default=14)
-        for row in rows:
-            mark = "present" if row["present"] else "missing"
-            size = f"{row['size'] / 1e6:,.0f} MB" if row.get("size") else "?"
-            print(f"  {row['name']:<{width}} {mark:<8} {size:>10}  {row['description']}")
-        return EXIT_OK
-    names = args.names or [models.DEFAULT_SAM, models.DEFAULT_IP2P, models.DEFAULT_CLIP]
-    from tqdm import tqdm
-
-    for name in names:
-        models.get_spec(name)
-        bar = tqdm(desc=name, unit="B", unit_scale=True, unit_divisor=1024, leave=True)
-
-        def progress(done: int, total: int | None, bar: Any = bar) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        try:
-            path = models.download(name, args.models_dir, progress=progress)
-        finally:
-            bar.close()
-        print(f"{name}: {path}")
-    return EXIT_OK
-
-
-# ------------------------------------------------------------------------------------------ run
 def _case_mask(case: Any, image: Any, service: Any) -> Any:
     import numpy as np
 
@@ -165,7 +33,7 @@ def _case_mask(case: Any, image: Any, service: Any) -> Any:
             )
         return mask
     if getattr(case, "auto_mask", False):
-        from maskpix_desktop.automask_cli import case_auto_mask
+        from maskpix_desktop.cli.case_auto_mask import case_auto_mask
 
         return case_auto_mask(case, image, service)
     seg = service.segmenter()
@@ -296,7 +164,3 @@ def cmd_run(args: argparse.Namespace) -> int:
     images.atomic_write_text(out / SUMMARY, "\n".join(summary_rows) + "\n")
     print(f"wrote {len(cases)} case(s) to {out}")
     return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -176,7 +176,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-relevance", action="store_true", help="grounding and SAM only (no UNet)")
     p.add_argument("--grounding", default=None, help="GroundingDINO folder or cached Hugging Face id")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from maskpix_desktop.cli_args import add_model_args
+    from maskpix_desktop.cli.args import add_model_args
 
     add_model_args(p)
     return p
@@ -291,25 +291,3 @@ def cmd_eval_automask(args: argparse.Namespace) -> int:
         f"{_fmt(overall['precision'])}, recall {_fmt(overall['recall'])}; wrote {out / ROWS_CSV}"
     )
     return 0
-
-
-def case_auto_mask(case: Any, image: np.ndarray, service: Any) -> np.ndarray:
-    """The ``mask = "auto"`` path of ``maskpix-cli run``: the feathered proposal for the case's instruction.
-
-    Grounding is used when its weights are present (a note says when they are not); the relevance map runs
-    with the case's seed and working size.
-    """
-    from maskpix_desktop.core.automask import AutoMasker, AutoMaskParams
-
-    masker = AutoMasker.from_service(service)
-    p = case.params
-    result = masker.run(image, p.instruction, AutoMaskParams(seed=p.seed, long_side=p.long_side))
-    print(f"note: case '{case.name}': {result.summary()}", file=sys.stderr)
-    for note in result.notes:
-        print(f"note: case '{case.name}': {note}", file=sys.stderr)
-    if not result.mask.any():
-        raise MaskPixError(
-            f"case '{case.name}': the auto mask found nothing for {p.instruction!r}; give a 'mask' file or "
-            "SAM 'points'/'box' prompts"
-        )
-    return result.soft_mask

@@ -1,0 +1,46 @@
+"""``maskpix-cli models list|download``: which weights are present; sha256-verified downloads."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from maskpix_desktop.cli.exit_codes import EXIT_OK
+
+__all__ = ["cmd_models"]
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from maskpix_desktop.core import models
+
+    if args.models_command == "list":
+        root = models.models_dir(args.models_dir)
+        print(f"models folder: {root}")
+        rows = models.list_models(args.models_dir)
+        width = max((len(row["name"]) for row in rows), default=14)
+        for row in rows:
+            mark = "present" if row["present"] else "missing"
+            size = f"{row['size'] / 1e6:,.0f} MB" if row.get("size") else "?"
+            print(f"  {row['name']:<{width}} {mark:<8} {size:>10}  {row['description']}")
+        return EXIT_OK
+    names = args.names or [models.DEFAULT_SAM, models.DEFAULT_IP2P, models.DEFAULT_CLIP]
+    from tqdm import tqdm
+
+    for name in names:
+        models.get_spec(name)
+        bar = tqdm(desc=name, unit="B", unit_scale=True, unit_divisor=1024, leave=True)
+
+        def progress(done: int, total: int | None, bar: Any = bar) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            path = models.download(name, args.models_dir, progress=progress)
+        finally:
+            bar.close()
+        print(f"{name}: {path}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ run
