@@ -6,20 +6,18 @@ still lacks with its size and a copyable command; Download with no missing row s
 one after the other. A ``maskpix-models.json`` in the folder shows as rows of its own, and registry models
 of a kind it supplies read "Not needed".
 
-Downloads run ``core.models.download`` on a QThread through a small worker; Cancel (or closing the dialog)
-sets a ``threading.Event`` that the downloader checks between chunks, then the thread is waited for.
+The rows come from :mod:`~maskpix_desktop.ui.model_files`; downloads (a QThread per model, cancel by
+Event) from :mod:`~maskpix_desktop.ui.model_downloads`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -42,7 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from maskpix_desktop.core import models
-from maskpix_desktop.core.errors import DownloadError, WeightsError
+from maskpix_desktop.core.errors import WeightsError
 from maskpix_desktop.core.model_setup import format_size, missing_message, missing_models, registry_size
 from maskpix_desktop.core.service import (
     MANIFEST,
@@ -54,6 +52,10 @@ from maskpix_desktop.core.service import (
     SOURCE_SAVED,
     ModelChoice,
 )
+from maskpix_desktop.ui.model_downloads import DownloadsMixin
+from maskpix_desktop.ui.model_files import COLUMNS, MISSING, NOT_NEEDED, PRESENT, table_rows
+
+__all__ = ["MISSING", "NOT_NEEDED", "PRESENT", "ModelDialog", "format_size"]
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +72,6 @@ SAM_LABELS = {
     "sam2.1_hiera_large": "SAM 2.1 large",
 }
 ALL_SAM = (*SAM_VARIANTS, *SAM2_VARIANTS)
-COLUMNS = ("Name", "Description", "Size", "Status")
-PRESENT, MISSING, NOT_NEEDED = "Present", "Missing", "Not needed"
-#: Manifest key -> the registry kinds it replaces.
-MANIFEST_KINDS = {"sam": ("sam", "sam2"), "ip2p": ("ip2p",), "clip": ("clip",), "grounding": ("grounding",)}
-MANIFEST_ROW = "manifest:"  # user-role prefix of the manifest's rows
 SOURCE_TEXT = {
     SOURCE_CLI: "set by --models-dir on the command line (the field is locked)",
     SOURCE_ENV: f"set by the environment variable {models.ENV_MODELS_DIR}, which comes before a folder "
@@ -82,107 +79,9 @@ SOURCE_TEXT = {
     SOURCE_SAVED: "chosen here",
     SOURCE_DEFAULT: "the default per-user folder",
 }
-PROGRESS_INTERVAL_S = 0.05
-#: Milliseconds to wait for a download thread when the dialog closes (the downloader's stall timeout + 5 s).
-STOP_WAIT_MS = int((models.DOWNLOAD_TIMEOUT_S + 5) * 1000)
-
-# (thread, worker) pairs that did not stop within STOP_WAIT_MS: kept alive (never terminated) and pruned
-# once finished, so Qt never destroys a running thread or the worker it is executing.
-_ORPHANS: list[tuple[QThread, QObject]] = []
 
 
-def disk_size(path: Path) -> int | None:
-    """Bytes of a file, or of every file under a folder; None when absent."""
-    try:
-        if path.is_file():
-            return path.stat().st_size
-        if path.is_dir():
-            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    except OSError:
-        pass
-    return None
-
-
-def manifest_rows(folder: Path) -> list[dict[str, object]]:
-    """One table row per model a ``maskpix-models.json`` in ``folder`` names (WeightsError when malformed)."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        return []
-    data = models.read_models_json(path)
-    rows = []
-    for key, value in data.items():
-        target = value.get("pretrained", "") if isinstance(value, dict) else value
-        where = Path(target).expanduser() if target else folder
-        if target and not where.is_absolute():
-            where = folder / where
-        present = where.exists() if target else True
-        label = value.get("model_name", "") if isinstance(value, dict) else ""
-        rows.append(
-            {
-                "name": f"{MANIFEST_ROW}{key}",
-                "label": f"{key} ({MANIFEST})",
-                "description": f"{label} {target}".strip() + " (named by the manifest)",
-                "size": disk_size(where) if target else None,
-                "present": present,
-                "path": str(where),
-                "status": PRESENT if present else MISSING,
-            }
-        )
-    return rows
-
-
-def offline_message(folder: Path | str, name: str = "NAME") -> str:
-    """What to do when this machine cannot download."""
-    return (
-        f"This machine is offline: copy the files to {folder} (see README 'Models') or run "
-        f"`maskpix-cli models download {name}` on a connected machine."
-    )
-
-
-def is_network_error(message: str) -> bool:
-    """True for DownloadError messages about an unreachable network or offline mode."""
-    text = message.lower()
-    return "offline" in text or "could not download" in text or "connection" in text
-
-
-class DownloadWorker(QObject):
-    """Runs one ``models.download`` call; lives on its own QThread."""
-
-    progress = Signal(object, object)  # done bytes, total bytes or None (may exceed 32-bit ints)
-    succeeded = Signal(str)
-    failed = Signal(str)
-    finished = Signal()
-
-    def __init__(self, name: str, models_dir: str | None, cancel: threading.Event):
-        super().__init__()
-        self.name = name
-        self.models_dir = models_dir
-        self.cancel = cancel
-        self._last_emit = 0.0
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            path = models.download(self.name, self.models_dir, progress=self._report, cancel=self.cancel)
-        except DownloadError as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # a worker must never die silently
-            log.exception("download of %s failed", self.name)
-            self.failed.emit(f"Download of '{self.name}' failed: {type(exc).__name__}: {exc}")
-        else:
-            self.succeeded.emit(str(path))
-        finally:
-            self.finished.emit()
-
-    def _report(self, done: int, total: int | None) -> None:
-        # at most ~20 updates a second (huggingface_hub reports tiny steps), plus the final one
-        now = time.monotonic()
-        if now - self._last_emit >= PROGRESS_INTERVAL_S or (total is not None and done >= total):
-            self._last_emit = now
-            self.progress.emit(done, total)
-
-
-class ModelDialog(QDialog):
+class ModelDialog(DownloadsMixin, QDialog):
     """Edit a :class:`ModelChoice`; lists the registry models of the chosen folder and downloads them.
 
     ``source``: where ``choice.models_dir`` comes from (``SOURCE_*`` of ``core.service``); derived from the
@@ -197,13 +96,7 @@ class ModelDialog(QDialog):
             env = bool(os.environ.get(models.ENV_MODELS_DIR, "").strip())
             source = SOURCE_SAVED if choice.models_dir else SOURCE_ENV if env else SOURCE_DEFAULT
         self.source = source
-        self._queue: list[str] = []  # models still to fetch after the current download ("Download missing")
-        self._missing: list[str] = []  # registry names of the needed models that are missing
-        self._thread: QThread | None = None
-        self._worker: DownloadWorker | None = None
-        self._cancel: threading.Event | None = None
-        self._downloading: str | None = None
-        self._network_failed: str | None = None  # model whose download failed for want of a network
+        self._init_downloads()
 
         # models folder -----------------------------------------------------------------------------
         self.locked = source in (SOURCE_CLI, SOURCE_ENV)
@@ -386,30 +279,14 @@ class ModelDialog(QDialog):
         """Re-read the rows (Present / Missing / Not needed) for the current folder and its manifest."""
         selected = self.selected_model()
         folder = self.models_folder()
-        problem = ""
-        try:
-            extra = manifest_rows(folder)
-        except WeightsError as exc:  # a malformed manifest: say so, list the registry as it is
-            extra, problem = [], str(exc)
-        try:
-            rows = models.list_models(self.folder_edit.text().strip() or None)
-        except Exception as exc:  # a bad path must not break the dialog
-            log.warning("cannot list models: %s", exc)
-            rows, problem = [], f"Cannot read the models folder: {exc}"
-        supplied = {k for row in extra for k in MANIFEST_KINDS.get(str(row["name"])[len(MANIFEST_ROW) :], ())}
-        for row in rows:
-            row["label"] = row["name"]
-            if row["present"]:
-                row["status"] = PRESENT
-            else:
-                row["status"] = NOT_NEEDED if row["kind"] in supplied else MISSING
-        self.table.setRowCount(len(extra) + len(rows))
+        all_rows, problem = table_rows(folder, self.folder_edit.text().strip() or None)
+        self.table.setRowCount(len(all_rows))
         colours = {
             PRESENT: Qt.GlobalColor.darkGreen,
             MISSING: Qt.GlobalColor.red,
             NOT_NEEDED: Qt.GlobalColor.gray,
         }
-        for r, row in enumerate([*extra, *rows]):
+        for r, row in enumerate(all_rows):
             size = row["size"]
             size_text = format_size(size) if size is not None or row["name"] not in models.REGISTRY else ""
             size_text = size_text or registry_size(str(row["name"]))
@@ -462,75 +339,6 @@ class ModelDialog(QDialog):
                 return self.table.item(r, 3).text()
         raise KeyError(name)
 
-    def is_downloading(self) -> bool:
-        return self._thread is not None
-
-    def download_targets(self) -> list[str]:
-        """What Download fetches: the selected row when it is missing, else every missing needed model."""
-        name = self.selected_model()
-        if name is not None and name in models.REGISTRY and self.model_status(name) == MISSING:
-            return [name]
-        return list(self._missing)
-
-    def start_download(self) -> None:
-        """Download the selected missing model, or every missing one (one after the other), on a thread."""
-        if self._thread is not None:
-            return
-        targets = self.download_targets()
-        if not targets:
-            return
-        if models.offline_mode():
-            self._update_offline(targets[0], force=True)
-            return
-        self._queue = targets[1:]
-        self._start_one(targets[0])
-
-    def _start_one(self, name: str) -> None:
-        folder = self.folder_edit.text().strip() or None
-        self._cancel = threading.Event()
-        self._worker = DownloadWorker(name, folder, self._cancel)
-        self._thread = QThread()
-        self._thread.setObjectName(f"maskpix-download-{name}")
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.finished.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
-        self._worker.progress.connect(self._on_progress)
-        self._worker.succeeded.connect(self._on_succeeded)
-        self._worker.failed.connect(self._on_failed)
-        self._thread.finished.connect(self._on_thread_finished)
-        self._downloading = name
-        self._network_failed = None
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setValue(0)
-        self.progress_bar.setFormat(f"{name}: %p%")
-        self.status_label.setText(f"Downloading {name} into {self.models_folder()}…")
-        self.offline_label.hide()
-        self._thread.start()
-        self._update_enabled()
-
-    def cancel_download(self) -> None:
-        """Ask the running download to stop (it stops at its next chunk); the queued ones are dropped."""
-        self._queue.clear()
-        if self._cancel is not None:
-            self._cancel.set()
-            self.status_label.setText("Cancelling…")
-
-    def stop_download(self, timeout_ms: int = STOP_WAIT_MS) -> bool:
-        """Cancel and wait for the download thread; True when no thread is left running."""
-        _ORPHANS[:] = [(t, w) for t, w in _ORPHANS if not t.isFinished()]
-        self._queue.clear()
-        thread = self._thread
-        if thread is None:
-            return True
-        if self._cancel is not None:
-            self._cancel.set()
-        stopped = thread.wait(timeout_ms)
-        if not stopped and self._worker is not None:  # never terminate(): let it notice the cancel
-            log.warning("download thread did not stop within %d ms; leaving it to finish", timeout_ms)
-            _ORPHANS.append((thread, self._worker))
-        self._release_thread()
-        return stopped
-
     # QDialog ---------------------------------------------------------------------------------------
     def accept(self) -> None:
         if self._problems():
@@ -546,57 +354,6 @@ class ModelDialog(QDialog):
         super().closeEvent(event)
 
     # slots -----------------------------------------------------------------------------------------
-    @Slot(object, object)
-    def _on_progress(self, done: int, total: int | None) -> None:
-        if total:
-            self.progress_bar.setRange(0, 1000)
-            self.progress_bar.setValue(min(1000, int(done * 1000 / total)))
-        else:
-            self.progress_bar.setRange(0, 0)  # busy indicator: total unknown
-
-    @Slot(str)
-    def _on_succeeded(self, path: str) -> None:
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setValue(1000)
-        self.status_label.setText(f"Downloaded {self._downloading} to {path}")
-
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        cancelled = self._cancel is not None and self._cancel.is_set()
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setValue(0)
-        self._queue.clear()  # a failure stops the rest: the message stays readable
-        if cancelled:
-            self.status_label.setText("Download cancelled.")
-            return
-        self.status_label.setText(message)
-        if is_network_error(message):
-            self._network_failed = self._downloading
-            self._update_offline()
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        if self._thread is not None and self._thread.isFinished():
-            self._thread.wait()  # returns at once; makes sure Qt is done with the thread before release
-            self._release_thread()
-            if self._queue:
-                self._start_one(self._queue.pop(0))
-
-    # internals -------------------------------------------------------------------------------------
-    def _release_thread(self) -> None:
-        self._thread = None
-        self._worker = None
-        self._downloading = None
-        self.refresh_models()
-
-    def _update_offline(self, name: str | None = None, force: bool = False) -> None:
-        """Show the offline explanation in offline mode or after a download failed for want of network."""
-        if force or models.offline_mode() or self._network_failed:
-            name = name or self._network_failed or self.selected_model() or "NAME"
-            self.offline_label.setText(offline_message(self.models_folder(), name))
-            self.offline_label.show()
-        else:
-            self.offline_label.hide()
 
     def _problems(self) -> list[str]:
         problems = []
