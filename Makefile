@@ -19,7 +19,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 test: lint
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest --durations=15
 
 # The numerics-sensitive tests under another CPU kernel set (see tests/test_portable_numerics.py).
 NUMERICS_TESTS = tests/test_portable_numerics.py tests/test_metrics.py tests/test_blend.py tests/test_editor.py \
