@@ -29,30 +29,57 @@ def composite(orig: np.ndarray, edit: np.ndarray, mask: np.ndarray) -> np.ndarra
     """``y = M*edit + (1-M)*orig`` rounded to uint8.
 
     Computed as ``orig + M*(edit - orig)`` in float32, so where ``M == 0`` the output is the original
-    exactly and where ``M == 1`` it is the edit exactly. Those pixels are copied; the formula runs only
-    on the pixels with ``0 < M < 1`` (a feathered edge), in row chunks: same result, no full-size floats.
+    exactly and where ``M == 1`` it is the edit exactly. Those pixels are copied (``cv2.copyTo``); the
+    formula runs only on row chunks holding pixels with ``0 < M < 1`` (a feathered edge), and only those
+    pixels take its value: bit for bit the whole-image formula, with no full-size float copies.
     """
+    import cv2
+
     if orig.shape != edit.shape:
         raise ValueError(f"image shapes differ: {orig.shape} vs {edit.shape}")
     m = np.asarray(mask)
     if m.ndim != 2 or m.shape != orig.shape[:2]:
         raise ValueError(f"mask shape {m.shape} does not match image {orig.shape[:2]}")
     out = np.array(orig, copy=True, order="C")
-    if m.dtype == np.bool_:
-        np.copyto(out, edit, where=m[..., None])
-        return out
-    m = masks.as_float(m)
+    edit = np.ascontiguousarray(edit)
+    scale = None
+    if np.issubdtype(m.dtype, np.integer):  # masks.as_float: 0..255 when the max is above 1
+        scale = np.float32(255.0 if m.size and int(m.max()) > 1 else 1.0)
     step = max(1, _CHUNK_PIXELS // max(m.shape[1], 1))
     for y in range(0, m.shape[0], step):
         rows = slice(y, y + step)
-        mr, o, e = m[rows], out[rows], edit[rows]
-        np.copyto(o, e, where=(mr == 1.0)[..., None])
-        ys, xs = np.nonzero((mr > 0.0) & (mr < 1.0))
-        if ys.size:
+        o, e = out[rows], edit[rows]
+        if m.dtype == np.bool_:
+            cv2.copyTo(e, np.ascontiguousarray(m[rows]).view(np.uint8), o)
+            continue
+        mr = _float_rows(m[rows], scale)  # NaN and values outside [0, 1] are only compared here
+        cv2.copyTo(e, cv2.compare(mr, 1.0, cv2.CMP_GE), o)
+        soft = cv2.bitwise_and(cv2.compare(mr, 0.0, cv2.CMP_GT), cv2.compare(mr, 1.0, cv2.CMP_LT))
+        n = cv2.countNonZero(soft)
+        if not n:
+            continue
+        if n * 8 >= soft.size:  # a wide soft band: the formula on the whole chunk, then a masked copy
+            mc = np.clip(np.nan_to_num(mr, nan=0.0), 0.0, 1.0)
+            of = o.astype(np.float32)
+            yv = of + mc[..., None] * (e.astype(np.float32) - of)
+            cv2.copyTo(np.clip(np.rint(yv), 0, 255).astype(np.uint8), soft, o)
+        else:
+            ys, xs = np.nonzero(soft)
             of = o[ys, xs].astype(np.float32)
             yv = of + mr[ys, xs][:, None] * (e[ys, xs].astype(np.float32) - of)
             o[ys, xs] = np.clip(np.rint(yv), 0, 255).astype(np.uint8)
     return out
+
+
+def _float_rows(rows: np.ndarray, scale: np.float32 | None) -> np.ndarray:
+    """A row chunk as C-contiguous float32; integers divided by ``scale`` (``masks.as_float``'s rule).
+
+    Not clipped: the caller only compares it with 0 and 1 (NaN compares false, so it counts as 0, as in
+    ``masks.as_float``) and uses its values where ``0 < M < 1``.
+    """
+    if scale is not None:
+        return rows.astype(np.float32) / scale
+    return np.ascontiguousarray(rows, dtype=np.float32)
 
 
 def poisson_seam(orig: np.ndarray, composite_img: np.ndarray, mask: np.ndarray) -> np.ndarray:
