@@ -89,7 +89,7 @@ def test_tiny_ip2p_and_mask_checkpoint_are_ip2p(tiny_ip2p_dir, tmp_path):
 
 @pytest.mark.parametrize(
     ("class_name", "family"),
-    [("FluxKontextPipeline", "kontext"), ("QwenImageEditPlusPipeline", "qwen_edit")],
+    [("QwenImageEditPipeline", "qwen_edit"), ("QwenImageEditPlusPipeline", "qwen_edit")],
 )
 def test_load_unsupported_family_says_not_supported_yet(
     tmp_path, tiny_ip2p_dir, monkeypatch, class_name, family

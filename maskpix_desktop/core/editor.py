@@ -106,7 +106,12 @@ class Editor:
 
     ``takes_mask``: the pipeline is a mask checkpoint's :class:`~.maskcond.pipeline.MaskPix2PixPipeline`
     (a 9-channel UNet), so mask mode ``trained`` can give it the mask.
+
+    The flow-matching families (``kontext``, ``qwen_edit``) load as :class:`~.editor_flow.FlowEditor`.
     """
+
+    #: Working sizes are multiples of this (the VAE's downsampling; flow editors also pack 2x2 patches).
+    size_multiple = 8
 
     def __init__(self, pipe: Any, *, model_id: str = "custom", fingerprint: str = ""):
         import torch
@@ -114,7 +119,7 @@ class Editor:
         self.pipe = pipe
         self.pipe.set_progress_bar_config(disable=True)
         self.device = str(pipe.device)
-        self.dtype = pipe.unet.dtype
+        self.dtype = (pipe.unet if hasattr(pipe, "unet") else pipe.transformer).dtype
         self.model_id = model_id
         self.fingerprint = fingerprint
         self._torch = torch
@@ -148,6 +153,8 @@ class Editor:
             editor_families.require_supported(family, path_or_id)
         dev = models.resolve_device(device)
         dtype = models.default_dtype(dev, precision)
+        if family in ("kontext", "qwen_edit") and dtype == torch.float16 and precision in ("auto", "", None):
+            dtype = torch.bfloat16  # their text encoders overflow in float16; bf16 is what they ship in
         local = Path(str(path_or_id))
         if local.is_dir() and is_mask_checkpoint(local):
             try:
@@ -166,7 +173,14 @@ class Editor:
         dtype_key = "dtype" if _diffusers_takes_dtype() else "torch_dtype"
         kwargs: dict[str, Any] = {dtype_key: dtype, "local_files_only": local_only}
         # diffusers' lazy module imports only the pipeline asked for (the XL one is a large import).
-        if family == "ip2p_xl":
+        editor_cls: type[Editor] = cls
+        if family in ("kontext", "qwen_edit"):
+            from maskpix_desktop.core.editor_flow import LABELS, FlowEditor, pipeline_class
+
+            pipe_cls, label, editor_cls = pipeline_class(family, local), LABELS[family], FlowEditor
+            if not local.is_dir():
+                variants = [None]  # these repositories publish one (bf16) set of weights, no fp16 variant
+        elif family == "ip2p_xl":
             pipe_cls: Any = diffusers.StableDiffusionXLInstructPix2PixPipeline
             label = "SDXL InstructPix2Pix"
         else:
@@ -193,7 +207,7 @@ class Editor:
                 raise OutOfMemoryError(f"Not enough {dev} memory to load {label}.") from exc
             raise
         fingerprint = models.file_fingerprint(local) if local.exists() else str(path_or_id)
-        return cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
+        return editor_cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
 
     # ------------------------------------------------------------------ running
     def _sync(self) -> None:
@@ -373,7 +387,7 @@ class Editor:
         t0 = time.perf_counter()
         if reuse:
             baseline, nsfw = req.baseline, False
-            work_hw = images.working_size(h, w, p.long_side, multiple=8)
+            work_hw = images.working_size(h, w, p.long_side, multiple=self.size_multiple)
         else:
             baseline, nsfw, work_hw = self._edit_at(orig, p, prog, "baseline")
         self._sync()
