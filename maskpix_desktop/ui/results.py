@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, QPoint, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPoint, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -44,14 +44,16 @@ from PySide6.QtWidgets import (
 )
 
 from maskpix_desktop.core import masks, metric_catalog
-from maskpix_desktop.core.export import mask_overlay
 from maskpix_desktop.core.jobs import EditResult
 from maskpix_desktop.core.metrics import change_map
+from maskpix_desktop.ui.display_levels import Pyramid, choose_level, overlay_pyramid, reduce_max
 from maskpix_desktop.ui.qimage import to_pixmap
 
 #: Zoom factor per wheel notch (120 units of angle delta).
 ZOOM_STEP = 1.25
 MIN_SCALE, MAX_SCALE = 0.02, 64.0
+#: Screen size (device pixels) assumed when a view has no screen yet.
+SCREEN_FALLBACK = (1920, 1080)
 
 VARIANTS = ("baseline", "blended")
 
@@ -108,6 +110,18 @@ def change_heatmap(original: np.ndarray, edited: np.ndarray, mask: np.ndarray | 
     return heat
 
 
+def heatmap_pyramid(original: np.ndarray, edited: np.ndarray, mask: np.ndarray | None) -> Pyramid:
+    """Display levels of :func:`change_heatmap`, max-pooled so one leaking pixel stays visible at fit."""
+    full: list[np.ndarray] = []
+
+    def make(k: int) -> np.ndarray:
+        if not full:
+            full.append(change_heatmap(original, edited, mask))
+        return reduce_max(full[0], k)
+
+    return Pyramid(original.shape[:2], make)
+
+
 def result_mask(result: EditResult) -> np.ndarray:
     """The user's mask of a result (the mask actually used when the request had none)."""
     return result.request.mask if result.request.mask is not None else result.mask_used
@@ -125,6 +139,9 @@ class SyncedImageView(QGraphicsView):
         super().__init__(parent)
         self.sync: ViewSync | None = None
         self._auto_fit = True
+        self._pyramid: Pyramid | None = None
+        self._level = -1
+        self._fitting = False
         self._scene = QGraphicsScene(self)
         self.setScene(self._scene)
         self.pixmap_item = QGraphicsPixmapItem()
@@ -154,29 +171,89 @@ class SyncedImageView(QGraphicsView):
 
     def set_image(self, image: np.ndarray) -> None:
         """Show ``image`` (HxWx3/HxWx4/HxW uint8); a new size re-fits, the same size keeps the zoom."""
-        old = self.pixmap_item.pixmap().size()
-        pix = to_pixmap(image)
-        self.pixmap_item.setPixmap(pix)
-        self._scene.setSceneRect(self.pixmap_item.boundingRect())
-        if pix.size() != old:
+        self.set_pyramid(Pyramid.of_image(image))
+
+    def set_pyramid(self, pyramid: Pyramid) -> None:
+        """Show an image through its display levels (scene coordinates stay full-size pixels).
+
+        Only the level the current zoom needs is converted to a pixmap (see :func:`choose_level`); zooming
+        in converts finer levels on demand, down to the full-size image at 1:1.
+        """
+        old = self._pyramid.size if self._pyramid is not None else None
+        self._pyramid = pyramid
+        self._level = -1
+        h, w = pyramid.size
+        self._scene.setSceneRect(QRectF(0, 0, w, h))
+        if pyramid.size != old:
             self._auto_fit = True
         if self._auto_fit:
             self.fit()
+        self._update_level()
 
     def clear(self) -> None:
+        self._pyramid = None
+        self._level = -1
         self.pixmap_item.setPixmap(QPixmap())
         self._scene.setSceneRect(0, 0, 1, 1)
         self._auto_fit = True
 
     def has_image(self) -> bool:
-        return not self.pixmap_item.pixmap().isNull()
+        return self._pyramid is not None
+
+    def image_size(self) -> tuple[int, int] | None:
+        """``(h, w)`` of the full-size image shown (None when empty)."""
+        return None if self._pyramid is None else self._pyramid.size
+
+    def shown_level(self) -> int:
+        """The pyramid level the pixmap holds (0 = full size; -1 when empty)."""
+        return self._level
+
+    def _wanted_level(self) -> int:
+        assert self._pyramid is not None
+        scale = abs(self.transform().m11()) * self.devicePixelRatioF()
+        if self._auto_fit:  # fitted (or not laid out yet): never finer than the screen needs
+            scale = min(scale, self._screen_scale())
+        return choose_level(self._pyramid.size, scale)
+
+    def _screen_scale(self) -> float:
+        """Scale that fits the full image on this view's screen (device pixels)."""
+        assert self._pyramid is not None
+        screen = self.screen()
+        if screen is not None:
+            size = screen.size()
+            sw, sh = size.width() * screen.devicePixelRatio(), size.height() * screen.devicePixelRatio()
+        else:
+            sw, sh = SCREEN_FALLBACK
+        h, w = self._pyramid.size
+        return min(sw / w, sh / h)
+
+    def _update_level(self) -> None:
+        """Give the pixmap item the level the current zoom needs (no work when it already holds it)."""
+        if self._pyramid is None:
+            return
+        k = self._wanted_level()
+        if k == self._level:
+            return
+        arr = self._pyramid.level(k)
+        self.pixmap_item.setPixmap(to_pixmap(arr))
+        h, w = self._pyramid.size
+        self.pixmap_item.setTransform(QTransform.fromScale(w / arr.shape[1], h / arr.shape[0]))
+        self._level = k
 
     # zoom ------------------------------------------------------------------------------------------
     def fit(self) -> None:
         """Scale the image to the viewport (keeps aspect); later resizes re-fit until the user zooms."""
         self._auto_fit = True
         if self.has_image() and self.viewport().width() > 1 and self.viewport().height() > 1:
-            self.fitInView(self.pixmap_item, Qt.AspectRatioMode.KeepAspectRatio)
+            # fitInView passes through the identity transform: linked views follow the end state only
+            self._fitting = True
+            try:
+                self.fitInView(self.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
+            finally:
+                self._fitting = False
+            if self.sync is not None:
+                self.sync.sync_from(self)
+        self._update_level()
 
     def zoom(self, factor: float, anchor: QPoint | None = None) -> None:
         """Multiply the scale by ``factor`` around ``anchor`` (viewport coordinates; default: centre)."""
@@ -192,6 +269,7 @@ class SyncedImageView(QGraphicsView):
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
         self.scale(factor, factor)
         self.setTransformationAnchor(old)
+        self._update_level()
         delta = self.mapFromScene(before) - anchor
         self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + delta.x())
         self.verticalScrollBar().setValue(self.verticalScrollBar().value() + delta.y())
@@ -234,7 +312,7 @@ class SyncedImageView(QGraphicsView):
 
     def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 (Qt override)
         super().scrollContentsBy(dx, dy)
-        if self.sync is not None:
+        if self.sync is not None and not self._fitting:
             self.sync.sync_from(self)
 
 
@@ -272,6 +350,7 @@ class ViewSync(QObject):
                 view._auto_fit = source._auto_fit
                 if view.transform() != transform:
                     view.setTransform(transform)
+                view._update_level()
                 view.horizontalScrollBar().setValue(h)
                 view.verticalScrollBar().setValue(v)
         finally:
@@ -308,6 +387,8 @@ class ResultsPanel(QWidget):
         super().__init__(parent)
         self._history: list[EditResult] = []
         self._current = -1
+        self._orig_cache: tuple[np.ndarray, Pyramid] | None = None
+        self._overlay_cache: tuple[np.ndarray, np.ndarray, Pyramid] | None = None
 
         self.views = {t.lower(): SyncedImageView(t) for t in self.TITLES}
         self.sync = ViewSync(list(self.views.values()), self)
@@ -420,7 +501,7 @@ class ResultsPanel(QWidget):
             self.history_list.setCurrentRow(index)
             self.history_list.blockSignals(False)
         result = self._history[index]
-        self.views["original"].set_image(result.request.image)
+        self.views["original"].set_pyramid(self._image_pyramid(result.request.image))
         self._refresh_mask_view()
         self.views["baseline"].set_image(result.baseline)
         self.views["blended"].set_image(result.blended)
@@ -449,6 +530,7 @@ class ResultsPanel(QWidget):
         self.history_list.blockSignals(False)
         for view in self.views.values():
             view.clear()
+        self._orig_cache = self._overlay_cache = None
         self.metrics_table.setRowCount(0)
         self._update_buttons()
 
@@ -487,7 +569,20 @@ class ResultsPanel(QWidget):
             view.clear()
             return
         image, mask = result.request.image, result_mask(result)
-        view.set_image(change_heatmap(image, result.baseline, mask) if on else mask_overlay(image, mask))
+        if on:
+            view.set_pyramid(heatmap_pyramid(image, result.baseline, mask))
+            return
+        cached = self._overlay_cache
+        if cached is None or cached[0] is not image or cached[1] is not mask:
+            cached = self._overlay_cache = (image, mask, overlay_pyramid(self._image_pyramid(image), mask))
+        view.set_pyramid(cached[2])
+
+    def _image_pyramid(self, image: np.ndarray) -> Pyramid:
+        """The original's display levels, kept while results of the same image are shown."""
+        if self._orig_cache is None or self._orig_cache[0] is not image:
+            self._orig_cache = (image, Pyramid.of_image(image))
+            self._overlay_cache = None
+        return self._orig_cache[1]
 
     def _fill_metrics(self, metrics: dict[str, dict[str, object]], *, masked: bool = True) -> None:
         """``masked=False`` (a run without a mask): leakage shows "—", not a perfect-looking 0."""
@@ -533,6 +628,7 @@ __all__ = [
     "ViewSync",
     "better_variant",
     "change_heatmap",
+    "heatmap_pyramid",
     "format_metric",
     "metric_direction",
 ]
