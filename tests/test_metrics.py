@@ -444,7 +444,7 @@ def test_ssim_factor_bounds_the_working_size():
 def test_large_image_ssim_is_the_ssim_of_block_means_and_pixel_metrics_stay_exact(monkeypatch):
     """Over SSIM_MAX_PIXELS: SSIM of the f x f block means (cv2.INTER_AREA), the background map weighted
     by each block's fraction outside M; PIE-Bench zeroes M at full size first. The rest stays full size."""
-    monkeypatch.setattr(mx, "SSIM_MAX_PIXELS", 41 * 60)
+    monkeypatch.setattr(mx.ssim, "SSIM_MAX_PIXELS", 41 * 60)
     h, w = 123, 182  # f = 3: 41 x 60 blocks, one partial row and two partial columns dropped
     orig, edit = _edit_pair(h, w, seed=11)
     m = np.zeros((h, w), bool)
