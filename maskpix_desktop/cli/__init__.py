@@ -60,9 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub)
 
+    from maskpix_desktop.cli.train import add_parser as add_train_parser
+
+    add_train_parser(sub)
+
     from maskpix_desktop.cli.eval_automask import add_parser as add_automask_parser
 
     add_automask_parser(sub)
+
+    from maskpix_desktop.cli.study import add_parser as add_study_parser
+
+    add_study_parser(sub)
     return parser
 
 
@@ -89,10 +97,18 @@ def main(argv: list[str] | None = None) -> int:
             from maskpix_desktop.cli.eval import cmd_eval
 
             return cmd_eval(args)
+        if args.command == "train":
+            from maskpix_desktop.cli.train import cmd_train
+
+            return cmd_train(args)
         if args.command == "eval-automask":
             from maskpix_desktop.cli.eval_automask import cmd_eval_automask
 
             return cmd_eval_automask(args)
+        if args.command == "study":
+            from maskpix_desktop.cli.study import cmd_study
+
+            return cmd_study(args)
         if args.command == "self-test":
             from maskpix_desktop.selftest import run_self_test
 
