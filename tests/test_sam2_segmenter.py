@@ -1,4 +1,5 @@
-"""SAM 2 engine: equality with transformers' processor + Sam2Model, the feature cache, loading, registry."""
+"""SAM 2 engine: the exact decoder path equals transformers' processor + Sam2Model bit for bit; the feature
+cache, loading, registry (the default fast decoder: tests/test_sam2_decoder.py)."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ PROMPTS = {
 def test_sam2_click_equals_reference_with_image_reencoded(tiny, rng_image, name: str) -> None:
     model, processor = tiny
     image = rng_image(96, 128, seed=5)
-    seg = Sam2Segmenter(model, processor.image_processor)
+    seg = Sam2Segmenter(model, processor.image_processor, decoder="exact")
     seg.set_image(image)
     p = PROMPTS[name]
     res = seg.predict(
@@ -106,7 +107,7 @@ def test_sam2_clicks_equal_reference_with_embeddings_passed_and_encode_once(tiny
     runs = []
     hook = model.vision_encoder.register_forward_hook(lambda *a: runs.append(1))
     try:
-        seg = Sam2Segmenter(model, processor.image_processor)
+        seg = Sam2Segmenter(model, processor.image_processor, decoder="exact")
         assert seg.set_image(image) is True
         first = reference(model, processor, image, points=[[60, 70]], labels=[1])
         assert len(runs) == 2  # ours + the reference's one full forward
@@ -137,7 +138,7 @@ def test_sam2_clicks_equal_reference_with_embeddings_passed_and_encode_once(tiny
 def test_sam2_mask_input_refinement_equals_reference(tiny, rng_image) -> None:
     model, processor = tiny
     image = rng_image(120, 90, seed=2)
-    seg = Sam2Segmenter(model, processor.image_processor)
+    seg = Sam2Segmenter(model, processor.image_processor, decoder="exact")
     seg.set_image(image)
     first = seg.predict(np.array([[45, 60]]), np.array([1]))
     assert first.mask_input().shape == (1, seg.low_res_size, seg.low_res_size) == (1, 32, 32)

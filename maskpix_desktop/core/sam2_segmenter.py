@@ -5,17 +5,25 @@ one encoder run: the image embedding and the two high-resolution feature maps (a
 decoder's ``conv_s0`` / ``conv_s1``, as ``Sam2Model.get_image_embeddings`` returns them) are kept in an
 LRU cache of recent images; every click then runs the prompt encoder and the mask decoder only.
 
-Equal to the reference (``Sam2Processor`` + ``Sam2Model`` called the documented way, with the image
-re-encoded or ``image_embeddings`` passed): the same pixels (the processor's own image processor), the
-same prompt scaling, the same modules; masks are the processor's ``post_process_masks`` resize, computed
-lazily per candidate when that gives the same bits (tests/test_sam2_segmenter.py).
+Two decoder paths (``Sam2Segmenter(decoder=...)``), as for SAM 1's ``Segmenter``:
+
+- ``"fast"`` (default): :mod:`.sam2_decoder`'s re-associated decoder with the image's prompt-independent
+  tensors cached; equal to the reference to float32 rounding (masks differ only where a logit is within
+  rounding of 0; tests/test_sam2_decoder.py). Full-size masks are computed per candidate (OpenCV's
+  bilinear resize on the CPU, same maths), the best one before ``predict`` returns.
+- ``"exact"``: the reference's own modules, equal to ``Sam2Processor`` + ``Sam2Model`` called the
+  documented way (image re-encoded or ``image_embeddings`` passed) bit for bit: the same pixels (the
+  processor's own image processor), the same prompt scaling, the same modules; masks are the processor's
+  ``post_process_masks`` resize, computed lazily per candidate when that gives the same bits
+  (tests/test_sam2_segmenter.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -27,8 +35,11 @@ import torch.nn.functional as F
 
 from maskpix_desktop.core.errors import MissingWeightsError, WeightsError
 from maskpix_desktop.core.images import image_hash
+from maskpix_desktop.core.masks import resize_logits
 from maskpix_desktop.core.sam2_arch import detect_sam2_type, safetensors_shapes, sam2_folder
+from maskpix_desktop.core.sam2_decoder import FastSam2Decoder, Sam2ImageTensors, fast_sam2_decoder_supported
 from maskpix_desktop.core.segmenter import (
+    DECODERS,
     ENCODER_PRECISIONS,
     Segmenter,
     SegmentResult,
@@ -170,14 +181,39 @@ class _Upscaler:
             return (up[0] > 0.0).cpu().numpy()
 
 
+class _FastUpscaler:
+    """Low-res logits -> masks at image size, one candidate at a time (the fast path's masks): the
+    bilinear resize of ``post_process_masks`` through OpenCV on the CPU (same maths, float32 rounding)."""
+
+    def __init__(self, low_res: torch.Tensor, size: tuple[int, int]):
+        self._low = low_res  # (K, L, L)
+        self._size = size
+
+    @property
+    def count(self) -> int:
+        return int(self._low.shape[0])
+
+    def single_exact(self) -> bool:
+        return True
+
+    def one(self, i: int) -> np.ndarray:
+        with torch.inference_mode():
+            if self._low.device.type == "cpu":
+                return resize_logits(self._low[i].numpy(), self._size) > 0.0
+            up = F.interpolate(self._low[None, i : i + 1], self._size, mode="bilinear", align_corners=False)
+            return (up[0, 0] > 0.0).cpu().numpy()
+
+    def all(self) -> np.ndarray:
+        return np.stack([self.one(i) for i in range(self.count)])
+
+
 class Sam2Segmenter:
     """SAM 2 with an LRU cache of image features: encode once per image, decode per click.
 
     Same public surface as :class:`Segmenter` (``set_image``, ``predict``, ``warm_up``, the cache
-    accessors, ``encoder_calls``). Not thread-safe; it belongs to the single model-service thread.
+    accessors, ``encoder_calls``, ``decoder`` / ``use_decoder``). Not thread-safe; it belongs to the
+    single model-service thread.
     """
-
-    fast_decoder = False  # Segmenter's re-associated SAM 1 decoder has no SAM 2 counterpart
 
     def __init__(
         self,
@@ -187,12 +223,17 @@ class Sam2Segmenter:
         device: str | torch.device = "cpu",
         cache_size: int = 4,
         *,
+        decoder: str = "fast",
         encoder_precision: str = "auto",
     ):
-        """``encoder_precision`` as for :class:`Segmenter` (CUDA only; "auto" = "tf32"); the features are
-        stored as float32 and the decoder always runs in float32."""
+        """``decoder``: "fast" or "exact" (module docstring); "fast" falls back to "exact" for a decoder
+        that is not transformers' ``Sam2MaskDecoder``. ``encoder_precision`` as for :class:`Segmenter`
+        (CUDA only; "auto" = "tf32"); the features are stored as float32 and the decoder always runs in
+        float32."""
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         if encoder_precision not in ("auto", *ENCODER_PRECISIONS):
             raise ValueError(
                 f"encoder_precision must be 'auto' or one of {ENCODER_PRECISIONS}, not {encoder_precision!r}"
@@ -212,6 +253,10 @@ class Sam2Segmenter:
         self._cache: OrderedDict[str, _Embedding] = OrderedDict()
         self._current: str | None = None
         self._image_pe: torch.Tensor | None = None
+        self._fast_ok = fast_sam2_decoder_supported(self.model.mask_decoder)
+        self._decoder = "fast" if decoder == "fast" and self._fast_ok else "exact"
+        self._fast: FastSam2Decoder | None = None
+        self._tensors: tuple[str, Sam2ImageTensors] | None = None  # the current image's, fast path
 
     @classmethod
     def from_pretrained(
@@ -220,11 +265,20 @@ class Sam2Segmenter:
         device: str | torch.device = "cpu",
         cache_size: int = 4,
         *,
+        decoder: str = "fast",
         encoder_precision: str = "auto",
     ) -> Sam2Segmenter:
         """Load a SAM 2 folder with :func:`load_sam2` and wrap it."""
         model, processor, model_type = load_sam2(path, device)
-        return cls(model, processor, model_type, device, cache_size, encoder_precision=encoder_precision)
+        return cls(
+            model,
+            processor,
+            model_type,
+            device,
+            cache_size,
+            decoder=decoder,
+            encoder_precision=encoder_precision,
+        )
 
     def warm_up(self, *, force: bool = False) -> None:
         """On CUDA (or with ``force``), encode and decode a blank image through a throwaway segmenter on
@@ -237,6 +291,7 @@ class Sam2Segmenter:
             self.model_type,
             self.device,
             1,
+            decoder=self._decoder,
             encoder_precision=self.encoder_precision,
         )
         tmp.set_image(np.zeros((64, 64, 3), np.uint8))
@@ -262,6 +317,30 @@ class Sam2Segmenter:
     def clear_cache(self) -> None:
         self._cache.clear()
         self._current = None
+        self._tensors = None
+
+    @property
+    def decoder(self) -> str:
+        """The decoder path in use: "fast" or "exact"."""
+        return self._decoder
+
+    @property
+    def fast_decoder(self) -> bool:
+        """True when clicks run the fast decoder."""
+        return self._decoder == "fast"
+
+    @contextmanager
+    def use_decoder(self, name: str) -> Iterator[None]:
+        """Run the decoder as ``name`` ("fast" or "exact") inside the block (e.g. to time one against the
+        other on the same features); "fast" stays "exact" where the model does not support it."""
+        if name not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {name!r}")
+        saved = self._decoder
+        self._decoder = "fast" if name == "fast" and self._fast_ok else "exact"
+        try:
+            yield
+        finally:
+            self._decoder = saved
 
     def set_image(self, image: np.ndarray) -> bool:
         """Make ``image`` (H, W, 3 uint8 RGB) current; True if it was encoded, False if served from cache."""
@@ -270,6 +349,8 @@ class Sam2Segmenter:
         if key in self._cache:
             self._cache.move_to_end(key)
             self._current = key
+            if self.fast_decoder:
+                self._image_tensors()
             return False
         self._current = None
         pixels = self.processor(images=image, return_tensors="pt", input_data_format="channels_last")
@@ -290,7 +371,19 @@ class Sam2Segmenter:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         self._current = key
+        if self.fast_decoder:  # the click-independent decoder work, now rather than at the first click
+            self._image_tensors()
         return True
+
+    def _image_tensors(self) -> Sam2ImageTensors:
+        """The current image's :class:`Sam2ImageTensors` (built once per image change)."""
+        assert self._current is not None
+        if self._tensors is None or self._tensors[0] != self._current:
+            if self._fast is None:
+                self._fast = FastSam2Decoder(self.model)
+            with torch.inference_mode():
+                self._tensors = (self._current, self._fast.prepare(self._cache[self._current].features))
+        return self._tensors[1]
 
     def _encode(self, pixels: torch.Tensor, precision: str) -> tuple[torch.Tensor, ...]:
         dtype = _AUTOCAST.get(precision)
@@ -324,6 +417,10 @@ class Sam2Segmenter:
         ):
             low_res, iou = self._decode(emb, pts, lbl, bx, mi, multimask)
             scores, logits = iou.cpu().numpy(), low_res.cpu().numpy()
+            if self.fast_decoder:
+                result = SegmentResult(None, scores, logits, source=_FastUpscaler(low_res, emb.image_size))
+                result.mask()  # the best candidate now, on this (worker) thread; the others on demand
+                return result
             source = _Upscaler(low_res, emb.image_size)
             if self.device.type != "cpu":
                 return SegmentResult(source.all(), scores, logits)
@@ -368,6 +465,10 @@ class Sam2Segmenter:
         sparse, dense = m.prompt_encoder(
             input_points=pts_t, input_labels=lbl_t, input_boxes=box_t, input_masks=mask_t
         )
+        if self.fast_decoder:
+            tensors = self._image_tensors()
+            assert self._fast is not None
+            return self._fast.decode(tensors, sparse[0, 0], dense if mask_t is not None else None, multimask)
         low_res, iou, _, _ = m.mask_decoder(
             image_embeddings=feats[-1],
             image_positional_embeddings=self._image_pe,
