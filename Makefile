@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,train]'
 	touch $(STAMP)
 
 run: $(STAMP)
