@@ -30,6 +30,7 @@ from maskpix_desktop.core.models.local import (
     local_path,
     sam2_folder_complete,
     transformers_folder_complete,
+    vit_folder_complete,
 )
 from maskpix_desktop.core.models.registry import _FOLDER_KINDS, ModelFile, ModelSpec, get_spec
 
@@ -300,9 +301,11 @@ def _download_snapshot(
         done += p.stat().st_size
     if progress is not None:
         progress(done, done)
-    complete = {"grounding": transformers_folder_complete, "sam2": sam2_folder_complete}.get(
-        spec.kind, diffusers_folder_complete
-    )
+    complete = {
+        "grounding": transformers_folder_complete,
+        "sam2": sam2_folder_complete,
+        "dino": vit_folder_complete,
+    }.get(spec.kind, diffusers_folder_complete)
     if not complete(dest):
         raise DownloadError(f"{dest} is still incomplete after the download of '{spec.name}'.")
     return dest

@@ -57,7 +57,7 @@ def local_path(name: str, models_dir: str | Path | None = None) -> Path:
         return root / IP2P_FOLDER
     if spec.kind == "grounding":
         return root / GROUNDING_FOLDER
-    if spec.kind == "sam2":
+    if spec.kind in ("sam2", "dino"):
         return root / str(spec.hf_repo).split("/")[-1]
     if spec.kind == "clip":
         return root / CLIP_FOLDER / spec.files[0].filename
@@ -79,6 +79,8 @@ def is_present(name: str, models_dir: str | Path | None = None) -> bool:
         return transformers_folder_complete(path)
     if spec.kind == "sam2":
         return sam2_folder_complete(path)
+    if spec.kind == "dino":
+        return vit_folder_complete(path)
     return _file_matches_size(path, spec.files[0].size_bytes)
 
 
@@ -139,6 +141,13 @@ def sam2_folder_complete(folder: str | Path) -> bool:
     folder = Path(folder)
     weights = folder / "model.safetensors"
     return (folder / "config.json").is_file() and weights.is_file() and weights.stat().st_size > 0
+
+
+def vit_folder_complete(folder: str | Path) -> bool:
+    """True for a transformers ViT folder (DINO): ``config.json`` and a non-empty weights file."""
+    folder = Path(folder)
+    weights = [folder / n for n in ("model.safetensors", "pytorch_model.bin")]
+    return (folder / "config.json").is_file() and any(p.is_file() and p.stat().st_size > 0 for p in weights)
 
 
 def detect_variant(folder: str | Path) -> str | None:

@@ -20,7 +20,7 @@ class ModelFile:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registry entry. ``kind`` is "sam", "sam2", "ip2p", "clip" or "grounding"."""
+    """A registry entry. ``kind`` is "sam", "sam2", "ip2p", "clip", "grounding" or "dino"."""
 
     name: str
     kind: str
@@ -155,6 +155,26 @@ def _sam2(size: str, label: str, params: str) -> ModelSpec:
     )
 
 
+# DINO ViTs (Meta, Apache-2.0) in the transformers format (ViTModel), for the benchmark metrics
+# (core/metrics/dino.py): ViT-B/8 for PIE-Bench's structure distance, ViT-S/16 for MagicBrush's DINO score.
+# UNPINNED: no revision commit, file size or sha256 was available here (no network), so the revision is
+# "main" and nothing is hash-checked; both weight formats are listed (the snapshot takes what exists;
+# transformers prefers the safetensors file). Sizes in the descriptions are float32 parameter sizes.
+_DINO_FILES = ("config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin")
+
+
+def _dino(name: str, label: str, size: str) -> ModelSpec:
+    repo = f"facebook/{name.replace('_', '-')}"
+    return ModelSpec(
+        name=name,
+        kind="dino",
+        description=f"DINO {label} for benchmark metrics (Meta, Apache-2.0, ~{size}; unpinned)",
+        files=tuple(_hf_file(repo, "main", f) for f in _DINO_FILES),
+        hf_repo=repo,
+        hf_revision="main",
+    )
+
+
 REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in (
@@ -215,6 +235,8 @@ REGISTRY: dict[str, ModelSpec] = {
             hf_repo=_GROUNDING_REPO,
             hf_revision=_GROUNDING_REVISION,
         ),
+        _dino("dino_vitb8", "ViT-B/8 (PIE-Bench structure distance)", "340 MB"),
+        _dino("dino_vits16", "ViT-S/16 (MagicBrush DINO score)", "85 MB"),
     )
 }
 
@@ -224,7 +246,7 @@ DEFAULT_CLIP = "clip"
 DEFAULT_GROUNDING = "grounding_dino"
 
 #: Kinds stored as a folder of files (a Hugging Face snapshot), not a single file.
-_FOLDER_KINDS = ("ip2p", "grounding", "sam2")
+_FOLDER_KINDS = ("ip2p", "grounding", "sam2", "dino")
 
 IP2P_FOLDER = "instruct-pix2pix"
 CLIP_FOLDER = "clip"
