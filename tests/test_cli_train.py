@@ -73,3 +73,69 @@ def test_train_prepare_exits_1_when_every_item_is_dropped(tmp_path: Path, capsys
     code = main(_prepare_args(src, tmp_path / "out", "--sam", "none", "--min-quality", "1.01"))
     err = capsys.readouterr().err
     assert code == 1 and "no item kept" in err and "prepare.json" in err
+
+
+def _train_args(data: Path, base: Path, out: Path, *extra: str) -> list[str]:
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--base",
+        str(base),
+        "--out",
+        str(out),
+        "--cpu",
+        "--cpu-threads",
+        "1",
+    ]
+    return [*args, "--batch-size", "2", "--checkpoint-every", "1", "--no-progress", *extra]
+
+
+def test_cli_defaults_are_the_train_config_defaults():
+    from dataclasses import fields
+
+    from maskpix_desktop.cli.train import TRAIN_DEFAULTS
+    from maskpix_desktop.core.maskcond.train import TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    names = [n for n in vars(TRAIN_DEFAULTS) if not n.startswith("_")]
+    assert names and all(getattr(TRAIN_DEFAULTS, n) == defaults[n] for n in names)
+
+
+def test_prepare_then_train_2_steps_gives_a_checkpoint_the_app_loads_as_a_mask_model(
+    tmp_path: Path, tiny_ip2p_dir: Path, capsys
+):
+    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core.maskcond.model import is_mask_checkpoint
+    from maskpix_desktop.core.maskcond.train import read_losses
+
+    src = _triplets(tmp_path / "trip", n=3)
+    assert main(_prepare_args(src, tmp_path / "data", "--sam", "none")) == 0
+    run = tmp_path / "run"
+    assert main(_train_args(tmp_path / "data", tiny_ip2p_dir, run, "--steps", "2")) == 0
+    final = run / "final"
+    assert f"--ip2p {final}" in capsys.readouterr().out
+    assert is_mask_checkpoint(final) and len(read_losses(run)) == 2
+    editor = Editor.load(str(final), device="cpu")  # the loader behind --ip2p and the Models dialog
+    assert editor.takes_mask is True
+    # Checkpoints exist: a second call must say --resume or --overwrite, then --resume continues.
+    assert main(_train_args(tmp_path / "data", tiny_ip2p_dir, run, "--steps", "3")) == 1
+    assert "--resume" in capsys.readouterr().err
+    first = read_losses(run)
+    assert main(_train_args(tmp_path / "data", tiny_ip2p_dir, run, "--steps", "3", "--resume")) == 0
+    rows = read_losses(run)
+    assert len(rows) == 3 and rows[:2] == first
+    code = main(_train_args(tmp_path / "data", tiny_ip2p_dir, run, "--steps", "4", "--resume", "--lr", "0.5"))
+    assert code == 1 and "other options (lr)" in capsys.readouterr().err
+
+
+def test_train_needs_exactly_one_data_source_and_peft_for_lora(
+    tmp_path: Path, tiny_ip2p_dir: Path, monkeypatch, capsys
+):
+    base = ["train", "--base", str(tiny_ip2p_dir), "--out", str(tmp_path / "r")]
+    assert main(base) == 1 and "--data DIR" in capsys.readouterr().err
+    monkeypatch.setitem(__import__("sys").modules, "peft", None)
+    assert main([*base, "--synthetic", "4", "--lora-rank", "4"]) == 1
+    assert "install peft" in capsys.readouterr().err
+    assert main([*base, "--data", str(tmp_path / "nothing")]) == 1
+    assert "not a prepared dataset" in capsys.readouterr().err

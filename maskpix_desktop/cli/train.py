@@ -1,8 +1,12 @@
-"""``maskpix-cli train prepare``: build a training dataset (docs/TRAINING.md).
+"""``maskpix-cli train``: train the mask-conditioned InstructPix2Pix, and ``train prepare``: its data
+(docs/TRAINING.md).
 
 ``maskpix-cli train prepare SOURCE --out DIR``: MagicBrush folder, triplets folder / JSONL or a
-Hugging Face ``datasets`` dataset -> ``DIR/dataset`` (Arrow). Heavy imports (torch, datasets) happen
-inside the commands: the CLI's parser stays light.
+Hugging Face ``datasets`` dataset -> ``DIR/dataset`` (Arrow).
+``maskpix-cli train --data DIR | --synthetic N --out RUN [options]``: the accelerate training loop
+(``core/maskcond/train.py``); ``RUN/final`` loads in the app with ``--ip2p RUN/final``. Runs under
+``accelerate launch -m maskpix_desktop.cli train ...`` on many GPUs / nodes.
+Heavy imports (torch, datasets, diffusers) happen inside the commands: the CLI's parser stays light.
 """
 
 from __future__ import annotations
@@ -61,10 +65,67 @@ def _add_prepare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _add_train(p: argparse.ArgumentParser) -> None:
+    d = TRAIN_DEFAULTS
+    data = p.add_argument_group("data (one of)")
+    data.add_argument("--data", type=Path, help="a prepared dataset (train prepare's OUT or OUT/dataset)")
+    data.add_argument("--synthetic", type=int, metavar="N", help="N items of the synthetic shapes task")
+    data.add_argument("--synthetic-size", type=int, default=64, help="synthetic image side (default 64)")
+    data.add_argument("--synthetic-seed", type=int, default=1000, help="synthetic stream seed")
+    p.add_argument("--out", type=Path, help="run folder: losses.csv, checkpoints/, final/")
+    p.add_argument("--base", help="InstructPix2Pix diffusers folder or hub id (default: the models folder's)")
+    p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
+    p.add_argument(
+        "--conditioning", default=d.conditioning, choices=("concat", "none"), help="none: plain IP2P"
+    )
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process and micro-batch")
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="gradient accumulation steps")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--consistency-weight", type=float, default=d.consistency_weight, help="lambda")
+    p.add_argument("--keep-margin", type=int, default=d.keep_margin, help="latent cells around the mask")
+    p.add_argument("--p-drop", type=float, default=d.p_drop, help="IP2P conditioning dropout")
+    p.add_argument("--p-mask-drop", type=float, default=d.p_mask_drop, help="mask dropout")
+    p.add_argument("--jitter-px", type=int, default=d.jitter_px, help="mask dilate/erode jitter, pixels")
+    p.add_argument("--jitter-shift", type=int, default=d.jitter_shift, help="mask shift jitter, pixels")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
+    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
+    p.add_argument("--no-calibrate-scaling", action="store_true", help="keep the VAE's scaling factor")
+    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=("no", "fp16", "bf16"))
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--adam-8bit", action="store_true", help="bitsandbytes AdamW8bit (CUDA only)")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="0: no EMA")
+    p.add_argument("--lora-rank", type=int, default=0, help="LoRA rank (needs peft); 0: full fine-tune")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    p.add_argument("--cpu-threads", type=int, default=0, help="torch threads on CPU (0: torch's default)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="discard --out's checkpoints and start over")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+class _Defaults:
+    """TrainConfig's defaults, read without importing torch (the dataclass module imports it)."""
+
+    conditioning, steps, batch_size, grad_accum, lr, seed = "concat", 200, 8, 1, 1e-4, 0
+    consistency_weight, keep_margin, p_drop, p_mask_drop = 0.5, 1, 0.05, 0.1
+    jitter_px, jitter_shift, checkpoint_every, keep_checkpoints = 2, 2, 100, 2
+    mixed_precision, ema_decay = "no", 0.0
+
+
+TRAIN_DEFAULTS = _Defaults
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """``train`` with its ``prepare`` subcommand."""
-    tr = sub.add_parser("train", help="training data for the mask-conditioned IP2P (docs/TRAINING.md)")
-    tsub = tr.add_subparsers(dest="train_command", required=True, metavar="{prepare}")
+    """``train`` (the training options) with its optional ``prepare`` subcommand."""
+    tr = sub.add_parser(
+        "train",
+        help="train the mask-conditioned IP2P, or 'train prepare' its data (docs/TRAINING.md)",
+        description="Train the mask-conditioned InstructPix2Pix (maskpix-cli train --data DIR --out RUN), "
+        "or build its dataset (maskpix-cli train prepare SOURCE --out DIR). docs/TRAINING.md.",
+    )
+    _add_train(tr)
+    tsub = tr.add_subparsers(dest="train_command", required=False, metavar="{prepare}")
     _add_prepare(tsub.add_parser("prepare", help="build the training dataset (Arrow) from edit data"))
     return tr
 
@@ -116,7 +177,153 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: TrainConfig fields a resumed run may change (the rest must match the run's train_config.json).
+RESUMABLE = (
+    "steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "progress",
+    "cpu_threads",
+    "output_dir",
+    "extra",
+)
+
+
+def _base(args: argparse.Namespace) -> str:
+    from maskpix_desktop.core import models
+    from maskpix_desktop.core.errors import MaskPixError
+    from maskpix_desktop.core.maskcond.model import is_mask_checkpoint
+    from maskpix_desktop.core.service import ModelChoice
+
+    choice = ModelChoice(models_dir=args.models_dir, ip2p=args.base).with_manifest()
+    base, _ = models.resolve_ip2p(choice.ip2p, args.models_dir)  # MissingWeightsError: exit 2
+    if is_mask_checkpoint(base):
+        raise MaskPixError(
+            f"--base {base} is a MaskPix mask checkpoint; give the plain InstructPix2Pix folder it was "
+            "trained from (or --resume the run that wrote it)"
+        )
+    return base
+
+
+def _items(args: argparse.Namespace):
+    from maskpix_desktop.core.errors import MaskPixError
+
+    if (args.data is None) == (args.synthetic is None):
+        raise MaskPixError("give the training data: --data DIR (train prepare's output) or --synthetic N")
+    if args.synthetic is not None:
+        from maskpix_desktop.core.maskcond.synthetic import SyntheticShapes
+
+        if args.synthetic < 1 or args.synthetic_size < 32 or args.synthetic_size % 8:
+            raise MaskPixError("--synthetic needs N >= 1 and --synthetic-size a multiple of 8, >= 32")
+        return SyntheticShapes(args.synthetic, seed=args.synthetic_seed, size=args.synthetic_size)
+    from maskpix_desktop.core.maskcond.prepare import PreparedItems
+
+    return PreparedItems(args.data)
+
+
+def _check_lora(rank: int) -> None:
+    from maskpix_desktop.core.errors import MaskPixError
+
+    if rank <= 0:
+        return
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        raise MaskPixError("--lora-rank needs the peft package: install peft (pip install peft)") from None
+    raise MaskPixError(
+        "--lora-rank: LoRA training is not implemented yet; train without it (docs/TRAINING.md)"
+    )
+
+
+def _check_resume(out: Path, cfg, resume: bool, overwrite: bool) -> bool:
+    """True to resume. Checkpoints in ``out`` need --resume (same options) or --overwrite: nothing is lost
+    by a forgotten flag."""
+    import json
+    from dataclasses import asdict
+
+    from maskpix_desktop.core.errors import MaskPixError
+    from maskpix_desktop.core.maskcond.train import checkpoints
+
+    if overwrite:
+        return False
+    done = checkpoints(out)
+    if not done:
+        if resume:
+            print(f"note: no checkpoint in {out}; starting a new run", file=sys.stderr)
+        return False
+    if not resume:
+        raise MaskPixError(
+            f"{out} holds checkpoints (newest {done[-1].name}); pass --resume to continue or --overwrite "
+            "to start over"
+        )
+    saved_path = out / "train_config.json"
+    try:
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MaskPixError(f"{saved_path}: unreadable ({exc}); cannot check the options to resume") from None
+    new = json.loads(json.dumps(asdict(cfg)))
+    diff = sorted(k for k in new if k not in RESUMABLE and saved.get(k) != new[k])
+    if diff:
+        raise MaskPixError(
+            f"{saved_path}: the run was started with other options ({', '.join(diff)}); resume with "
+            "the same ones, or --overwrite"
+        )
+    return True
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from maskpix_desktop.core.errors import MaskPixError
+
+    if args.out is None:
+        raise MaskPixError("--out RUN is required (the run folder)")
+    if args.resume and args.overwrite:
+        raise MaskPixError("--resume and --overwrite exclude each other")
+    _check_lora(args.lora_rank)
+    items = _items(args)
+    from maskpix_desktop.core.maskcond.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        base=_base(args),
+        output_dir=str(args.out),
+        conditioning=args.conditioning,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        lr=args.lr,
+        seed=args.seed,
+        consistency_weight=args.consistency_weight,
+        keep_margin=args.keep_margin,
+        p_drop=args.p_drop,
+        p_mask_drop=args.p_mask_drop,
+        jitter_px=args.jitter_px,
+        jitter_shift=args.jitter_shift,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
+        calibrate_scaling=not args.no_calibrate_scaling,
+        mixed_precision=args.mixed_precision,
+        gradient_checkpointing=args.gradient_checkpointing,
+        adam_8bit=args.adam_8bit,
+        ema_decay=args.ema_decay,
+        cpu=args.cpu,
+        cpu_threads=args.cpu_threads,
+        progress=not args.no_progress,
+        extra={"data": str(args.data) if args.data else f"synthetic:{args.synthetic}"},
+    )
+    for name in ("steps", "batch_size", "grad_accum", "checkpoint_every"):
+        if getattr(cfg, name) < 1:
+            raise MaskPixError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    resume = _check_resume(args.out, cfg, args.resume, args.overwrite)
+    try:
+        res = train(cfg, items, resume=resume)
+    except ValueError as exc:  # options the loop refuses (8-bit Adam on CPU, a bad item)
+        raise MaskPixError(str(exc)) from None
+    last = res.losses[-1]["loss"] if res.losses else float("nan")
+    print(f"{len(res.losses)} steps, last loss {last:.4f}; losses in {args.out / 'losses.csv'}")
+    print(f"checkpoint: {res.final_dir} (load it with --ip2p {res.final_dir}; mask mode trained)")
+    return EXIT_OK
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.train_command == "prepare":
         return cmd_prepare(args)
-    return EXIT_ERROR
+    return cmd_fit(args)
