@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 from maskpix_desktop.core import masks, metric_catalog
 from maskpix_desktop.core.jobs import EditResult
 from maskpix_desktop.core.metrics import change_map
+from maskpix_desktop.core.result_store import ResultStore
 from maskpix_desktop.ui.display_levels import Pyramid, choose_level, overlay_pyramid, reduce_max
 from maskpix_desktop.ui.qimage import to_pixmap
 
@@ -383,8 +384,10 @@ class ResultsPanel(QWidget):
     TITLES = ("Original", "Mask", "Baseline", "Blended")
     CHANGE_MAP_TITLE = "Change map"
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, store: ResultStore | None = None):
         super().__init__(parent)
+        #: Moves all but the newest results' arrays to disk (memory-mapped; same values for every reader).
+        self.store = store if store is not None else ResultStore()
         self._history: list[EditResult] = []
         self._current = -1
         self._orig_cache: tuple[np.ndarray, Pyramid] | None = None
@@ -477,6 +480,7 @@ class ResultsPanel(QWidget):
         index = len(self._history) - 1
         self.history_list.addItem(self._history_item(index, result))
         self.show_result(index)
+        self.store.keep_newest(self._history)
         return index
 
     def set_history(self, results: Sequence[EditResult]) -> None:
@@ -489,6 +493,7 @@ class ResultsPanel(QWidget):
         self.history_list.blockSignals(False)
         if self._history:
             self.show_result(len(self._history) - 1)
+        self.store.keep_newest(self._history)
 
     def show_result(self, index: int) -> None:
         """Show history entry ``index`` (negative counts from the end); IndexError when out of range."""
@@ -523,6 +528,7 @@ class ResultsPanel(QWidget):
 
     def clear(self) -> None:
         """Forget every result and blank the views and the table."""
+        self.store.forget(self._history)
         self._history.clear()
         self._current = -1
         self.history_list.blockSignals(True)
