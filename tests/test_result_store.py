@@ -200,3 +200,26 @@ def test_results_panel_keeps_two_in_memory_and_shows_an_older_row_from_disk(qtbo
     panel.clear()
     assert not list(folder.rglob("*.npy"))
     panel.store.close()
+
+
+def test_autosave_cache_does_not_keep_a_spilled_results_arrays_alive(tmp_path, store, results):
+    """The save cache remembers frozen arrays weakly: once a result is on disk its in-memory copy goes."""
+    import gc
+    import weakref
+
+    from maskpix_desktop.core.session import SaveCache
+
+    cache = SaveCache()
+    for r in results:
+        for name in FIELDS:
+            getattr(r, name).flags.writeable = False  # what the window's freeze() does
+    session = Session(image=results[0].request.image, image_name="p.png", history=results)
+    save_project(tmp_path / "a.maskpix", session, cache=cache)
+    old = weakref.ref(results[0].blended)
+    key = cache.key(results[0].blended)
+    store.keep_newest(results, wait=True)
+    gc.collect()
+    assert old() is None  # freed: only the memory map is left
+    assert cache.key(results[0].blended) == key  # same content, same key
+    save_project(tmp_path / "b.maskpix", session, cache=cache)
+    _assert_values(load_project(tmp_path / "b.maskpix").history[0], _copies(results[0]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import weakref
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ class SaveCache:
 
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
-        self._keys: dict[int, tuple[np.ndarray, str]] = {}
+        self._keys: dict[int, tuple[weakref.ref, str]] = {}  # weak: a result moved to disk frees its arrays
         #: blob files this cache wrote: name -> (size, mtime_ns, sha256 of the bytes), to verify before reuse
         self.files: dict[str, tuple[int, int, str]] = {}
 
@@ -33,17 +34,17 @@ class SaveCache:
 
     def key(self, a: np.ndarray) -> str:
         hit = self._keys.get(id(a))
-        if hit is not None and hit[0] is a:
+        if hit is not None and hit[0]() is a:
             return hit[1]
         k = images.image_hash(a)
         if not a.flags.writeable:
-            self._keys[id(a)] = (a, k)
+            self._keys[id(a)] = (weakref.ref(a), k)
         return k
 
     def prune(self, used: set[str]) -> None:
         """Forget what the last save did not use."""
         self.blobs = {k: v for k, v in self.blobs.items() if k in used}
-        self._keys = {i: (a, k) for i, (a, k) in self._keys.items() if k in used}
+        self._keys = {i: (r, k) for i, (r, k) in self._keys.items() if k in used and r() is not None}
         self.files = {n: v for n, v in self.files.items() if n.split(".")[0] in used}
 
     def blob_intact(self, path: Path) -> bool:
