@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,9 @@ def test_make_builds_a_blinded_package_with_one_order_per_rater(eval_dir: Path, 
         assert (out / item.original).read_bytes() == (src_folder / "original.png").read_bytes()
         assert item.instruction
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # other accounts can read it, as any new folder
 
 
 def test_make_with_a_seed_repeats_items_codes_and_orders(eval_dir: Path, tmp_path: Path) -> None:

@@ -85,18 +85,23 @@ class ImagePane(QLabel):
         return self._pixmap is not None
 
     def shown_size(self) -> tuple[int, int]:
+        """The picture's size on screen (device-independent pixels)."""
         pm = self.pixmap()
-        return (0, 0) if pm is None or pm.isNull() else (pm.width(), pm.height())
+        if pm is None or pm.isNull():
+            return (0, 0)
+        size = pm.deviceIndependentSize()
+        return (round(size.width()), round(size.height()))
 
     def _rescale(self) -> None:
         if self._pixmap is not None and self.width() > 0 and self.height() > 0:
-            self.setPixmap(
-                self._pixmap.scaled(
-                    self.size(),
-                    Qt.AspectRatioMode.KeepAspectRatio,
-                    Qt.TransformationMode.SmoothTransformation,
-                )
+            dpr = self.devicePixelRatioF()
+            scaled = self._pixmap.scaled(
+                self.size() * dpr,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
             )
+            scaled.setDevicePixelRatio(dpr)  # sharp on high-DPI screens
+            self.setPixmap(scaled)
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt API)
         super().resizeEvent(event)
@@ -166,6 +171,7 @@ class StudyDialog(QDialog):
         self.index = 0
         self.question = 0
         self.unsaved = False
+        self._loaded_for: tuple[str, str] | None = None
         self.setWindowTitle(f"Rate a study — {study.folder.name}")
         self.stack = QStackedWidget()
         self.stack.addWidget(self._start_page())
@@ -444,12 +450,15 @@ class StudyDialog(QDialog):
             )
             self.original_pane.set_image(None, "")
             self.candidate_pane.set_image(None, "")
+            self._loaded_for = None
             return
         self.done_label.setText("")
         item = self.study.items[cur[0]]
         self.instruction.setText(f"Instruction: “{item.instruction}”")
         self._show_rows(cur)
-        self._load_images(item.original, item.mask, item.candidates[cur[1]])
+        if cur != self._loaded_for:  # the next question of the same image: nothing to reload
+            self._load_images(item.original, item.mask, item.candidates[cur[1]])
+            self._loaded_for = cur
 
     def _show_rows(self, cur: tuple[str, str]) -> None:
         assert self.answers is not None

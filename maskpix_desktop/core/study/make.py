@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import string
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -187,7 +186,11 @@ def make_study(
     width = max(3, len(str(n_items)))
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    stage = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        stage.mkdir()  # the usual permissions (mkdtemp's 0700 would hide the study from the raters)
+    except OSError as exc:
+        raise StudyError(f"cannot create a folder beside --out {out}: {exc.strerror or exc}") from None
     try:
         study, key = _write_package(stage, [found[i] for i in chosen], methods, names, rng, width, link)
         key.update(eval_dir=str(eval_dir.resolve()), seed=int(seed))
