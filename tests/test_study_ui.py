@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from maskpix_desktop.cli import main
 from maskpix_desktop.core.errors import ImageSaveError
@@ -183,10 +183,19 @@ def test_a_failed_save_keeps_the_answer_and_the_next_save_writes_it(
     press(qtbot, dialog, Qt.Key.Key_2)
     assert "Not saved" in dialog.status.text() and dialog.unsaved
     assert not (study_dir / "answers-r1.json").exists()
+    asked: list[str] = []
+    answer = QMessageBox.StandardButton.No
+    monkeypatch.setattr(QMessageBox, "question", lambda _p, _t, text: asked.append(text) or answer)
+    dialog.show()
+    dialog.close()  # the X: a last save fails too, so it asks; No keeps the window
+    press(qtbot, dialog, Qt.Key.Key_Escape)
+    assert dialog.isVisible() and len(asked) == 2 and "could not be saved" in asked[0]
     monkeypatch.setattr(sd, "save_answers", real)
     press(qtbot, dialog, Qt.Key.Key_5)
     assert saved(study_dir, "r1") == {f"{first[0]}/{first[1]}": {"region": 2, "instruction": 5}}
     assert not dialog.unsaved and dialog.status.text() == "Saved."
+    dialog.close()
+    assert not dialog.isVisible() and len(asked) == 2  # everything saved: closes without asking
 
 
 def test_a_missing_candidate_image_cannot_be_rated_but_can_be_skipped(qtbot, study_dir: Path) -> None:
@@ -204,8 +213,6 @@ def test_a_missing_candidate_image_cannot_be_rated_but_can_be_skipped(qtbot, stu
 
 
 def test_open_study_dialog_refuses_a_folder_that_is_no_study(qtbot, tmp_path: Path, monkeypatch) -> None:
-    from PySide6.QtWidgets import QMessageBox
-
     shown: list[str] = []
     monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
     assert open_study_dialog(None, tmp_path) is None

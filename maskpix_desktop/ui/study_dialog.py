@@ -520,7 +520,9 @@ class StudyDialog(QDialog):
                 return
         super().keyPressEvent(event)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+    def reject(self) -> None:
+        """Close (the window's X and Escape both come here): a last try to save answers a failed save
+        kept, and a question before they are dropped."""
         if self.unsaved and self.answers is not None:
             self._save()
             if self.unsaved:
@@ -531,9 +533,8 @@ class StudyDialog(QDialog):
                     "Close anyway and lose them?",
                 )
                 if choice != QMessageBox.StandardButton.Yes:
-                    event.ignore()
                     return
-        super().closeEvent(event)
+        super().reject()
 
 
 def open_study_dialog(
