@@ -251,9 +251,11 @@ def test_pie_run_writes_every_row_and_the_report(pie_run: Path) -> None:
 
     md = (pie_run / "summary.md").read_text()
     assert (
-        "| Method | n | PSNR ↑ | LPIPS ×10³ ↓ | MSE ×10⁴ ↓ | SSIM ×10² ↑ | CLIP whole ↑ | CLIP edited ↑" in md
+        "| Method | n | Structure ×10³ ↓ | PSNR ↑ | LPIPS ×10³ ↓ | MSE ×10⁴ ↓ | SSIM ×10² ↑ | CLIP whole ↑ | "
+        "CLIP edited ↑ | CLIP crop ↑ | Leakage ↓ |" in md
     )
-    for label in ("| IP2P baseline | 8 |", "| pixel | 8 | ∞ | missing |", "| latent |", "| crop |"):
+    assert "## Definitions" in md and "SSIM layout border-cut" in md and "## Instruction retrieval" in md
+    for label in ("| IP2P baseline | 8 |", "| pixel | 8 | missing | ∞ | missing |", "| latent |", "| crop |"):
         assert label in md
     assert "6 change attribute (color)" in md and "items/s" in md and "bad_size" in md
 
@@ -288,7 +290,10 @@ def test_pie_metrics_match_independent_computation(pie_run: Path, pie_dir: Path,
         prompt = rec["editing_prompt"].replace("[", "").replace("]", "")
         assert got["clip_score"] == pytest.approx(clip.score(out, prompt), rel=1e-6)
         crop = region_crop_by_hand(out, pie_mask_by_hand(rec["mask"], border=False))
-        assert got["clip_score_region"] == pytest.approx(clip.score(crop, prompt), rel=1e-6)
+        assert got["clip_edited_crop"] == pytest.approx(clip.score(crop, prompt), rel=1e-6)
+        frame = (out * m[..., None]).astype(np.uint8)  # PIE-Bench: the frame times its (bordered) mask
+        assert got["clip_edited_pie"] == pytest.approx(clip.score(frame, prompt), rel=1e-6)
+        assert got["pie_structure"] is None and "dino_vitb8" in row["missing"]["pie_structure"]
         d = np.abs(out.astype(np.int16) - orig.astype(np.int16)).mean(axis=2)
         assert got["leakage_mean"] == pytest.approx(float(d[~m].mean()), rel=1e-9)
 
@@ -304,8 +309,14 @@ def test_magicbrush_run_l1_and_clip_i(mb_dir: Path, tiny_models_dir: Path, tmp_p
         assert r["metrics"]["l1"] == pytest.approx(l1, rel=1e-9)
         f = clip.image_features([edit, target])
         assert r["metrics"]["clip_i"] == pytest.approx(float((f[0] * f[1]).sum()), rel=1e-6)
+        assert r["metrics"]["l2"] == pytest.approx(((edit / 255.0 - target / 255.0) ** 2).mean(), rel=1e-9)
+        if r["prompt"]:  # CLIP-T: raw cosine with the target's caption
+            ft = clip.text_features([r["prompt"]])[0]
+            assert r["metrics"]["clip_t"] == pytest.approx(float((f[0] * ft).sum()), rel=1e-6)
+        assert r["metrics"]["dino"] is None and "dino_vits16" in r["missing"]["dino"]
     md = (out / "summary.md").read_text()
-    assert "| Method | n | L1 ↓ | CLIP-I ↑ | PSNR ↑" in md and "| pixel | 3 |" in md and "latent" not in md
+    assert "| Method | n | L1 ↓ | L2 ↓ | CLIP-I ↑ | DINO ↑ | CLIP-T ↑ | PSNR ↑" in md
+    assert "| pixel | 3 |" in md and "latent" not in md
 
 
 # ---------------------------------------------------------------------------------------------- resume

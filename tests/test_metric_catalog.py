@@ -33,6 +33,13 @@ def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class _FakeClip:
     """Enough of ClipScorer for ``score_row`` (the evaluation's CLIP metrics)."""
 
+    def text_features(self, texts: list[str]) -> np.ndarray:
+        return np.full((len(texts), 4), 0.5)
+
+    @staticmethod
+    def _score(a: np.ndarray, b: np.ndarray) -> float:
+        return max(100.0 * float((a * b).sum()), 0.0)
+
     def score(self, image: np.ndarray, text: str) -> float:
         return 21.0
 
@@ -64,16 +71,28 @@ def test_compute_metrics_and_compare_keys_are_exactly_the_app_keys(tmp_path: Pat
     assert mx.METRIC_INFO == {k: (mc.spec(k).label, mc.spec(k).tooltip) for k in mc.APP_KEYS}
 
 
+class _FakeDino:
+    def structure_distance(self, a: np.ndarray, b: np.ndarray) -> float:
+        return 0.01
+
+    def cls_similarity(self, a: np.ndarray, b: np.ndarray) -> float:
+        return 0.9
+
+
 @pytest.mark.parametrize("dataset", ["pie", "magicbrush"])
 def test_evaluation_row_keys_are_eval_keys(dataset: str) -> None:
     img, edit, mask = _scene()
     loaded = ev.LoadedItem(img, mask, mask, target=edit if dataset == "magicbrush" else None)
     item = ev.EvalItem("i1", dataset, Path("x.png"), "make it red", prompt="a red box")
-    scorers = ev.Scorers(clip=_FakeClip(), lpips=lambda a, b, m: 0.1)  # type: ignore[arg-type]
+    dino = _FakeDino()
+    scorers = ev.Scorers(clip=_FakeClip(), lpips=lambda a, b, m: 0.1, dino_structure=dino, dino_mb=dino)  # type: ignore[arg-type]
     out, missing = ev.score_row(img, edit, loaded, item, scorers)
     assert not missing
+    mb_only = ("l1", "l2", "clip_i", "dino", "clip_t")
     expected = (
-        mc.EVAL_KEYS if dataset == "magicbrush" else [k for k in mc.EVAL_KEYS if k not in ("l1", "clip_i")]
+        [k for k in mc.EVAL_KEYS if k != "pie_structure"]
+        if dataset == "magicbrush"
+        else [k for k in mc.EVAL_KEYS if k not in mb_only]
     )
     assert set(out) == set(expected)
     assert [m.key for m in ev.METRICS] == list(mc.EVAL_KEYS) and ev.METRIC_BY_KEY["pie_psnr"] is mc.spec(
@@ -81,16 +100,32 @@ def test_evaluation_row_keys_are_eval_keys(dataset: str) -> None:
     )
 
 
+def test_older_results_name_clip_score_region_and_read_as_clip_edited_crop(tmp_path: Path) -> None:
+    row = {"item": "a", "mode": "crop", "status": "ok", "metrics": {"clip_score_region": 31.5}, "missing": {}}
+    back = ev.row_from_json(json.dumps(row))
+    assert back["metrics"] == {"clip_edited_crop": 31.5}
+    both = {**row, "metrics": {"clip_score_region": 1.0, "clip_edited_crop": 2.0}}
+    assert ev.row_from_json(json.dumps(both))["metrics"] == {"clip_edited_crop": 2.0}  # the new name wins
+    old_csv = tmp_path / "results.csv"
+    old_csv.write_text(
+        "item,mode,status,edit_type,pie_psnr,clip_score_region,missing\na,crop,ok,1,20.0,31.5,\n"
+    )
+    assert ev.read_results_csv(old_csv)[0]["metrics"] == {"pie_psnr": 20.0, "clip_edited_crop": 31.5}
+
+
 def test_report_headers_match_the_published_table() -> None:
     headers = [mc.spec(k).header for k in ev.PIE_KEYS]
     assert headers == [
+        "Structure ×10³ ↓",
         "PSNR ↑",
         "LPIPS ×10³ ↓",
         "MSE ×10⁴ ↓",
         "SSIM ×10² ↑",
         "CLIP whole ↑",
         "CLIP edited ↑",
-    ] + ["Leakage ↓"]
+    ] + ["CLIP crop ↑", "Leakage ↓"]
+    assert [mc.spec(k).header for k in ev.MB_KEYS[:5]] == ["L1 ↓", "L2 ↓", "CLIP-I ↑", "DINO ↑", "CLIP-T ↑"]
+    assert mc.spec("pie_ssim_full").header == "SSIM (full map) ×10² ↑"
     assert mc.spec("miou_tau").header == "mIoU threshold"  # informational: no arrow
 
 

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 
 from maskpix_desktop.cli import main
 from maskpix_desktop.core import evaluation as ev
@@ -74,6 +75,40 @@ def test_browser_sorts_by_a_metric_and_opens_items(qtbot, eval_dir: Path) -> Non
     assert "wrong mask size" in browser.table.item(browser.item_order().index("bad_size"), 0).toolTip()
     with pytest.raises(KeyError):
         browser.open_item("nope")
+
+
+def test_browser_shows_the_benchmark_columns_and_retrieval(qtbot, eval_dir: Path, tmp_path: Path) -> None:
+    browser = ResultsBrowser()
+    qtbot.addWidget(browser)
+    browser.load(eval_dir)
+
+    def combo_keys() -> list[str]:
+        return [browser.metric_combo.itemData(i) for i in range(browser.metric_combo.count())]
+
+    keys = combo_keys()
+    for key in ("pie_structure", "pie_ssim", "pie_ssim_full", "clip_edited_pie", "clip_edited_crop"):
+        assert key in keys, key
+    assert keys.index("clip_edited_pie") < keys.index("clip_edited_crop")  # the catalogue's order
+    tip = browser.metric_combo.itemData(keys.index("clip_edited_pie"), Qt.ItemDataRole.ToolTipRole)
+    assert "full frame times the mask" in tip
+    assert browser.retrieval_label.text().startswith("Instruction retrieval, CLIP top-1 / top-5: IP2P")
+    browser.set_sort("clip_edited_pie", "crop", best_first=True)
+    assert browser.item_order() == expected_order(eval_dir, "clip_edited_pie", "crop", worst_first=False)
+
+    # a folder written before the rename: clip_score_region is read as clip_edited_crop
+    old = tmp_path / "old"
+    shutil.copytree(eval_dir, old)
+    text = (old / "results.jsonl").read_text(encoding="utf-8")
+    (old / "results.jsonl").write_text(text.replace('"clip_edited_crop"', '"clip_score_region"'), "utf-8")
+    (old / "summary.json").unlink()
+    browser.load(old)
+    assert "clip_edited_crop" in combo_keys()
+    rows = {(r["item"], r["mode"]): r for r in ev.read_rows(eval_dir / "results.jsonl")}
+    item = next(i for i in browser.item_order() if not i.startswith("bad"))
+    assert (
+        browser.value(item, "crop", "clip_edited_crop") == rows[(item, "crop")]["metrics"]["clip_edited_crop"]
+    )
+    assert browser.retrieval_label.text() == ""  # no summary.json: no retrieval line
 
 
 def test_browser_reads_a_csv_only_folder_and_refuses_an_empty_one(

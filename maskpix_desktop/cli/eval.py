@@ -87,6 +87,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "annotated mask)",
     )
     p.add_argument("--no-clip", action="store_true", help="skip CLIP metrics (reported as missing)")
+    p.add_argument(
+        "--ssim-variant",
+        default="border-cut",
+        choices=("border-cut", "full-map"),
+        help="the summary's SSIM: border-cut = torchmetrics <= 1.4 (PIE-Bench's code; default), full-map = "
+        "torchmetrics >= 1.5 (every row has both: pie_ssim, pie_ssim_full)",
+    )
+    p.add_argument(
+        "--no-dino",
+        action="store_true",
+        help="skip the DINO metrics (PIE-Bench structure distance: dino_vitb8; MagicBrush DINO: dino_vits16)",
+    )
+    p.add_argument("--no-retrieval", action="store_true", help="skip the instruction retrieval accuracy")
     p.add_argument("--lpips-net", default="squeeze", choices=("squeeze", "alex", "vgg"))
     p.add_argument("--no-images", action="store_true", help="do not save per-item images (no grid)")
     p.add_argument("--grid-items", type=_count(0), default=4, help="items in grid.png (default 4)")
@@ -168,6 +181,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         grid_items=args.grid_items,
         dist_timeout_s=args.dist_timeout * 60.0,
         progress=not args.no_progress,
+        ssim_variant=args.ssim_variant,
+        dino=not args.no_dino,
+        retrieval=not args.no_retrieval,
     )
     run_eval(opts)
     return 0

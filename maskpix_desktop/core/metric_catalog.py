@@ -140,7 +140,7 @@ _SPECS = (
         "0-100",
         1,
         "CLIP score of the mask's padded bounding box, non-mask pixels set to mean colour. Higher is better.",
-        short="CLIP edited",
+        short="CLIP region",
         description="CLIP score of the mask's padded box",
     ),
     MetricSpec(
@@ -151,6 +151,18 @@ _SPECS = (
         "Cosine between the image change and the caption change in CLIP space (-1..1). Higher is better.",
     ),
     # -- evaluation-only metrics (core.evaluation.score_row)
+    MetricSpec(
+        "pie_structure",
+        "Structure distance (PIE-Bench)",
+        "",
+        -1,
+        "PIE-Bench structure distance: MSE between the cosine self-similarity matrices of DINO ViT-B/8's "
+        "last-block keys of the original and the edit (whole images). Lower is better.",
+        short="Structure",
+        scale=1e3,
+        description="PIE-Bench: MSE of the DINO ViT-B/8 key self-similarities (whole images, official "
+        "code: inputs 0-255, Resize(224), ImageNet normalisation)",
+    ),
     MetricSpec(
         "pie_lpips",
         "LPIPS (PIE-Bench)",
@@ -163,6 +175,36 @@ _SPECS = (
         description="LPIPS (SqueezeNet, inputs in [-1, 1]) on both x (1 - M)",
     ),
     MetricSpec(
+        "pie_ssim_full",
+        "SSIM full map (PIE-Bench)",
+        "0-1",
+        1,
+        "PIE-Bench SSIM averaged over the whole map (torchmetrics >= 1.5 layout). Higher is better.",
+        short="SSIM (full map)",
+        scale=1e2,
+        description="SSIM of both images times (1 - M), whole map averaged (torchmetrics >= 1.5)",
+    ),
+    MetricSpec(
+        "clip_edited_pie",
+        "CLIP edited (PIE-Bench)",
+        "0-100",
+        1,
+        "PIE-Bench's CLIP edited: the full frame times the mask (outside black) against the editing "
+        "prompt, 100 x max(cos, 0). Higher is better.",
+        short="CLIP edited",
+        description="100 x max(cos(image x M, editing prompt), 0): full frame, outside M black (PIE-Bench)",
+    ),
+    MetricSpec(
+        "clip_edited_crop",
+        "CLIP edited (crop)",
+        "0-100",
+        1,
+        "MaskPix's CLIP edited: the mask's padded bounding box, non-mask pixels mean-filled, padded to a "
+        "square. Higher is better.",
+        short="CLIP crop",
+        description="CLIP score of the mask's padded box, mean-filled (MaskPix; not comparable with papers)",
+    ),
+    MetricSpec(
         "l1",
         "L1 to target",
         "0-1",
@@ -170,7 +212,17 @@ _SPECS = (
         "MagicBrush: mean |edit - target| on [0, 1] images. Lower is better.",
         short="L1",
         digits=4,
-        description="MagicBrush: mean |edit - target| on [0, 1] images",
+        description="MagicBrush: mean |edit - target| on [0, 1] images (edit resized to the target, bicubic)",
+    ),
+    MetricSpec(
+        "l2",
+        "L2 to target",
+        "0-1",
+        -1,
+        "MagicBrush: mean (edit - target)^2 on [0, 1] images (torch MSELoss). Lower is better.",
+        short="L2",
+        digits=4,
+        description="MagicBrush: mean squared difference on [0, 1] images (nn.MSELoss, not its root)",
     ),
     MetricSpec(
         "clip_i",
@@ -181,6 +233,26 @@ _SPECS = (
         short="CLIP-I",
         digits=4,
         description="MagicBrush: cos(CLIP(edit), CLIP(target))",
+    ),
+    MetricSpec(
+        "dino",
+        "DINO to target",
+        "-1-1",
+        1,
+        "MagicBrush: cosine of the DINO ViT-S/16 CLS embeddings of edit and target. Higher is better.",
+        short="DINO",
+        digits=4,
+        description="MagicBrush: cos(DINO ViT-S/16 CLS(edit), CLS(target)); Resize(256), CenterCrop(224)",
+    ),
+    MetricSpec(
+        "clip_t",
+        "CLIP-T",
+        "-1-1",
+        1,
+        "MagicBrush: raw cosine of the CLIP embeddings of the edit and the target caption. Higher is better.",
+        short="CLIP-T",
+        digits=4,
+        description="MagicBrush: cos(CLIP(edit), CLIP(target caption)), raw cosine (not x100, not clamped)",
     ),
 )
 
@@ -204,17 +276,35 @@ APP_KEYS = (
 )
 #: The keys of an evaluation row's ``metrics``, in the paper's table order (then ours, then MagicBrush's).
 EVAL_KEYS = (
+    "pie_structure",
     "pie_psnr",
     "pie_lpips",
     "pie_mse",
     "pie_ssim",
+    "pie_ssim_full",
     "clip_score",
-    "clip_score_region",
+    "clip_edited_pie",
+    "clip_edited_crop",
     "leakage_mean",
     "leakage_p99",
     "l1",
+    "l2",
     "clip_i",
+    "dino",
+    "clip_t",
 )
+#: Evaluation metric keys of older result files -> their name now (read by core/evaluation/store.py).
+LEGACY_EVAL_KEYS = {"clip_score_region": "clip_edited_crop"}
+
+
+def upgrade_eval_metrics(values: dict) -> dict:
+    """An evaluation row's ``metrics`` (or ``missing``) with older keys renamed (:data:`LEGACY_EVAL_KEYS`);
+    a current key already present wins."""
+    if not any(k in values for k in LEGACY_EVAL_KEYS):
+        return values
+    out = {LEGACY_EVAL_KEYS.get(k, k): v for k, v in values.items() if k in LEGACY_EVAL_KEYS}
+    out.update({k: v for k, v in values.items() if k not in LEGACY_EVAL_KEYS})
+    return out
 
 
 def get(key: str) -> MetricSpec | None:
@@ -271,6 +361,7 @@ __all__ = [
     "APP_KEYS",
     "CATALOG",
     "EVAL_KEYS",
+    "LEGACY_EVAL_KEYS",
     "MetricSpec",
     "direction",
     "get",
@@ -280,4 +371,5 @@ __all__ = [
     "spec",
     "specs",
     "tooltip",
+    "upgrade_eval_metrics",
 ]

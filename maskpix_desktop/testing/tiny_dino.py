@@ -1,7 +1,8 @@
 """A tiny random-weight DINO-style ViT (transformers ``ViTModel`` folder), loadable by ``DinoScorer.load``.
 
-Patch 8 like DINO ViT-B/8 (``dino_vitb8``), at 32 px native size (4 x 4 patches), 2 blocks, 2 heads,
-hidden size 16: a 224 x 224 input goes through ``interpolate_pos_encoding`` (28 x 28 patches).
+Patch 8 like DINO ViT-B/8 (``dino_vitb8``) at its native 224 px (28 x 28 patches), 2 blocks, 2 heads,
+hidden size 16; ``patch_size=16`` gives the ViT-S/16 layout (MagicBrush). 224 px inputs need no position
+embedding interpolation, as with the real models.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ TINY_DINO_CONFIG = {
     "num_hidden_layers": 2,
     "num_attention_heads": 2,
     "intermediate_size": 32,
-    "image_size": 32,
+    "image_size": 224,
     "patch_size": 8,
     "num_channels": 3,
     "qkv_bias": True,

@@ -48,6 +48,19 @@ def _present_keys(rows: Iterable[dict[str, Any]]) -> list[str]:
     return [k for k in metric_catalog.EVAL_KEYS if any(k in (r.get("metrics") or {}) for r in rows)]
 
 
+def retrieval_text(retrieval: dict[str, Any]) -> str:
+    """One line of the summary's instruction retrieval accuracy per mode ("" when there is none)."""
+    if retrieval.get("missing"):
+        return f"Instruction retrieval: missing ({retrieval['missing']})"
+    parts = []
+    for mode, e in (retrieval.get("modes") or {}).items():
+        clip = e.get("clip") or {}
+        if "top1" in clip and "top5" in clip:
+            label = evaluation.MODE_LABELS.get(mode, mode)
+            parts.append(f"{label} {100 * clip['top1']:.0f}% / {100 * clip['top5']:.0f}%")
+    return "Instruction retrieval, CLIP top-1 / top-5: " + " · ".join(parts) if parts else ""
+
+
 def _sort_value(value: Any) -> float | None:
     if value is None or isinstance(value, str):
         return None
@@ -81,6 +94,9 @@ class ResultsBrowser(QWidget):
         self.sync = ViewSync(parent=self)
 
         self.title = QLabel("No evaluation loaded")
+        self.retrieval_label = QLabel("")
+        self.retrieval_label.setWordWrap(True)
+        self.retrieval_label.setVisible(False)
         self.metric_combo = QComboBox()
         self.metric_combo.setToolTip("Metric to sort the items by")
         self.mode_combo = QComboBox()
@@ -132,6 +148,7 @@ class ResultsBrowser(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
+        layout.addWidget(self.retrieval_label)
         layout.addLayout(bar)
         layout.addWidget(split, 1)
 
@@ -154,6 +171,11 @@ class ResultsBrowser(QWidget):
             combo.clear()
         for key in keys:
             self.metric_combo.addItem(metric_label(key), key)
+            self.metric_combo.setItemData(
+                self.metric_combo.count() - 1, metric_catalog.tooltip(key), Qt.ItemDataRole.ToolTipRole
+            )
+        self.retrieval_label.setText(retrieval_text(summary.get("retrieval") or {}))
+        self.retrieval_label.setVisible(bool(self.retrieval_label.text()))
         for mode in self._modes:
             self.mode_combo.addItem(evaluation.MODE_LABELS[mode], mode)
         default_key = "pie_psnr" if "pie_psnr" in keys else (keys[0] if keys else None)

@@ -14,6 +14,7 @@ This package re-exports the names of its modules, so ``evaluation.X`` keeps work
 - ``store``: :class:`JsonlAppender` appends each row at once (flush + fsync); :func:`done_keys` and
   :func:`merge_rows` make runs resumable and shard-aware (one ``shard-{rank}.jsonl`` per process);
   :class:`OutputLock` keeps a second run out of the folder.
+- ``retrieval``: instruction retrieval accuracy (top-1 / top-5, CLIP and directional) per mode.
 - ``report`` and ``plots``: :func:`write_report` writes ``results.jsonl``/``results.csv``/
   ``summary.json``/``summary.md``, a distribution plot and a grid image.
 
@@ -67,6 +68,7 @@ from maskpix_desktop.core.evaluation.report import (
     results_csv,
     write_report,
 )
+from maskpix_desktop.core.evaluation.retrieval import retrieval_summary
 from maskpix_desktop.core.evaluation.runner import error_rows, evaluate_item, run_eval
 from maskpix_desktop.core.evaluation.scoring import (
     BACKGROUND_KEYS,
@@ -74,9 +76,12 @@ from maskpix_desktop.core.evaluation.scoring import (
     METRIC_BY_KEY,
     METRICS,
     PIE_KEYS,
+    SSIM_KEYS,
     WHOLE_MASK,
     Scorers,
+    load_dino,
     magicbrush_l1,
+    magicbrush_l2,
     score_row,
 )
 from maskpix_desktop.core.evaluation.store import (
@@ -132,6 +137,7 @@ __all__ = [
     "RESULTS_CSV",
     "RESULTS_JSONL",
     "SHARD_GLOB",
+    "SSIM_KEYS",
     "SUMMARY_JSON",
     "SUMMARY_MD",
     "WHOLE_MASK",
@@ -157,7 +163,9 @@ __all__ = [
     "json_safe",
     "load_item",
     "load_results",
+    "load_dino",
     "magicbrush_l1",
+    "magicbrush_l2",
     "make_grid",
     "merge_rows",
     "plot_distributions",
@@ -168,6 +176,7 @@ __all__ = [
     "read_rows",
     "repair_tail",
     "results_csv",
+    "retrieval_summary",
     "row_from_json",
     "row_to_json",
     "run_eval",

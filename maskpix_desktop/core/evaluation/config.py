@@ -81,6 +81,12 @@ class RunOptions:
     grid_items: int = 4
     dist_timeout_s: float = 12 * 3600.0
     progress: bool = True
+    #: The summary's SSIM column: "border-cut" (torchmetrics <= 1.4) or "full-map" (>= 1.5); rows have both.
+    ssim_variant: str = "border-cut"
+    #: DINO metrics (PIE-Bench structure distance, MagicBrush DINO) when their weights are present.
+    dino: bool = True
+    #: Instruction retrieval accuracy over the run's outputs (needs CLIP and the saved images).
+    retrieval: bool = True
 
 
 def check_config(out: Path, record: dict[str, Any], rows: Sequence[dict[str, Any]]) -> None:

@@ -19,7 +19,7 @@ import maskpix_desktop.core.evaluation.plots as plots
 from maskpix_desktop.core import images, metric_catalog
 from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.evaluation.datasets import MODE_LABELS, MODES, PIE_EDIT_TYPES
-from maskpix_desktop.core.evaluation.scoring import BACKGROUND_KEYS, MB_KEYS, PIE_KEYS, WHOLE_MASK
+from maskpix_desktop.core.evaluation.scoring import BACKGROUND_KEYS, MB_KEYS, PIE_KEYS, SSIM_KEYS, WHOLE_MASK
 from maskpix_desktop.core.evaluation.store import (
     GRID_PNG,
     ITEMS_DIR,
@@ -169,11 +169,12 @@ def results_csv(rows: list[dict[str, Any]]) -> str:
 
 def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``results.csv`` in the JSONL row shape (metrics as floats, blank -> None)."""
-    known = set(metric_catalog.EVAL_KEYS)
+    known = set(metric_catalog.EVAL_KEYS) | set(metric_catalog.LEGACY_EVAL_KEYS)
     rows = []
     with open(path, newline="", encoding="utf-8") as fh:
         for rec in csv.DictReader(fh):
             vals = {k: (float(v) if v != "" else None) for k, v in rec.items() if k in known}
+            vals = metric_catalog.upgrade_eval_metrics(vals)  # older column names read as now
             output = rec.get("output", "")
             rows.append(
                 {
@@ -216,6 +217,59 @@ def load_results(path: str | Path) -> tuple[Path, list[dict[str, Any]], dict[str
     return folder, rows, summary
 
 
+def definitions(keys: Sequence[str], variant: str, models: dict[str, Any]) -> dict[str, Any]:
+    """Which definition each reported metric used (written into summary.json and summary.md)."""
+    return {
+        "metrics": {k: metric_catalog.spec(k).summary for k in keys},
+        "ssim_layout": f"{variant}: "
+        + (
+            "the SSIM map averaged without its 5-pixel border (torchmetrics <= 1.4, as PIE-Bench's code "
+            "ran); pie_ssim_full in the rows has the whole-map mean (torchmetrics >= 1.5)"
+            if variant == "border-cut"
+            else "the whole SSIM map averaged (torchmetrics >= 1.5); pie_ssim in the rows has the "
+            "border-cut mean (torchmetrics <= 1.4, as PIE-Bench's code ran)"
+        ),
+        "clip_edited": "clip_edited_pie is PIE-Bench's (full frame times its mask, outside black); "
+        "clip_edited_crop is MaskPix's padded, mean-filled box crop (older results: clip_score_region)",
+        "clip_model": models.get("clip"),
+        "dino_model": models.get("dino"),
+    }
+
+
+def _definitions_md(defs: dict[str, Any]) -> list[str]:
+    md = ["", "## Definitions", ""]
+    for key, text in defs["metrics"].items():
+        md.append(f"- **{metric_catalog.spec(key).name}** (`{key}`): {text}.")
+    md.append(f"- SSIM layout {defs['ssim_layout']} (`--ssim-variant`).")
+    md.append(f"- CLIP edited: {defs['clip_edited']}.")
+    if defs.get("dino_model"):
+        md.append(f"- DINO model: `{defs['dino_model']}`.")
+    return md
+
+
+def _retrieval_md(ret: dict[str, Any]) -> list[str]:
+    md = ["", "## Instruction retrieval", ""]
+    if ret.get("missing"):
+        return md + [f"missing: {ret['missing']}"]
+    md.append(f"Definition: {ret.get('definition', '')}")
+    md += [
+        "",
+        "| Method | n | Candidates | CLIP top-1 ↑ | CLIP top-5 ↑ | Direction top-1 ↑ | Direction top-5 ↑ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def pct(d: dict[str, float] | None, k: str) -> str:
+        return "—" if not d else f"{100.0 * d[k]:.1f}%"
+
+    for mode, e in ret.get("modes", {}).items():
+        cells = [MODE_LABELS.get(mode, mode), str(e["n"]), str(e["candidates"])]
+        cells += [pct(e["clip"], "top1"), pct(e["clip"], "top5")]
+        cells += [pct(e["directional"], "top1"), pct(e["directional"], "top5")]
+        md.append("| " + " | ".join(cells) + " |")
+    md += ["", "Chance level: top-k = k / candidates."]
+    return md
+
+
 def _mode_settings(cfg: dict[str, Any], modes: Sequence[str]) -> str:
     """The settings of the evaluated modes only (a report without the latent mode never names it)."""
     text = f", latent dilate {cfg.get('latent_dilate', 8)}" if "latent" in modes else ""
@@ -230,11 +284,20 @@ def write_report(
     meta: dict[str, Any],
     throughput: dict[str, Any] | None = None,
     grid_items: int = 4,
+    retrieval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write results.jsonl/.csv, summary.json/.md, the distribution plot and the grid; returns the summary."""
+    """Write results.jsonl/.csv, summary.json/.md, the distribution plot and the grid; returns the summary.
+
+    ``meta["ssim_variant"]`` picks the table's SSIM column (``border-cut``, default, or ``full-map``);
+    ``retrieval`` is :func:`retrieval.retrieval_summary`'s result (a table when present).
+    """
     out_dir = Path(out_dir)
     fmt = meta.get("format", "pie")
-    keys = [k for k in (MB_KEYS if fmt == "magicbrush" else PIE_KEYS)]
+    variant = meta.get("ssim_variant") or "border-cut"
+    if variant not in SSIM_KEYS:
+        raise MaskPixError(f"unknown SSIM variant {variant!r}; use {' or '.join(SSIM_KEYS)}")
+    ssim_key = SSIM_KEYS[variant]
+    keys = [ssim_key if k == "pie_ssim" else k for k in (MB_KEYS if fmt == "magicbrush" else PIE_KEYS)]
     all_keys = _present_keys(rows)
     images.atomic_write_text(out_dir / RESULTS_JSONL, "".join(row_to_json(r) + "\n" for r in rows))
     images.atomic_write_text(out_dir / RESULTS_CSV, results_csv(rows))
@@ -264,6 +327,8 @@ def write_report(
             t: _aggregate([r for r in ok if r.get("edit_type", "") == t], all_keys, modes) for t in edit_types
         },
         "throughput": throughput or {},
+        "definitions": definitions(keys, variant, meta.get("models", {})),
+        "retrieval": retrieval or {},
     }
     images.atomic_write_text(out_dir / SUMMARY_JSON, json.dumps(json_safe(summary), indent=2, sort_keys=True))
 
@@ -316,6 +381,9 @@ def write_report(
             + (" …" if len(whole) > 20 else "")
             + ".",
         ]
+    md += _definitions_md(summary["definitions"])
+    if retrieval:
+        md += _retrieval_md(retrieval)
     if summary["by_edit_type"]:
         md += ["", "## Per edit type", ""]
         specs = metric_catalog.specs(keys)

@@ -18,7 +18,8 @@ from maskpix_desktop.core.evaluation.config import EvalConfig, RunOptions, check
 from maskpix_desktop.core.evaluation.datasets import MODES, EvalItem, ItemError, load_item, read_dataset
 from maskpix_desktop.core.evaluation.lpips import LpipsScorer
 from maskpix_desktop.core.evaluation.report import merge_rows, write_report
-from maskpix_desktop.core.evaluation.scoring import Scorers, score_row
+from maskpix_desktop.core.evaluation.retrieval import retrieval_summary
+from maskpix_desktop.core.evaluation.scoring import Scorers, load_dino, score_row
 from maskpix_desktop.core.evaluation.store import (
     CONFIG_JSON,
     ITEMS_DIR,
@@ -44,6 +45,7 @@ def _base_row(item: EvalItem, mode: str, cfg: EvalConfig) -> dict[str, Any]:
         "edit_type": item.edit_type,
         "instruction": item.instruction,
         "prompt": item.prompt,
+        "source_prompt": item.source_prompt,
         "seed": cfg.params.seed,
         "config": cfg.to_dict(),
     }
@@ -221,6 +223,20 @@ def _lock_output(out: Path, state: Any) -> OutputLock | None:
     return lock
 
 
+def _load_dinos(scorers: Scorers, opts: RunOptions, fmt: str, models_dir: Any, device: str) -> None:
+    """The DINO model of the format's protocol: ViT-B/8 (PIE-Bench structure), ViT-S/16 (MagicBrush)."""
+    key, name, attr = ("pie_structure", "dino_vitb8", "dino_structure")
+    if fmt == "magicbrush":
+        key, name, attr = ("dino", "dino_vits16", "dino_mb")
+    if not opts.dino:
+        scorers.missing[key] = "disabled (--no-dino)"
+        return
+    scorer, reason = load_dino(name, models_dir, device)
+    setattr(scorers, attr, scorer)
+    if reason:
+        scorers.missing[key] = reason
+
+
 def _run_locked(
     opts: RunOptions,
     log_fn: Callable[[str], None],
@@ -283,6 +299,7 @@ def _run_locked(
         scorers.lpips, reason = LpipsScorer.load(opts.lpips_net, device)
         if reason:
             scorers.missing["lpips"] = reason
+        _load_dinos(scorers, opts, fmt, service.choice.models_dir, device)
     if state.is_main_process:
         log_fn(
             f"eval: {len(items)} items ({fmt}), modes {', '.join(modes)}, {world} process(es), "
@@ -360,17 +377,23 @@ def _run_locked(
     }
     rows = merge_rows(all_rows(out), ids, modes)
     clip_name = getattr(scorers.clip, "name", None)
+    retrieval = None
+    if opts.retrieval:
+        retrieval = retrieval_summary(out, rows, modes, scorers.clip, scorers.missing.get("clip"))
     meta = {
         "dataset": str(Path(opts.dataset).resolve()),
         "dataset_name": Path(opts.dataset).resolve().name,
         "format": fmt,
         "config": opts.config.to_dict(),
+        "ssim_variant": opts.ssim_variant,
         "models": {
             "ip2p": model_info.get("ip2p") or str(service.choice.ip2p or "registry"),
             "clip": clip_name,
             "clip_missing": scorers.missing.get("clip"),
             "lpips": scorers.lpips.name if scorers.lpips is not None else None,
             "lpips_missing": scorers.missing.get("lpips"),
+            "dino": getattr(scorers.dino_structure or scorers.dino_mb, "name", None),
+            "dino_missing": scorers.missing.get("dino" if fmt == "magicbrush" else "pie_structure"),
             "device": device,
         },
     }
@@ -381,6 +404,7 @@ def _run_locked(
         meta=meta,
         throughput=throughput,
         grid_items=opts.grid_items if opts.save_images else 0,
+        retrieval=retrieval,
     )
     log_fn(
         f"eval: wrote {out / SUMMARY_MD} ({summary['items_ok']}/{summary['items']} items ok, "

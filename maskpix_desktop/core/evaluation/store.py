@@ -21,6 +21,7 @@ from typing import Any
 
 from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.export import json_number, json_safe
+from maskpix_desktop.core.metric_catalog import upgrade_eval_metrics
 from maskpix_desktop.core.session.locks import try_lock
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,9 @@ def row_from_json(line: str | bytes) -> dict[str, Any]:
     problem = _row_problem(row)
     if problem:
         raise ValueError(problem)
-    row["metrics"] = {k: json_number(v) for k, v in (row.get("metrics") or {}).items()}
+    row["metrics"] = upgrade_eval_metrics({k: json_number(v) for k, v in (row.get("metrics") or {}).items()})
+    if isinstance(row.get("missing"), dict):
+        row["missing"] = upgrade_eval_metrics(row["missing"])  # older names (clip_score_region) read as now
     return row
 
 

@@ -32,14 +32,18 @@ from maskpix_desktop.core.metrics.pixel import (
     leakage,
     pie_background_mse,
     pie_background_psnr,
+    pie_masked_frame,
     region_crop,
     spatial_miou,
 )
 from maskpix_desktop.core.metrics.ssim import (
+    SSIM_LAYOUTS,
     SSIM_MAX_PIXELS,
     background_ssim,
     pie_background_ssim,
+    pie_ssim_map,
     ssim_factor,
+    ssim_layout_mean,
     ssim_map,
 )
 from maskpix_desktop.core.metrics.ssim import (
@@ -50,6 +54,7 @@ from maskpix_desktop.core.metrics.views import compare, compute_metrics, metrics
 __all__ = [
     "CLIP_FETCH_COMMAND",
     "METRIC_INFO",
+    "SSIM_LAYOUTS",
     "SSIM_MAX_PIXELS",
     "ClipScorer",
     "background_psnr",
@@ -62,9 +67,12 @@ __all__ = [
     "pie_background_mse",
     "pie_background_psnr",
     "pie_background_ssim",
+    "pie_masked_frame",
+    "pie_ssim_map",
     "region_crop",
     "spatial_miou",
     "ssim_factor",
+    "ssim_layout_mean",
     "ssim_map",
 ]
 

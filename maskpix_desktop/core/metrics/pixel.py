@@ -93,6 +93,13 @@ def pie_background_psnr(orig: np.ndarray, edit: np.ndarray, mask: np.ndarray) ->
     return _psnr_from_mse(pie_background_mse(orig, edit, mask), 1.0)
 
 
+def pie_masked_frame(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """PIE-Bench's "edited part" image for CLIP: the full frame times M (``np.uint8(img * mask)``), pixels
+    outside M black. (MaskPix's :func:`region_crop` instead crops the mask's padded box.)"""
+    m = _as_bool_mask(mask, image.shape)
+    return np.where(m[..., None], image, np.uint8(0)).astype(np.uint8)
+
+
 def region_crop(
     image: np.ndarray, mask: np.ndarray, pad_frac: float = 0.1, min_pad: int = 4
 ) -> np.ndarray | None:

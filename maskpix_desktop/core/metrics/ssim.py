@@ -66,18 +66,37 @@ def background_ssim(orig: np.ndarray, edit: np.ndarray, mask: np.ndarray) -> flo
     return float(ssim_map(orig, edit)[outside].mean())
 
 
-def pie_background_ssim(orig: np.ndarray, edit: np.ndarray, mask: np.ndarray) -> float:
-    """PIE-Bench background SSIM: SSIM of both images times (1 - M).
+#: How the PIE-Bench SSIM map is averaged: torchmetrics <= 1.4 cut a 5-pixel border (``border-cut``, the
+#: default: PIE-Bench's code ran with such a version), torchmetrics >= 1.5 averages the whole map.
+SSIM_LAYOUTS = ("border-cut", "full-map")
 
-    Like torchmetrics (which PIE-Bench uses) the map is averaged over the interior, leaving out a
-    5-pixel border where the window would leave the image (whole map for images under 11 px).
-    """
-    a, b = _pie_masked(orig, edit, mask)
-    s = ssim_map(a * 255.0, b * 255.0)
+
+def ssim_layout_mean(s: np.ndarray, layout: str = "border-cut") -> float:
+    """Mean of an SSIM map in one of :data:`SSIM_LAYOUTS` (the whole map for images under 11 px)."""
+    if layout not in SSIM_LAYOUTS:
+        raise ValueError(f"SSIM layout must be one of {', '.join(SSIM_LAYOUTS)}, not {layout!r}")
     r = _SSIM_KSIZE // 2
-    if s.shape[0] > 2 * r and s.shape[1] > 2 * r:
+    if layout == "border-cut" and s.shape[0] > 2 * r and s.shape[1] > 2 * r:
         s = s[r:-r, r:-r]
     return float(s.mean())
+
+
+def pie_ssim_map(orig: np.ndarray, edit: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The SSIM map (channel mean, reflect-101 borders) of both images times (1 - M)."""
+    a, b = _pie_masked(orig, edit, mask)
+    return ssim_map(a * 255.0, b * 255.0)
+
+
+def pie_background_ssim(
+    orig: np.ndarray, edit: np.ndarray, mask: np.ndarray, layout: str = "border-cut"
+) -> float:
+    """PIE-Bench background SSIM: SSIM of both images times (1 - M).
+
+    ``layout="border-cut"`` (default) averages the map like torchmetrics <= 1.4 (which PIE-Bench used),
+    leaving out a 5-pixel border where the window would leave the image; ``"full-map"`` averages the
+    whole map like torchmetrics >= 1.5.
+    """
+    return ssim_layout_mean(pie_ssim_map(orig, edit, mask), layout)
 
 
 # ------------------------------------------------------------------------------- edit-loop fast path
