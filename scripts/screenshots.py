@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     win.edit_panel.run_button.click()
     _wait(app, lambda: "step" in win.edit_panel.progress.format() and win.edit_panel.progress.value() >= 8)
     shot("running")
-    _wait(app, lambda: win._edit_job == 0)
+    _wait(app, lambda: win.edits.job == 0)
     win.tabs.setCurrentIndex(1)
     shot("results")
 

@@ -19,7 +19,8 @@ from maskpix_desktop.core.automask import AutoMasker, AutoMaskParams
 from maskpix_desktop.core.automask import masker as automask_masker
 from maskpix_desktop.core.errors import Cancelled
 from maskpix_desktop.core.service import ModelChoice, ModelService
-from maskpix_desktop.ui.main_window import MainWindow, _proposal_prompts
+from maskpix_desktop.ui.automask_controller import proposal_prompts
+from maskpix_desktop.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -97,12 +98,12 @@ def test_auto_mask_tau_heatmap_then_a_negative_click_refines(window, qtbot, phot
         assert win.client.latest_segment_id == seg_before
         np.testing.assert_array_equal(win.canvas.mask() > 0, result.mask)
         pr = win.canvas.prompts()
-        assert pr == _proposal_prompts(result)
+        assert pr == proposal_prompts(result)
         assert len(pr.points) == len(result.points) > 0 and set(pr.labels) == {1}
         np.testing.assert_allclose(np.array(pr.points), result.points, atol=1e-4)
         assert pr.box == pytest.approx(tuple(result.boxes[0]))
         assert len(win.canvas.point_items) == len(result.points) and win.canvas.box_item.isVisible()
-        np.testing.assert_array_equal(win._chosen_logits, result.sam_logits)
+        np.testing.assert_array_equal(win.document.chosen_logits, result.sam_logits)
         conf = f"{result.confidence:.2f}"
         assert win.automask_status.text() == f"Auto mask from relevance, confidence {conf}"
 
@@ -127,7 +128,7 @@ def test_auto_mask_tau_heatmap_then_a_negative_click_refines(window, qtbot, phot
         np.testing.assert_array_equal(moved.mask, again.mask)
         assert not np.array_equal(moved.mask, result.mask)  # tau 0.75 keeps less of the relevance map
         np.testing.assert_array_equal(win.canvas.mask() > 0, moved.mask)
-        assert win.canvas.prompts() == _proposal_prompts(moved)
+        assert win.canvas.prompts() == proposal_prompts(moved)
         assert moved.sam_logits is not None
     finally:
         handle.remove()
@@ -159,7 +160,7 @@ def test_auto_mask_needs_an_instruction(window, qtbot, photo):
     win.edit_panel.instruction.setText("")
     win.automask_action.trigger()
     assert win.banner.isVisible() and "instruction" in win.banner.label.text().lower()
-    assert win._automask_job == 0
+    assert win.automasks.job == 0
 
 
 def test_cancel_a_running_auto_mask(window, qtbot, photo, monkeypatch):

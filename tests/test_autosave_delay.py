@@ -18,7 +18,7 @@ from test_recovery import _isolated_env
 from maskpix_desktop.core import images
 from maskpix_desktop.core import session as sessions
 from maskpix_desktop.core.errors import ProjectError
-from maskpix_desktop.ui import main_window
+from maskpix_desktop.ui import autosave_controller
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -76,11 +76,11 @@ DRIVER = textwrap.dedent(
 
 
 def test_default_maximum_delay_is_documented_and_overridable(monkeypatch):
-    assert main_window.AUTOSAVE_MAX_DELAY_MS == 10_000 > main_window.AUTOSAVE_DELAY_MS
-    monkeypatch.setenv(main_window.ENV_AUTOSAVE_MAX_MS, "1234")
-    assert main_window._autosave_max_delay_ms() == 1234
-    monkeypatch.setenv(main_window.ENV_AUTOSAVE_MAX_MS, "soon")
-    assert main_window._autosave_max_delay_ms() == main_window.AUTOSAVE_MAX_DELAY_MS
+    assert autosave_controller.AUTOSAVE_MAX_DELAY_MS == 10_000 > autosave_controller.AUTOSAVE_DELAY_MS
+    monkeypatch.setenv(autosave_controller.ENV_AUTOSAVE_MAX_MS, "1234")
+    assert autosave_controller.autosave_max_delay_ms() == 1234
+    monkeypatch.setenv(autosave_controller.ENV_AUTOSAVE_MAX_MS, "soon")
+    assert autosave_controller.autosave_max_delay_ms() == autosave_controller.AUTOSAVE_MAX_DELAY_MS
 
 
 def test_killed_during_continuous_painting_keeps_strokes_older_than_the_max_delay(tmp_path, rng_image):

@@ -278,7 +278,7 @@ def test_autosave_follows_every_kind_of_change(qtbot, tmp_path, rng_image):
         settings=settings, service_factory=FakeService, load_models=False, autosave_dir=tmp_path / "auto"
     )
     qtbot.addWidget(win)
-    win._autosave_timer.setInterval(20)
+    win.autosaves.timer.setInterval(20)
     win.show()
     saved = tmp_path / "auto" / "session.maskpix"
 

@@ -265,7 +265,7 @@ def test_window_enables_trained_after_a_mask_checkpoint_load_message(tiny_window
 
     def load(takes_mask: bool) -> None:
         info = LoadResult("cpu", "CPU", sam=True, ip2p=True, editor_takes_mask=takes_mask)
-        win._on_load_message(JobMessage(win._load_job, Task.LOAD, MessageKind.FINISHED, result=info))
+        win.models.on_message(JobMessage(win.models.load_job, Task.LOAD, MessageKind.FINISHED, result=info))
 
     load(True)
     assert win.edit_panel.trained_enabled()

@@ -175,7 +175,7 @@ def test_cancel_stops_the_rest_of_the_queue(qtbot, tmp_path, monkeypatch):
 def test_every_model_failure_banner_offers_model_settings(tiny_window, task, prefix):
     win = tiny_window
     job = 99
-    win._edit_job = win._segment_job = job
+    win.edits.job = win.segments.job = job
     error = JobError("The GPU ran out of memory.", ErrorKind.OUT_OF_MEMORY)
     win._on_message(JobMessage(job, task, MessageKind.FAILED, error=error))
     assert win.banner.isVisible() and win.banner.label.text() == prefix + "The GPU ran out of memory."
@@ -185,7 +185,7 @@ def test_every_model_failure_banner_offers_model_settings(tiny_window, task, pre
 def test_a_missing_model_at_edit_time_lists_them_all(tiny_window, monkeypatch, tmp_path):
     win = tiny_window
     win.choice = ModelChoice(models_dir=str(tmp_path))  # as if the folder had emptied meanwhile
-    win._edit_job = 7
+    win.edits.job = 7
     error = JobError("Model weights for 'ip2p' are missing", ErrorKind.MISSING_WEIGHTS, "ip2p")
     win._on_message(JobMessage(7, Task.EDIT, MessageKind.FAILED, error=error))
     text = win.banner.label.text()

@@ -18,11 +18,11 @@ def test_run_without_a_mask_asks_and_cancel_runs_nothing(tiny_window, photo):
     asked = []
     win.ask_run_without_mask = lambda parent: asked.append(1) or False
     win.edit_panel.run_button.click()
-    assert asked == [1] and win._edit_job == 0 and win.edit_panel.run_button.isEnabled()
+    assert asked == [1] and win.edits.job == 0 and win.edit_panel.run_button.isEnabled()
     win.ask_run_without_mask = lambda parent: True
     win.edit_panel.steps.setValue(2)
     win.edit_panel.run_button.click()
-    assert win._edit_job != 0 and not win.edit_panel.run_button.isEnabled()
+    assert win.edits.job != 0 and not win.edit_panel.run_button.isEnabled()
 
 
 def test_run_with_a_mask_asks_nothing(tiny_window, photo):
@@ -35,7 +35,7 @@ def test_run_with_a_mask_asks_nothing(tiny_window, photo):
     win.edit_panel.instruction.setText("make it red")
     win.edit_panel.steps.setValue(2)
     win.edit_panel.run_button.click()
-    assert win._edit_job != 0
+    assert win.edits.job != 0
 
 
 def _leakage_cells(panel: ResultsPanel) -> list[str]:

@@ -34,7 +34,7 @@ def test_default_overlay_contrasts_with_a_red_object_until_the_user_picks(tiny_w
 
     win = tiny_window
     image, mask = _red_square_image()
-    win._show_image(image, None, name="red")
+    win.opener.show_image(image, None, name="red")
     win.canvas.set_mask(mask)
     hue = _hue(win.canvas.overlay_color())
     assert 150 < hue < 210  # not the old red, which vanished on red objects
@@ -46,7 +46,7 @@ def test_default_overlay_contrasts_with_a_red_object_until_the_user_picks(tiny_w
 def test_outline_mode_draws_only_the_edge_and_follows_the_brush(tiny_window):
     win = tiny_window
     image, mask = _red_square_image()
-    win._show_image(image, None, name="red")
+    win.opener.show_image(image, None, name="red")
     win.canvas.set_mask(mask)
     win.outline_overlay.setChecked(True)
     alpha = _alpha(win)

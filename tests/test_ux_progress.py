@@ -29,7 +29,7 @@ def test_progress_bar_names_every_stage_after_the_steps(tiny_window, qtbot, phot
     win = tiny_window
     assert win.open_image(photo)
     texts = _masked_run(win, qtbot)
-    qtbot.waitUntil(lambda: win._edit_job == 0, timeout=60_000)
+    qtbot.waitUntil(lambda: win.edits.job == 0, timeout=60_000)
     assert win.results.history(), texts
     stages = [t.split("…")[0] for t in texts if "…" in t and "step" in t]
     assert stages == [
@@ -47,7 +47,7 @@ def test_history_records_the_elapsed_time_of_the_whole_job(tiny_window, qtbot, p
     finished = []
     win.client.message.connect(lambda m: m.task == "edit" and m.kind == "finished" and finished.append(m))
     _masked_run(win, qtbot)
-    qtbot.waitUntil(lambda: bool(finished) and win._edit_job == 0, timeout=60_000)
+    qtbot.waitUntil(lambda: bool(finished) and win.edits.job == 0, timeout=60_000)
     (result,) = win.results.history()
     job_s = result.timings["job_s"]
     assert job_s == finished[0].seconds and job_s >= result.timings["total_s"]
