@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -34,16 +33,14 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from maskpix_desktop.core import models
 from maskpix_desktop.core.errors import WeightsError
-from maskpix_desktop.core.model_setup import format_size, missing_message, missing_models, registry_size
+from maskpix_desktop.core.model_setup import format_size, missing_message, missing_models
 from maskpix_desktop.core.service import (
-    MANIFEST,
     SAM2_VARIANTS,
     SAM_VARIANTS,
     SOURCE_CLI,
@@ -54,6 +51,7 @@ from maskpix_desktop.core.service import (
 )
 from maskpix_desktop.ui.model_downloads import DownloadsMixin
 from maskpix_desktop.ui.model_files import COLUMNS, MISSING, NOT_NEEDED, PRESENT, table_rows
+from maskpix_desktop.ui.model_form import combo, fill_table, hbox, picker, row
 
 __all__ = ["MISSING", "NOT_NEEDED", "PRESENT", "ModelDialog", "format_size"]
 
@@ -105,8 +103,7 @@ class ModelDialog(DownloadsMixin, QDialog):
         self.folder_edit.setReadOnly(self.locked)
         self.folder_edit.setPlaceholderText(str(models.models_dir()))
         self.folder_edit.textChanged.connect(self.refresh_models)
-        self.folder_browse = QPushButton("Browse…")
-        self.folder_browse.clicked.connect(self._browse_folder)
+        self.folder_browse = picker(self, "folder", self.folder_edit, self.models_folder)
         self.source_label = QLabel()
         self.source_label.setWordWrap(True)
         self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -119,8 +116,7 @@ class ModelDialog(DownloadsMixin, QDialog):
         self.sam_combo.addItem("Custom file…", CUSTOM)
         self.sam_path_edit = QLineEdit()
         self.sam_path_edit.setPlaceholderText("SAM checkpoint (.pth) or SAM 2 Hugging Face folder")
-        self.sam_browse = QPushButton("Browse…")
-        self.sam_browse.clicked.connect(self._browse_sam)
+        self.sam_browse = picker(self, "sam", self.sam_path_edit, self.models_folder)
         if choice.sam in ALL_SAM:
             self.sam_combo.setCurrentIndex(self.sam_combo.findData(choice.sam))
         else:
@@ -134,8 +130,7 @@ class ModelDialog(DownloadsMixin, QDialog):
         ip2p_spec = models.REGISTRY.get(models.DEFAULT_IP2P)
         self.ip2p_edit.setPlaceholderText(f"Registry default ({ip2p_spec.hf_repo if ip2p_spec else 'ip2p'})")
         self.ip2p_edit.setToolTip("Empty = the registry model; or a diffusers folder, or a Hugging Face id")
-        self.ip2p_browse = QPushButton("Browse…")
-        self.ip2p_browse.clicked.connect(self._browse_ip2p)
+        self.ip2p_browse = picker(self, "ip2p", self.ip2p_edit, self.models_folder)
 
         # CLIP --------------------------------------------------------------------------------------
         spec = models.REGISTRY.get(models.DEFAULT_CLIP)
@@ -148,35 +143,33 @@ class ModelDialog(DownloadsMixin, QDialog):
         self.clip_model_edit.setPlaceholderText("open_clip architecture, e.g. ViT-B-32")
         self.clip_weights_edit = QLineEdit(str(clip.get("pretrained", "")))
         self.clip_weights_edit.setPlaceholderText("weights file, or an open_clip tag (default: openai)")
-        self.clip_weights_browse = QPushButton("Browse…")
-        self.clip_weights_browse.clicked.connect(self._browse_clip_weights)
+        self.clip_weights_browse = picker(self, "clip_weights", self.clip_weights_edit, self.models_folder)
         self.clip_config_edit = QLineEdit(str(clip.get("config_path", "")))
         self.clip_config_edit.setPlaceholderText("optional model config (.json)")
-        self.clip_config_browse = QPushButton("Browse…")
-        self.clip_config_browse.clicked.connect(self._browse_clip_config)
+        self.clip_config_browse = picker(self, "clip_config", self.clip_config_edit, self.models_folder)
         self.clip_combo.setCurrentIndex(1 if choice.clip is not None else 0)
         self.clip_combo.currentIndexChanged.connect(self._update_enabled)
         self.clip_model_edit.textChanged.connect(self._update_enabled)
 
         # device ------------------------------------------------------------------------------------
-        self.device_combo = self._combo(DEVICES, choice.device)
-        self.precision_combo = self._combo(PRECISIONS, choice.precision)
+        self.device_combo = combo(DEVICES, choice.device)
+        self.precision_combo = combo(PRECISIONS, choice.precision)
         self.precision_combo.setToolTip(
             "InstructPix2Pix weights: auto = fp16 on CUDA, fp32 elsewhere.\n"
             "SAM's image encoder uses TF32 on CUDA unless fp32 is chosen (then full float32)."
         )
 
         form = QFormLayout()
-        form.addRow("Models folder", self._row(self.folder_edit, self.folder_browse))
+        form.addRow("Models folder", row(self.folder_edit, self.folder_browse))
         form.addRow("", self.source_label)
-        form.addRow("SAM", self._row(self.sam_combo))
-        form.addRow("SAM checkpoint", self._row(self.sam_path_edit, self.sam_browse))
-        form.addRow("InstructPix2Pix", self._row(self.ip2p_edit, self.ip2p_browse))
-        form.addRow("CLIP", self._row(self.clip_combo))
-        form.addRow("CLIP model", self._row(self.clip_model_edit))
-        form.addRow("CLIP weights", self._row(self.clip_weights_edit, self.clip_weights_browse))
-        form.addRow("CLIP config", self._row(self.clip_config_edit, self.clip_config_browse))
-        form.addRow("Device", self._row(self.device_combo, QLabel("Precision"), self.precision_combo))
+        form.addRow("SAM", row(self.sam_combo))
+        form.addRow("SAM checkpoint", row(self.sam_path_edit, self.sam_browse))
+        form.addRow("InstructPix2Pix", row(self.ip2p_edit, self.ip2p_browse))
+        form.addRow("CLIP", row(self.clip_combo))
+        form.addRow("CLIP model", row(self.clip_model_edit))
+        form.addRow("CLIP weights", row(self.clip_weights_edit, self.clip_weights_browse))
+        form.addRow("CLIP config", row(self.clip_config_edit, self.clip_config_browse))
+        form.addRow("Device", row(self.device_combo, QLabel("Precision"), self.precision_combo))
 
         # registry table and downloads --------------------------------------------------------------
         self.table = QTableWidget(0, len(COLUMNS))
@@ -224,7 +217,7 @@ class ModelDialog(DownloadsMixin, QDialog):
         missing_row.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignTop)
         box_layout.addLayout(missing_row)
         box_layout.addWidget(self.table)
-        box_layout.addLayout(self._hbox(self.download_button, self.progress_bar, self.cancel_button))
+        box_layout.addLayout(hbox(self.download_button, self.progress_bar, self.cancel_button))
         box_layout.addWidget(self.status_label)
         box_layout.addWidget(self.offline_label)
 
@@ -280,29 +273,7 @@ class ModelDialog(DownloadsMixin, QDialog):
         selected = self.selected_model()
         folder = self.models_folder()
         all_rows, problem = table_rows(folder, self.folder_edit.text().strip() or None)
-        self.table.setRowCount(len(all_rows))
-        colours = {
-            PRESENT: Qt.GlobalColor.darkGreen,
-            MISSING: Qt.GlobalColor.red,
-            NOT_NEEDED: Qt.GlobalColor.gray,
-        }
-        for r, row in enumerate(all_rows):
-            size = row["size"]
-            size_text = format_size(size) if size is not None or row["name"] not in models.REGISTRY else ""
-            size_text = size_text or registry_size(str(row["name"]))
-            cells = (row["label"], row["description"], size_text, row["status"])
-            for c, text in enumerate(cells):
-                item = QTableWidgetItem(str(text))
-                item.setData(Qt.ItemDataRole.UserRole, row["name"])
-                item.setToolTip(str(row["path"]))
-                if c == 3:
-                    item.setForeground(colours[str(row["status"])])
-                    item.setData(Qt.ItemDataRole.UserRole + 1, bool(row["present"]))
-                    if row["status"] == NOT_NEEDED:
-                        item.setToolTip(f"{MANIFEST} in this folder names the model used instead")
-                self.table.setItem(r, c, item)
-            if row["name"] == selected:
-                self.table.selectRow(r)
+        fill_table(self.table, all_rows, selected)
         if problem:
             self.status_label.setText(problem)
         self._update_offline()
@@ -417,63 +388,3 @@ class ModelDialog(DownloadsMixin, QDialog):
                 source = SOURCE_ENV
         self.source_label.setText(f"In effect: {self.models_folder()} — {SOURCE_TEXT[source]}.")
         self.folder_browse.setEnabled(not self.locked and self._thread is None)
-
-    def _combo(self, values: tuple[str, ...], current: str) -> QComboBox:
-        combo = QComboBox()
-        combo.addItems(list(values))
-        if current and current not in values:
-            combo.addItem(current)
-        combo.setCurrentText(current or values[0])
-        return combo
-
-    @staticmethod
-    def _hbox(*widgets: QWidget) -> QHBoxLayout:
-        box = QHBoxLayout()
-        for w in widgets:
-            box.addWidget(w, 1 if isinstance(w, (QLineEdit, QProgressBar)) else 0)
-        return box
-
-    def _row(self, *widgets: QWidget) -> QWidget:
-        row = QWidget()
-        box = self._hbox(*widgets)
-        box.setContentsMargins(0, 0, 0, 0)
-        row.setLayout(box)
-        return row
-
-    def _browse_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Models folder", str(self.models_folder()))
-        if folder:
-            self.folder_edit.setText(folder)
-
-    def _browse_sam(self) -> None:
-        """A SAM 1 .pth file, or a SAM 2 folder's model.safetensors (the service takes either)."""
-        path, _ = QFileDialog.getOpenFileName(
-            self,
-            "SAM checkpoint",
-            str(self.models_folder()),
-            "SAM checkpoints (*.pth *.pt model.safetensors);;All (*)",
-        )
-        if path:
-            self.sam_path_edit.setText(path)
-
-    def _browse_ip2p(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "InstructPix2Pix folder", str(self.models_folder()))
-        if folder:
-            self.ip2p_edit.setText(folder)
-
-    def _browse_clip_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self,
-            "CLIP weights",
-            str(self.models_folder()),
-            "Weights (*.safetensors *.bin *.pt *.pth);;All (*)",
-        )
-        if path:
-            self.clip_weights_edit.setText(path)
-
-    def _browse_clip_config(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "CLIP model config", str(self.models_folder()), "JSON (*.json);;All (*)"
-        )
-        if path:
-            self.clip_config_edit.setText(path)
