@@ -326,3 +326,24 @@ def test_make_and_report_on_a_real_tiny_eval_run(tiny_models_dir: Path, tmp_path
     assert main(["study", "report", str(study.folder)]) == 0
     md = (study.folder / "report" / "report.md").read_text(encoding="utf-8")
     assert "| pixel | 5.00 | 5.00 | 2 |" in md  # one item: no interval, never a made-up one
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["items"][0]["candidates"].update(zz="../x.png"), r"candidates.zz = .* leaves the"),
+        (lambda d: d["raters"]["r1"].append(["i999", "abcd"]), r"raters.r1\[6\] = .* is no candidate"),
+        (lambda d: d["items"][1].pop("instruction"), r"items\[1\]: 'instruction' is missing"),
+        (lambda d: d.update(version=99), r"'version' is int 99"),
+        (lambda d: d.update(raters=[]), r"raters.* is list"),
+    ],
+)
+def test_a_damaged_manifest_names_the_file_and_field(eval_dir: Path, tmp_path: Path, edit, message) -> None:
+    study = make_study(eval_dir, METHODS, tmp_path / "s", n_items=2, raters=1, seed=0)
+    path = study.folder / "study.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    edit(data)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(StudyError, match=message) as info:
+        load_study(study.folder)
+    assert str(path) in str(info.value)
