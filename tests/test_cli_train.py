@@ -129,6 +129,57 @@ def test_prepare_then_train_2_steps_gives_a_checkpoint_the_app_loads_as_a_mask_m
     assert code == 1 and "other options (lr)" in capsys.readouterr().err
 
 
+def test_lora_adapter_starts_at_zero_and_merges_into_the_same_function():
+    pytest.importorskip("peft")
+    from maskpix_desktop.core.maskcond.model import grow_conv_in
+    from maskpix_desktop.core.maskcond.train import add_lora, merge_lora
+    from maskpix_desktop.testing.tiny_ip2p import build_tiny_ip2p
+
+    torch.set_num_threads(1)
+    unet = grow_conv_in(build_tiny_ip2p(seed=0).unet)
+    gen = torch.Generator().manual_seed(0)
+    x, e = torch.randn(1, 9, 4, 4, generator=gen), torch.randn(1, 77, 32, generator=gen)
+    t = torch.tensor([10])
+    with torch.no_grad():
+        before = unet(x, t, encoder_hidden_states=e).sample
+        trainable = {id(p) for p in add_lora(unet, 4)}
+        assert torch.equal(unet(x, t, encoder_hidden_states=e).sample, before)  # B starts at zero
+        names = [n for n, p in unet.named_parameters() if id(p) in trainable]
+        assert names[:2] == ["conv_in.weight", "conv_in.bias"]
+        assert all("lora_" in n for n in names[2:]) and len(names) > 2
+        for n, p in unet.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1, generator=gen)
+        adapted = unet(x, t, encoder_hidden_states=e).sample
+        merged = merge_lora(unet)(x, t, encoder_hidden_states=e).sample
+    assert not torch.allclose(adapted, before, atol=1e-3)
+    torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=1e-5)
+    assert not any("lora" in k for k in unet.state_dict())
+
+
+def test_lora_run_changes_only_attention_and_conv_in_and_saves_a_loadable_mask_checkpoint(
+    tmp_path: Path, tiny_ip2p_dir: Path
+):
+    pytest.importorskip("peft")
+    from safetensors.torch import load_file
+
+    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core.maskcond.train import LORA_TARGETS
+
+    run = tmp_path / "lora"
+    args = ["train", "--synthetic", "4", "--synthetic-size", "32", "--base", str(tiny_ip2p_dir)]
+    args += ["--out", str(run), "--cpu", "--cpu-threads", "1", "--batch-size", "2", "--steps", "2"]
+    assert main([*args, "--lr", "0.01", "--lora-rank", "4", "--no-progress"]) == 0
+    weights = "unet/diffusion_pytorch_model.safetensors"
+    base, new = load_file(tiny_ip2p_dir / weights), load_file(run / "final" / weights)
+    assert set(new) == set(base) and new["conv_in.weight"].shape[1] == 9  # merged: no LoRA keys left
+    changed = {k for k in base if k != "conv_in.weight" and not torch.equal(base[k], new[k])}
+    assert changed and all(
+        k.startswith("conv_in") or any(f".{t}." in k for t in LORA_TARGETS) for k in changed
+    )
+    assert Editor.load(str(run / "final"), device="cpu").takes_mask is True
+
+
 def test_train_needs_exactly_one_data_source_and_peft_for_lora(
     tmp_path: Path, tiny_ip2p_dir: Path, monkeypatch, capsys
 ):

@@ -96,7 +96,10 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--adam-8bit", action="store_true", help="bitsandbytes AdamW8bit (CUDA only)")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="0: no EMA")
-    p.add_argument("--lora-rank", type=int, default=0, help="LoRA rank (needs peft); 0: full fine-tune")
+    p.add_argument(
+        "--lora-rank", type=int, default=0, help="LoRA (peft) on attention + conv_in; 0: full fine-tune"
+    )
+    p.add_argument("--lora-alpha", type=float, default=0.0, help="LoRA alpha (0: the rank)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     p.add_argument("--cpu-threads", type=int, default=0, help="torch threads on CPU (0: torch's default)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
@@ -230,16 +233,13 @@ def _check_lora(rank: int) -> None:
         import peft  # noqa: F401
     except ImportError:
         raise MaskPixError("--lora-rank needs the peft package: install peft (pip install peft)") from None
-    raise MaskPixError(
-        "--lora-rank: LoRA training is not implemented yet; train without it (docs/TRAINING.md)"
-    )
 
 
 def _check_resume(out: Path, cfg, resume: bool, overwrite: bool) -> bool:
     """True to resume. Checkpoints in ``out`` need --resume (same options) or --overwrite: nothing is lost
     by a forgotten flag."""
     import json
-    from dataclasses import asdict
+    from dataclasses import MISSING, asdict, fields
 
     from maskpix_desktop.core.errors import MaskPixError
     from maskpix_desktop.core.maskcond.train import checkpoints
@@ -262,7 +262,8 @@ def _check_resume(out: Path, cfg, resume: bool, overwrite: bool) -> bool:
     except (OSError, ValueError) as exc:
         raise MaskPixError(f"{saved_path}: unreadable ({exc}); cannot check the options to resume") from None
     new = json.loads(json.dumps(asdict(cfg)))
-    diff = sorted(k for k in new if k not in RESUMABLE and saved.get(k) != new[k])
+    default = json.loads(json.dumps({f.name: f.default for f in fields(cfg) if f.default is not MISSING}))
+    diff = sorted(k for k in new if k not in RESUMABLE and saved.get(k, default.get(k)) != new[k])
     if diff:
         raise MaskPixError(
             f"{saved_path}: the run was started with other options ({', '.join(diff)}); resume with "
@@ -304,6 +305,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         gradient_checkpointing=args.gradient_checkpointing,
         adam_8bit=args.adam_8bit,
         ema_decay=args.ema_decay,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
         cpu=args.cpu,
         cpu_threads=args.cpu_threads,
         progress=not args.no_progress,

@@ -61,6 +61,8 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     adam_8bit: bool = False  # bitsandbytes AdamW8bit, CUDA only
     ema_decay: float = 0.0  # 0: no EMA; else EMA weights are the ones saved as final
+    lora_rank: int = 0  # >0: LoRA (peft) on the attention projections + all of conv_in; 0: full fine-tune
+    lora_alpha: float = 0.0  # LoRA scale numerator; 0: the rank (scale 1)
     cpu: bool = False
     cpu_threads: int = 0  # >0: torch.set_num_threads on CPU (1 avoids thrashing on a busy 2-core machine)
     progress: bool = True
@@ -115,6 +117,36 @@ def _write_losses(path: Path, rows: list[dict]) -> None:
         w.writeheader()
         w.writerows(rows)
     tmp.replace(path)
+
+
+#: The modules LoRA adapts: every attention projection of the UNet (self- and cross-attention).
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+def add_lora(unet: Any, rank: int, alpha: float = 0.0) -> list[torch.nn.Parameter]:
+    """Freeze ``unet``, give its attention projections a LoRA adapter (peft; B starts at zero, so the UNet
+    still computes what it did) and keep ``conv_in`` (with the mask channel's weights) trainable; return
+    the trainable parameters."""
+    try:
+        from peft import LoraConfig
+    except ImportError as exc:
+        raise ValueError("lora_rank needs the peft package: install peft (pip install peft)") from exc
+    unet.requires_grad_(False)
+    unet.add_adapter(
+        LoraConfig(
+            r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=list(LORA_TARGETS)
+        )
+    )
+    unet.conv_in.requires_grad_(True)
+    return [p for p in unet.parameters() if p.requires_grad]
+
+
+def merge_lora(unet: Any) -> Any:
+    """Fold the LoRA adapter into the base weights and remove it: a plain UNet that saves and loads as
+    any diffusers UNet."""
+    unet.fuse_lora()
+    unet.unload_lora()
+    return unet
 
 
 def _optimizer(cfg: TrainConfig, params: Any, device: torch.device) -> torch.optim.Optimizer:
@@ -188,6 +220,11 @@ def _train(cfg: TrainConfig, items: Sequence[Any], *, resume: bool, stop_after: 
 
     if cfg.conditioning not in ("concat", "none"):
         raise ValueError(f"conditioning must be 'concat' or 'none', got {cfg.conditioning!r}")
+    if cfg.lora_rank > 0:
+        try:
+            import peft  # noqa: F401
+        except ImportError as exc:  # before any model loads
+            raise ValueError("lora_rank needs the peft package: install peft (pip install peft)") from exc
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     acc = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision, project_dir=str(out))
@@ -203,8 +240,9 @@ def _train(cfg: TrainConfig, items: Sequence[Any], *, resume: bool, stop_after: 
         grow_conv_in(unet)
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
+    params = add_lora(unet, cfg.lora_rank, cfg.lora_alpha) if cfg.lora_rank > 0 else list(unet.parameters())
     unet.train()
-    opt = _optimizer(cfg, unet.parameters(), acc.device)
+    opt = _optimizer(cfg, params, acc.device)
     unet, opt = acc.prepare(unet, opt)
     ema = None
     if cfg.ema_decay > 0:
@@ -288,13 +326,16 @@ def _save_final(acc: Any, pipe: Any, unet: Any, ema: Any, cfg: TrainConfig, fina
     model = acc.unwrap_model(unet)
     if ema is not None:
         ema.copy_to(model.parameters())
+    if cfg.lora_rank > 0:
+        merge_lora(model)
     model.eval()
     pipe.unet = model
     if cfg.conditioning == "concat":
         from maskpix_desktop.core.maskcond.model import mask_pipeline_from_ip2p
 
         mp = mask_pipeline_from_ip2p(pipe, copy_unet=False)
-        summary = {k: getattr(cfg, k) for k in ("steps", "batch_size", "lr", "consistency_weight", "seed")}
+        keys = ("steps", "batch_size", "lr", "consistency_weight", "seed", "lora_rank")
+        summary = {k: getattr(cfg, k) for k in keys}
         save_mask_checkpoint(mp, final, MaskConditioning(base_model=cfg.base, training=summary))
     else:
         pipe.save_pretrained(final, safe_serialization=True)
