@@ -32,7 +32,7 @@ FAMILIES: dict[str, str] = {
 }
 
 #: The families this version's :class:`~maskpix_desktop.core.editor.Editor` runs.
-SUPPORTED: tuple[str, ...] = ("ip2p", "ip2p_xl", "kontext")
+SUPPORTED: tuple[str, ...] = ("ip2p", "ip2p_xl", "kontext", "qwen_edit")
 
 
 def _known() -> str:
