@@ -12,6 +12,7 @@ Heavy imports (torch, datasets, diffusers) happen inside the commands: the CLI's
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -320,6 +321,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         res = train(cfg, items, resume=resume)
     except ValueError as exc:  # options the loop refuses (8-bit Adam on CPU, a bad item)
         raise MaskPixError(str(exc)) from None
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # under accelerate launch / torchrun: rank 0 reports
+        return EXIT_OK
     last = res.losses[-1]["loss"] if res.losses else float("nan")
     print(f"{len(res.losses)} steps, last loss {last:.4f}; losses in {args.out / 'losses.csv'}")
     print(f"checkpoint: {res.final_dir} (load it with --ip2p {res.final_dir}; mask mode trained)")
