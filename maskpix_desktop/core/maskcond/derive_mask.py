@@ -109,7 +109,7 @@ def derive_mask(
     *,
     sam_name: str | None = None,
 ) -> DerivedMask:
-    """The edit mask of one pair. ``segmenter=None`` uses the cleaned change map itself (quality 1)."""
+    """The edit mask of one pair. ``segmenter=None`` uses the cleaned change map itself, holes filled."""
     change = change_map(image, edited, cfg.blur)
     thr = otsu_threshold(change) if cfg.threshold is None else float(cfg.threshold)
     min_px = _min_pixels(image.shape, cfg.min_area)
