@@ -221,13 +221,19 @@ def test_pixel_mode_with_feather_0_leaves_the_outside_untouched(example_run) -> 
 # ------------------------------------------------------------------------------------ missing weights
 
 
+def _default_sam() -> str:
+    """What --sam auto (the default) loads here: sam_vit_h with CUDA, sam2.1_hiera_tiny without."""
+    return models.default_sam_for(models.resolve_device("auto"))
+
+
 def test_missing_weights_exit_2_and_nothing_written(tmp_path: Path, empty_models: Path, capsys) -> None:
     out = tmp_path / "out"
     rc = main(["run", str(EXAMPLE), "--out", str(out), "--models-dir", str(empty_models)])
     err = capsys.readouterr().err
     assert rc == 2
-    assert "missing" in err and str(empty_models / "sam_vit_h_4b8939.pth") in err
-    assert f"maskpix-cli models download sam_vit_h --models-dir {empty_models}" in err
+    name = _default_sam()
+    assert "missing" in err and str(models.local_path(name, empty_models)) in err
+    assert f"maskpix-cli models download {name} --models-dir {empty_models}" in err
     assert not out.exists()
 
 
@@ -256,7 +262,8 @@ def test_console_script_exit_code_on_missing_weights(tmp_path: Path, empty_model
         check=False,
     )
     assert proc.returncode == 2, proc.stderr
-    assert "sam_vit_h_4b8939.pth" in proc.stderr and "maskpix-cli models download" in proc.stderr
+    expected = models.local_path(_default_sam(), empty_models).name
+    assert expected in proc.stderr and "maskpix-cli models download" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
 
 

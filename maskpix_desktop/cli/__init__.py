@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls = msub.add_parser("list", help="show which models are present")
     ls.add_argument("--models-dir")
     dl = msub.add_parser("download", help="download weights (sha256-verified)")
-    dl.add_argument("names", nargs="*", help="registry names (default: sam_vit_h ip2p clip)")
+    dl.add_argument(
+        "names",
+        nargs="*",
+        help="registry names (default: sam_vit_h ip2p clip with CUDA, sam2.1_hiera_tiny ip2p clip without)",
+    )
     dl.add_argument("--models-dir")
 
     tiny = sub.add_parser("make-tiny-models", help="write tiny random-weight models (tests, demos)")

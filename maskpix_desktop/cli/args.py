@@ -24,9 +24,10 @@ def add_model_args(p: argparse.ArgumentParser, *, sam: bool = True, device_note:
     if sam:
         p.add_argument(
             "--sam",
-            default="vit_h",
+            default="auto",
             help="SAM variant vit_h|vit_l|vit_b, SAM 2.1 sam2.1_hiera_tiny|sam2.1_hiera_small|"
-            "sam2.1_hiera_base_plus|sam2.1_hiera_large, a SAM .pth file or a SAM 2 Hugging Face folder",
+            "sam2.1_hiera_base_plus|sam2.1_hiera_large, a SAM .pth file or a SAM 2 Hugging Face folder; "
+            "auto (default): vit_h with CUDA, sam2.1_hiera_tiny without",
         )
     p.add_argument(
         "--ip2p",

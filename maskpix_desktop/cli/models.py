@@ -23,7 +23,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             size = f"{row['size'] / 1e6:,.0f} MB" if row.get("size") else "?"
             print(f"  {row['name']:<{width}} {mark:<8} {size:>10}  {row['description']}")
         return EXIT_OK
-    names = args.names or [models.DEFAULT_SAM, models.DEFAULT_IP2P, models.DEFAULT_CLIP]
+    sam = models.default_sam_for(models.resolve_device("auto"))  # vit_h with CUDA, SAM 2.1 tiny without
+    names = args.names or [sam, models.DEFAULT_IP2P, models.DEFAULT_CLIP]
     from tqdm import tqdm
 
     for name in names:

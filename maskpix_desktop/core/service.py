@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "maskpix-models.json"
 SAM_VARIANTS = ("vit_h", "vit_l", "vit_b")
+#: ``ModelChoice.sam`` value for the device's default SAM (``models.default_sam_for``): vit_h on CUDA,
+#: SAM 2.1 hiera tiny without CUDA.
+SAM_AUTO = "auto"
 #: SAM 2.1 registry names (sam2.1_hiera_tiny / _small / _base_plus / _large): Hugging Face folders.
 SAM2_VARIANTS = tuple(name for name, spec in models.REGISTRY.items() if spec.kind == "sam2")
 
@@ -59,7 +62,8 @@ def models_dir_in_effect(cli: str | None, saved: str | None) -> tuple[str | None
 @dataclass(frozen=True)
 class ModelChoice:
     """Which models to load and where. ``sam``: a SAM variant (vit_h/vit_l/vit_b), a SAM 2.1 registry name
-    (``SAM2_VARIANTS``), a .pth path or a SAM 2 Hugging Face folder;
+    (``SAM2_VARIANTS``), ``SAM_AUTO`` (the device's default: :meth:`sam_name`), a .pth path or a SAM 2
+    Hugging Face folder;
     ``ip2p``: None (registry folder), a diffusers folder or a Hugging Face id; ``clip``: kwargs of
     ``ClipScorer.load`` or None for the registry CLIP; ``grounding``: None (registry GroundingDINO folder),
     a transformers folder or a cached Hugging Face id."""
@@ -84,7 +88,7 @@ class ModelChoice:
             return self
         data = models.read_models_json(path)  # WeightsError naming the file and key when malformed
         changes: dict[str, Any] = {}
-        if self.sam in SAM_VARIANTS and self.sam == "vit_h" and "sam" in data:
+        if self.sam in (SAM_AUTO, "vit_h") and "sam" in data:
             changes["sam"] = str(self.root / data["sam"])
         if self.ip2p is None and "ip2p" in data:
             changes["ip2p"] = str(self.root / data["ip2p"])
@@ -98,13 +102,21 @@ class ModelChoice:
             changes["grounding"] = str(self.root / data["grounding"])
         return replace(self, **changes)
 
+    def sam_name(self) -> str:
+        """``sam`` with ``SAM_AUTO`` resolved for ``device``: "vit_h" on CUDA, "sam2.1_hiera_tiny" else."""
+        if self.sam != SAM_AUTO:
+            return self.sam
+        name = models.default_sam_for(models.resolve_device(self.device))
+        return name.removeprefix("sam_") if name.startswith("sam_vit_") else name
+
     def sam_checkpoint(self) -> tuple[Path, str | None]:
         """(path, model_type or None to auto-detect); MissingWeightsError with the fetch command."""
-        if self.sam in SAM_VARIANTS:
-            return models.require(f"sam_{self.sam}", self.models_dir), self.sam
-        if self.sam in SAM2_VARIANTS:
-            return models.require(self.sam, self.models_dir), None
-        path = Path(self.sam).expanduser()
+        sam = self.sam_name()
+        if sam in SAM_VARIANTS:
+            return models.require(f"sam_{sam}", self.models_dir), sam
+        if sam in SAM2_VARIANTS:
+            return models.require(sam, self.models_dir), None
+        path = Path(sam).expanduser()
         if not (path.is_file() or path.is_dir()):
             raise MissingWeightsError("sam", path)
         return path, None

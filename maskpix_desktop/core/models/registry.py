@@ -241,6 +241,17 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 DEFAULT_SAM = "sam_vit_h"
+#: The SAM of a machine without CUDA: SAM 2.1 hiera tiny, the best published quality per second of CPU
+#: (its encoder is ~5x cheaper than vit_b's; docs/PERFORMANCE.md, "SAM 2.1").
+DEFAULT_SAM_CPU = "sam2.1_hiera_tiny"
+
+
+def default_sam_for(device: str) -> str:
+    """Registry name of the default SAM for a resolved ``device`` ("cuda", "cuda:N", "mps", "cpu"):
+    :data:`DEFAULT_SAM` on CUDA, :data:`DEFAULT_SAM_CPU` elsewhere."""
+    return DEFAULT_SAM if str(device).startswith("cuda") else DEFAULT_SAM_CPU
+
+
 DEFAULT_IP2P = "ip2p"
 DEFAULT_CLIP = "clip"
 DEFAULT_GROUNDING = "grounding_dino"
