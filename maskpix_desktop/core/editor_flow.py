@@ -155,17 +155,25 @@ class FlowEditor(Editor):
         return images.resize_image(arr, (h, w), resample="lanczos"), False, (wh, ww)
 
 
-def pipeline_class(family: str, local: Any) -> Any:
-    """The diffusers pipeline class for a flow family: the folder's ``_class_name`` when it is one of the
-    family's classes, else the family's first class (a hub id)."""
+def pipeline_class(family: str, source: Any) -> Any:
+    """The diffusers pipeline class for a flow family: the ``_class_name`` of the folder's (or a cached hub
+    id's) ``model_index.json`` when it is one of the family's classes, else the family's first class."""
     import json
+    from pathlib import Path
 
     import diffusers
 
     name = FLOW_FAMILIES[family][0]
-    index = local / "model_index.json"
-    if index.is_file():
-        found = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    index: Any = Path(str(source)) / "model_index.json"
+    if not index.is_file():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            index = try_to_load_from_cache(str(source), "model_index.json")
+        except Exception:  # not a valid hub id: from_pretrained reports it
+            index = None
+    if isinstance(index, (str, Path)) and Path(index).is_file():
+        found = json.loads(Path(index).read_text(encoding="utf-8")).get("_class_name")
         if found in FLOW_FAMILIES[family]:
             name = found
     return getattr(diffusers, name)
