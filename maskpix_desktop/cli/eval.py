@@ -100,6 +100,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="skip the DINO metrics (PIE-Bench structure distance: dino_vitb8; MagicBrush DINO: dino_vits16)",
     )
     p.add_argument("--no-retrieval", action="store_true", help="skip the instruction retrieval accuracy")
+    p.add_argument(
+        "--magicbrush-setting",
+        default="single",
+        choices=("single", "multi", "both"),
+        help="MagicBrush: single = every turn from its ground-truth input (default), multi = each session "
+        "edited turn after turn from the model's own outputs, scored on the final turn; both",
+    )
     p.add_argument("--lpips-net", default="squeeze", choices=("squeeze", "alex", "vgg"))
     p.add_argument("--no-images", action="store_true", help="do not save per-item images (no grid)")
     p.add_argument("--grid-items", type=_count(0), default=4, help="items in grid.png (default 4)")
@@ -184,6 +191,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ssim_variant=args.ssim_variant,
         dino=not args.no_dino,
         retrieval=not args.no_retrieval,
+        mb_setting=args.magicbrush_setting,
     )
     run_eval(opts)
     return 0

@@ -87,6 +87,9 @@ class RunOptions:
     dino: bool = True
     #: Instruction retrieval accuracy over the run's outputs (needs CLIP and the saved images).
     retrieval: bool = True
+    #: MagicBrush items: "single" (every turn from its ground-truth input), "multi" (chained sessions,
+    #: scored on the final turn) or "both".
+    mb_setting: str = "single"
 
 
 def check_config(out: Path, record: dict[str, Any], rows: Sequence[dict[str, Any]]) -> None:

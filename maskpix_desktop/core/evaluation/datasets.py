@@ -9,7 +9,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,11 @@ PIE_MAPPING = "mapping_file.json"
 MB_SESSIONS = "edit_sessions.json"
 MB_CAPTIONS = "global_descriptions.json"
 MB_JSONL = "metadata.jsonl"
+#: MagicBrush settings (its ``image_eval.py``): ``single`` = every turn edited from its ground-truth input
+#: ("all turn"), ``multi`` = each session edited turn after turn from the model's own outputs, scored on
+#: the final turn ("final turn"), ``both``.
+MB_SETTINGS = ("single", "multi", "both")
+MULTI_TURN = "multi-turn"
 
 #: PIE-Bench editing types (``editing_type_id``), as named in the PIE-Bench paper.
 PIE_EDIT_TYPES = {
@@ -67,6 +72,9 @@ class EvalItem:
     mask_path: Path | None = None  # MagicBrush: brush mask image
     target: Path | None = None  # MagicBrush: ground-truth edited image
     problem: str | None = None
+    #: MagicBrush multi-turn: the session's turns, edited in a row (turn k edits the output of turn k - 1);
+    #: the item is scored on the last output against the last ground truth (``image`` = turn 1's input).
+    chain: tuple[EvalItem, ...] = ()
 
     @property
     def slug(self) -> str:
@@ -208,8 +216,9 @@ def _mb_item(
     )
 
 
-def read_magicbrush(root: Path) -> list[EvalItem]:
-    """Items of a MagicBrush folder.
+def read_magicbrush(root: Path, setting: str = "single") -> list[EvalItem]:
+    """Items of a MagicBrush folder in ``setting`` (:data:`MB_SETTINGS`; multi-turn items: id
+    ``<img_id>-multi``, edit type ``multi-turn``, their turns in ``chain``).
 
     Either the official test layout: ``edit_sessions.json`` (``{img_id: [{"input", "mask", "instruction",
     "output"}, ...]}``) with files in ``images/<img_id>/`` and optional ``global_descriptions.json``
@@ -219,7 +228,10 @@ def read_magicbrush(root: Path) -> list[EvalItem]:
     A session, turn or line of the wrong shape becomes an item with a ``problem`` (an error row).
     """
     root = Path(root)
+    if setting not in MB_SETTINGS:
+        raise MaskPixError(f"unknown MagicBrush setting {setting!r}; use {', '.join(MB_SETTINGS)}")
     items: list[EvalItem] = []
+    sessions_of: dict[str, tuple[str, int]] = {}  # turn item id -> (session, turn)
     if (root / MB_SESSIONS).is_file():
         sessions = _load_index(root / MB_SESSIONS)
         if not isinstance(sessions, dict):
@@ -244,7 +256,8 @@ def read_magicbrush(root: Path) -> list[EvalItem]:
                 items.append(
                     _mb_item(f"{sid}-{turn}", folder, rec, problems, f"turn {turn}", MB_TURN_KEYS, **extra)
                 )
-        return items
+                sessions_of[items[-1].id] = (sid, turn)
+        return _with_setting(items, sessions_of, setting)
     try:
         lines = (root / MB_JSONL).read_bytes().split(b"\n")
     except OSError as exc:
@@ -279,18 +292,57 @@ def read_magicbrush(root: Path) -> list[EvalItem]:
                 edit_type=f"turn {turn or '?'}",
             )
         )
-    return sorted(items, key=lambda it: it.id)
+        if turn is not None and img_id:
+            sessions_of[items[-1].id] = (img_id, turn)
+    return _with_setting(sorted(items, key=lambda it: it.id), sessions_of, setting)
 
 
-def read_dataset(root: str | Path, fmt: str = "auto") -> tuple[str, list[EvalItem]]:
-    """``(format, items)``; item ids are unique (a duplicate is an error in the index)."""
+def _with_setting(
+    items: list[EvalItem], sessions_of: dict[str, tuple[str, int]], setting: str
+) -> list[EvalItem]:
+    """The turn items (single), one chained item per session (multi), or both."""
+    if setting == "single":
+        return items
+    by_session: dict[str, list[tuple[int, EvalItem]]] = {}
+    for it in items:
+        if it.id in sessions_of:
+            sid, turn = sessions_of[it.id]
+            by_session.setdefault(sid, []).append((turn, it))
+    multi = []
+    for sid in sorted(by_session):
+        turns = [it for _, it in sorted(by_session[sid], key=lambda p: p[0])]
+        numbers = sorted(n for n, _ in by_session[sid])
+        gap = numbers != list(range(1, len(numbers) + 1))
+        problem = next((f"turn {n}: {it.problem}" for n, it in sorted(by_session[sid]) if it.problem), None)
+        if problem is None and gap:
+            problem = f"session {sid!r} has turns {numbers}, not 1..{len(numbers)}"
+        last = turns[-1]
+        multi.append(
+            replace(
+                last,
+                id=f"{sid}-multi",
+                image=turns[0].image,
+                instruction=" / ".join(t.instruction for t in turns),
+                edit_type=MULTI_TURN,
+                problem=problem,
+                chain=tuple(turns),
+            )
+        )
+    return multi if setting == "multi" else sorted(items + multi, key=lambda it: it.id)
+
+
+def read_dataset(
+    root: str | Path, fmt: str = "auto", mb_setting: str = "single"
+) -> tuple[str, list[EvalItem]]:
+    """``(format, items)``; item ids are unique (a duplicate is an error in the index). ``mb_setting``:
+    MagicBrush's single-turn and/or multi-turn items (:data:`MB_SETTINGS`)."""
     root = Path(root)
     if not root.is_dir():
         raise MaskPixError(f"dataset folder not found: {root}")
     fmt = detect_format(root) if fmt == "auto" else fmt
     if fmt not in FORMATS:
         raise MaskPixError(f"unknown dataset format {fmt!r}; use pie, magicbrush or auto")
-    items = read_pie(root) if fmt == "pie" else read_magicbrush(root)
+    items = read_pie(root) if fmt == "pie" else read_magicbrush(root, mb_setting)
     seen: set[str] = set()
     for it in items:
         if it.id in seen:
@@ -305,6 +357,7 @@ class LoadedItem:
     edit_mask: np.ndarray  # the annotated mask given to the editor (bool HxW)
     metric_mask: np.ndarray  # the mask the background metrics leave out (PIE: optionally border-marked)
     target: np.ndarray | None = None
+    chain_masks: tuple[np.ndarray, ...] = ()  # multi-turn: each turn's mask (edit/metric mask: their union)
 
 
 def _magicbrush_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -338,6 +391,8 @@ def load_item(item: EvalItem, *, pie_border: bool = True) -> LoadedItem:
     """Read an item's images and masks; :class:`ItemError` for anything that makes it unusable."""
     if item.problem:
         raise ItemError(item.problem)
+    if item.chain:
+        return _load_chain(item)
     if not item.instruction.strip():
         raise ItemError("empty editing instruction")
     try:
@@ -370,3 +425,26 @@ def load_item(item: EvalItem, *, pie_border: bool = True) -> LoadedItem:
         except ImageLoadError as exc:
             raise ItemError(f"target: {exc}") from None
     return LoadedItem(image=image, edit_mask=edit_mask, metric_mask=metric_mask, target=target)
+
+
+def _load_chain(item: EvalItem) -> LoadedItem:
+    """A multi-turn item: turn 1's input, every turn's mask (at that size), the last turn's ground truth."""
+    first = load_item(item.chain[0])
+    h, w = first.image.shape[:2]
+    chain_masks = [first.edit_mask]
+    for n, turn in enumerate(item.chain[1:], start=2):
+        if not turn.instruction.strip():
+            raise ItemError(f"turn {n}: empty editing instruction")
+        assert turn.mask_path is not None
+        try:
+            chain_masks.append(_magicbrush_mask(turn.mask_path, (h, w)))
+        except ItemError as exc:
+            raise ItemError(f"turn {n}: {exc}") from None
+    last = item.chain[-1]
+    assert last.target is not None
+    try:
+        target = images.load_image(last.target)
+    except ImageLoadError as exc:
+        raise ItemError(f"target: {exc}") from None
+    union = np.logical_or.reduce(chain_masks)
+    return LoadedItem(first.image, union, union, target=target, chain_masks=tuple(chain_masks))

@@ -18,7 +18,7 @@ import numpy as np
 import maskpix_desktop.core.evaluation.plots as plots
 from maskpix_desktop.core import images, metric_catalog
 from maskpix_desktop.core.errors import MaskPixError
-from maskpix_desktop.core.evaluation.datasets import MODE_LABELS, MODES, PIE_EDIT_TYPES
+from maskpix_desktop.core.evaluation.datasets import MODE_LABELS, MODES, MULTI_TURN, PIE_EDIT_TYPES
 from maskpix_desktop.core.evaluation.scoring import BACKGROUND_KEYS, MB_KEYS, PIE_KEYS, SSIM_KEYS, WHOLE_MASK
 from maskpix_desktop.core.evaluation.store import (
     GRID_PNG,
@@ -316,7 +316,8 @@ def write_report(
             k: {"description": metric_catalog.spec(k).summary, "direction": metric_catalog.direction(k)}
             for k in all_keys
         },
-        "overall": _aggregate(rows, all_keys, modes),
+        "overall": _aggregate([r for r in rows if r.get("edit_type") != MULTI_TURN], all_keys, modes),
+        "multi_turn": _aggregate([r for r in rows if r.get("edit_type") == MULTI_TURN], all_keys, modes),
         "excluded_whole_mask": {
             "count": len(whole),
             "items": whole,
@@ -365,8 +366,19 @@ def write_report(
         md.append(
             f"Background metrics on both images × (1 − M), M decoded {border} PIE-Bench's border marking."
         )
-    md += ["", "## Mean over items", ""]
-    md += _table(summary["overall"], keys, modes)
+    if summary["overall"] or not summary["multi_turn"]:
+        single = (
+            " (single-turn: every turn edited from its ground-truth input)" if fmt == "magicbrush" else ""
+        )
+        md += ["", f"## Mean over items{single}", ""]
+        md += _table(summary["overall"], keys, modes)
+    if summary["multi_turn"]:
+        md += [
+            "",
+            "## Multi-turn (each session edited turn after turn; the final output vs the final target)",
+            "",
+        ]
+        md += _table(summary["multi_turn"], keys, modes)
     md += [
         "",
         "∞: at least one item's background is identical to the original (infinite PSNR). "

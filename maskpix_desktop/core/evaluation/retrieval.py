@@ -115,6 +115,7 @@ def retrieval_summary(
             for r in rows
             if r["mode"] == mode
             and r.get("status") == "ok"
+            and r.get("edit_type") != "multi-turn"  # a chain has several instructions
             and r.get("instruction")
             and (out_dir / str((r.get("files") or {}).get("output", ""))).is_file()
             and (r.get("files") or {}).get("output")

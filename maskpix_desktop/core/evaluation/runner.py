@@ -92,6 +92,9 @@ def evaluate_item(
             if not path.is_file():
                 images.save_image(path, arr)
             files[name] = f"{ITEMS_DIR}/{item.slug}/{name}.png"
+    if item.chain:
+        yield from _evaluate_chain(item, loaded, todo, editor, scorers, cfg, folder, files, model_info)
+        return
     runs = [m for m in MODES[1:] if m in todo]
     if "baseline" in todo and not runs:
         runs = ["pixel"]  # cheapest run that yields a baseline
@@ -134,6 +137,50 @@ def evaluate_item(
                 edit_metrics=result.metrics.get("baseline" if mode == "baseline" else "blended", {}),
             )
             yield row
+
+
+def _evaluate_chain(
+    item: EvalItem,
+    loaded: Any,
+    todo: Sequence[str],
+    editor: Any,
+    scorers: Scorers,
+    cfg: EvalConfig,
+    folder: Path | None,
+    files: dict[str, str],
+    model_info: Callable[[], dict[str, str]] | None,
+) -> Iterator[dict[str, Any]]:
+    """MagicBrush multi-turn: per mode, turn k edits that mode's own output of turn k - 1 (the baseline
+    chain its unmasked outputs) with turn k's mask and instruction; the last output is scored against the
+    last ground truth, the background metrics against turn 1's input outside the union of the masks."""
+    for mode in todo:
+        t0 = time.perf_counter()
+        current, result = loaded.image, None
+        for turn, mask in zip(item.chain, loaded.chain_masks, strict=True):
+            params = cfg.run_params(turn.instruction, "pixel" if mode == "baseline" else mode)
+            request = EditRequest(image=current, mask=mask, params=params)
+            result = run_edit(editor, request, metrics=False, model_info=model_info)
+            current = result.baseline if mode == "baseline" else result.blended
+        assert result is not None
+        row = _base_row(item, mode, cfg)
+        vals, missing = score_row(loaded.image, current, loaded, item, scorers)
+        row_files = dict(files)
+        if folder is not None:
+            images.save_image(folder / f"{mode}.png", current)
+            row_files["output"] = f"{ITEMS_DIR}/{item.slug}/{mode}.png"
+        row.update(
+            status="ok",
+            error=None,
+            metrics=vals,
+            missing=missing,
+            files=row_files,
+            run_s=round(time.perf_counter() - t0, 4),
+            model=dict(result.model),
+            nsfw=bool(result.nsfw),
+            edit_metrics={},  # per-turn app metrics compare with each turn's input, not turn 1's
+            turns=len(item.chain),
+        )
+        yield row
 
 
 # ============================================================================================ JSONL
@@ -184,7 +231,7 @@ def _run_eval(opts: RunOptions, log_fn: Callable[[str], None]) -> dict[str, Any]
     else:
         device = opts.device
 
-    fmt, items = read_dataset(opts.dataset, opts.fmt)
+    fmt, items = read_dataset(opts.dataset, opts.fmt, opts.mb_setting)
     if opts.limit is not None:
         items = items[: max(0, int(opts.limit))]
     modes = tuple(m for m in MODES if m in opts.modes)
