@@ -359,6 +359,8 @@ def write_report(
         + (f" ({models['clip_missing']})" if models.get("clip_missing") else "")
         + f"; LPIPS `{models.get('lpips') or 'missing'}`"
         + (f" ({models['lpips_missing']})" if models.get("lpips_missing") else "")
+        + (f"; DINO `{models.get('dino') or 'missing'}`" if "dino" in models else "")
+        + (f" ({models['dino_missing']})" if models.get("dino_missing") else "")
         + "."
     )
     if fmt == "pie":
