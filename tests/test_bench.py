@@ -105,6 +105,12 @@ def test_editloop_section_compares_each_stage_with_the_old_code(report):
         assert row["ssim_working_factor"] == 1  # small sizes: SSIM at full size, so only float32 rounding
         assert max(row["metrics_max_rel_diff"].values()) < 1e-4
         assert row["total_new_s"] > 0 and row["total_old_with_poisson_s"] >= row["total_old_s"]
+        assert row["display_new_photo"]["new"]["n"] >= 1
+        assert set(row["display_levels"]) == {"original", "mask", "baseline", "blended"}
+    mem = el["memory_after_edits"]
+    for which in ("old", "new"):
+        assert mem[which]["edits"] == 3 and mem[which]["size"] == "320x240" and mem[which]["rss_after_mb"] > 0
+    assert mem["new"]["results_in_memory"] == 2 and mem["old"]["results_in_memory"] == "all"
     assert el["post_edit_s_largest"] is None  # --quick: the 24 MP targets are n/a
     assert "editloop 320x240" in bench.format_table(report)
 

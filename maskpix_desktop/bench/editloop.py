@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,7 +28,8 @@ def bench_editloop(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     """What a user waits for after the last denoising step, per photo size, today's code vs before."""
     out: dict[str, Any] = {
         "what": "resize to full size (Pillow lanczos), composite, Poisson seam, metrics of both views"
-        " (compute_metrics x2 via compare, no CLIP), display (4 views to QPixmap + mask overlay);"
+        " (compute_metrics x2 via compare, no CLIP), display (old: 4 full-size views to QPixmap + the"
+        " full-size mask overlay; new: ResultsPanel.show_result, display pyramid levels, 1600x900 panel);"
         " old = the code before issue 20 (metrics: reference=True) in the same run, interleaved",
         "sizes": {},
     }
@@ -40,6 +42,15 @@ def bench_editloop(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     metrics_row = last["stages"]["metrics_both_views"]
     out["metrics_s_largest"] = metrics_row["new"]["median_ms"] / 1000 if full else None
     out["metrics_ratio_largest"] = metrics_row["ratio"]
+    edits = 3 if cfg.quick else 10
+    try:
+        out["memory_after_edits"] = {
+            which: edits_memory(cfg.loop_sizes[-1], edits, keep=keep)
+            for which, keep in (("old", None), ("new", RESULTS_IN_MEMORY))
+        }
+    except Exception as exc:  # no Qt platform: report, keep the timings
+        out["memory_after_edits"] = error_entry(exc)
+    mark_peak(ctx, "edit loop memory")
     out["loadavg"] = load_average()
     return out
 
@@ -92,9 +103,27 @@ def _loop_size(hw: tuple[int, int], repeats: int, seam_repeats: int) -> dict[str
     )
     ident_seam = bool(np.array_equal(seam, _old_poisson(orig, blended, m_used)))
     try:
-        qapp()
-        show = lambda: _display((baseline, seam), orig, mask)  # noqa: E731
-        pair("display", show, show, repeats)  # UI code is not part of this change
+        app = qapp()
+        panel = _panel(app)
+        result = _result(orig, mask, baseline, blended, m_used)
+        panel.add_result(result)
+        app.processEvents()
+
+        def new_display() -> None:  # a new result of the photo shown: the original's levels are kept
+            panel.show_result(-1)
+
+        def new_photo() -> None:
+            panel.drop_display_cache()
+            panel.show_result(-1)
+
+        pair("display", lambda: _display((baseline, blended), orig, mask), new_display, repeats)
+        wall, cpu = interleave_cpu([new_photo], repeats)
+        row["display_new_photo"] = {"new": ms_summary(wall[0]), "new_cpu": ms_summary(cpu[0])}
+        row["display_levels"] = {name: v.shown_level() for name, v in panel.views.items()}
+        panel.clear()
+        panel.store.close()
+        panel.deleteLater()
+        app.processEvents()
     except Exception as exc:  # no Qt platform: report, keep the other stages
         row["stages"]["display"] = error_entry(exc)
     old_m = metrics.compare(orig, baseline, blended, mask, reference=True)
@@ -140,13 +169,110 @@ def _loop_inputs(h: int, w: int, long_side: int = 512) -> dict[str, Any]:
     return {"orig": orig, "work_out": out, "mask": ellipse_mask(h, w)}
 
 
-def _display(result_views: Sequence[np.ndarray], orig: np.ndarray, mask: np.ndarray) -> None:
+#: Results the new panel keeps in memory (the others are memory-mapped files), as ResultsPanel's store.
+RESULTS_IN_MEMORY = 2
+PANEL_SIZE = (1600, 900)
+
+
+def _panel(app: Any, keep: int | None = None) -> Any:
+    """A shown ResultsPanel of PANEL_SIZE whose store keeps ``keep`` results in memory (None: all)."""
+    import tempfile
+    from pathlib import Path
+
+    from maskpix_desktop.core.result_store import ResultStore
+    from maskpix_desktop.ui.results import ResultsPanel
+
+    root = Path(tempfile.mkdtemp(prefix="maskpix-bench-results-"))
+    panel = ResultsPanel(store=ResultStore(root, keep=10**9 if keep is None else keep))
+    panel.resize(*PANEL_SIZE)
+    panel.show()
+    app.processEvents()
+    return panel
+
+
+def _result(
+    orig: np.ndarray, mask: np.ndarray, baseline: np.ndarray, blended: np.ndarray, m_used: np.ndarray
+) -> Any:
+    from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
+
+    return EditResult(
+        request=EditRequest(image=orig, mask=mask, params=EditParams("bench")),
+        baseline=baseline,
+        blended=blended,
+        edit=baseline,
+        mask_used=m_used,
+        working_size=(512, 512),
+    )
+
+
+def edits_memory(hw: tuple[int, int], edits: int, *, keep: int | None) -> dict[str, Any]:
+    """Resident memory added by ``edits`` edits of one photo shown in a ResultsPanel.
+
+    Each edit makes what Editor.run returns (a new full-size baseline, the float mask used, the composite)
+    and the panel shows it. ``keep=None`` is the code before issue 20: every result in memory, and the
+    shown result held as four full-size pixmaps (the old views) on top.
+    """
+    import gc
+
+    from maskpix_desktop.bench.memory import rss_parts
+    from maskpix_desktop.core import blend, images
+    from maskpix_desktop.ui.document_model import freeze
+
+    h, w = hw
+    app = qapp()
+    inp = _loop_inputs(h, w)
+    orig, mask = inp["orig"], inp["mask"]
+    orig.flags.writeable = False
+    gc.collect()
+    before = rss_parts()
+    panel = _panel(app, keep)
+    old_pixmaps: list[Any] = []
+    t0 = time.perf_counter()
+    for i in range(edits):
+        work = np.clip(inp["work_out"].astype(np.int16) + i, 0, 255).astype(np.uint8)
+        baseline = images.resize_image(work, (h, w), resample="lanczos")
+        m_used = blend.prepare_mask(mask)
+        result = _result(orig, mask, baseline, blend.composite(orig, baseline, m_used), m_used)
+        freeze(result)
+        panel.add_result(result)
+        if keep is None:
+            old_pixmaps = []
+            _display((result.baseline, result.blended), orig, mask, keep=old_pixmaps)
+        app.processEvents()
+        del work, baseline, m_used, result
+    panel.store.flush()
+    gc.collect()
+    after = rss_parts()
+    out = {
+        "edits": edits,
+        "size": size_label(hw),
+        "results_in_memory": "all" if keep is None else keep,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "rss_added_mb": round(after["rss_mb"] - before["rss_mb"], 1),
+        "anon_added_mb": round(after["anon_mb"] - before["anon_mb"], 1),
+        "file_added_mb": round(after["file_mb"] - before["file_mb"], 1),
+        "rss_after_mb": after["rss_mb"],
+    }
+    old_pixmaps.clear()
+    panel.clear()
+    panel.store.close()
+    panel.deleteLater()
+    app.processEvents()
+    gc.collect()
+    return out
+
+
+def _display(
+    result_views: Sequence[np.ndarray], orig: np.ndarray, mask: np.ndarray, keep: list | None = None
+) -> None:
     """What ResultsPanel.show_result converts: original, mask overlay, baseline, blended -> QPixmaps."""
     from maskpix_desktop.core.export import mask_overlay
     from maskpix_desktop.ui.qimage import to_pixmap
 
     for arr in (orig, mask_overlay(orig, mask), *result_views):
-        to_pixmap(arr)
+        pix = to_pixmap(arr)
+        if keep is not None:
+            keep.append(pix)
 
 
 def _old_composite(orig: np.ndarray, edit: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -11,6 +11,22 @@ from maskpix_desktop.bench.common import (
 )
 
 
+def rss_parts() -> dict[str, float]:
+    """Resident memory now in MiB: total, anonymous (the process's own) and file-backed (memory maps,
+    which the kernel may drop); from /proc/self/status, zeros where that file does not exist."""
+    fields = {"VmRSS:": "rss_mb", "RssAnon:": "anon_mb", "RssFile:": "file_mb"}
+    out = dict.fromkeys(fields.values(), 0.0)
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                parts = line.split()
+                if parts and parts[0] in fields:
+                    out[fields[parts[0]]] = round(int(parts[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    return out
+
+
 def bench_memory(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "peak_rss_mb": round(rss_peak_bytes() / 2**20, 1),

@@ -298,6 +298,26 @@ def editloop_rows(el: Any) -> list[tuple[str, str, str]]:
                 f" SSIM working factor {row['ssim_working_factor']}",
             )
         )
+        if "display_new_photo" in row:
+            rows.append(
+                (
+                    f"editloop {label}",
+                    "display, first result of a photo",
+                    f"new {row['display_new_photo']['new']['median_ms']:.1f} ms;"
+                    f" levels shown {row.get('display_levels')}",
+                )
+            )
+    mem = el.get("memory_after_edits")
+    if isinstance(mem, dict) and "new" in mem:
+        o, n = mem["old"], mem["new"]
+        rows.append(
+            (
+                f"editloop {n['size']}",
+                f"memory after {n['edits']} edits",
+                f"new +{n['rss_added_mb']:.0f} MB RSS (anon +{n['anon_added_mb']:.0f}), old"
+                f" +{o['rss_added_mb']:.0f} MB (anon +{o['anon_added_mb']:.0f})",
+            )
+        )
     return rows
 
 

@@ -583,6 +583,10 @@ class ResultsPanel(QWidget):
             cached = self._overlay_cache = (image, mask, overlay_pyramid(self._image_pyramid(image), mask))
         view.set_pyramid(cached[2])
 
+    def drop_display_cache(self) -> None:
+        """Forget the original's display levels (the next result rebuilds them, as for a new photo)."""
+        self._orig_cache = self._overlay_cache = None
+
     def _image_pyramid(self, image: np.ndarray) -> Pyramid:
         """The original's display levels, kept while results of the same image are shown."""
         if self._orig_cache is None or self._orig_cache[0] is not image:
