@@ -63,9 +63,9 @@ def editor(tiny_ip2p_dir: Path):
 
     Shared: tests must not leave it modified (use ``monkeypatch`` for any patching).
     """
-    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core.editor_loader import load_editor
 
-    return Editor.load(str(tiny_ip2p_dir), device="cpu")
+    return load_editor(str(tiny_ip2p_dir), device="cpu")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -105,7 +105,7 @@ def test_cli_defaults_are_the_train_config_defaults():
 def test_prepare_then_train_2_steps_gives_a_checkpoint_the_app_loads_as_a_mask_model(
     tmp_path: Path, tiny_ip2p_dir: Path, capsys
 ):
-    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core.editor_loader import load_editor
     from maskpix_desktop.core.maskcond.model import is_mask_checkpoint
     from maskpix_desktop.core.maskcond.train import read_losses
 
@@ -116,7 +116,7 @@ def test_prepare_then_train_2_steps_gives_a_checkpoint_the_app_loads_as_a_mask_m
     final = run / "final"
     assert f"--ip2p {final}" in capsys.readouterr().out
     assert is_mask_checkpoint(final) and len(read_losses(run)) == 2
-    editor = Editor.load(str(final), device="cpu")  # the loader behind --ip2p and the Models dialog
+    editor = load_editor(str(final), device="cpu")  # the loader behind --ip2p and the Models dialog
     assert editor.takes_mask is True
     # Checkpoints exist: a second call must say --resume or --overwrite, then --resume continues.
     assert main(_train_args(tmp_path / "data", tiny_ip2p_dir, run, "--steps", "3")) == 1
@@ -163,7 +163,7 @@ def test_lora_run_changes_only_attention_and_conv_in_and_saves_a_loadable_mask_c
     pytest.importorskip("peft")
     from safetensors.torch import load_file
 
-    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core.editor_loader import load_editor
     from maskpix_desktop.core.maskcond.train import LORA_TARGETS
 
     run = tmp_path / "lora"
@@ -177,7 +177,7 @@ def test_lora_run_changes_only_attention_and_conv_in_and_saves_a_loadable_mask_c
     assert changed and all(
         k.startswith("conv_in") or any(f".{t}." in k for t in LORA_TARGETS) for k in changed
     )
-    assert Editor.load(str(run / "final"), device="cpu").takes_mask is True
+    assert load_editor(str(run / "final"), device="cpu").takes_mask is True
 
 
 def test_train_needs_exactly_one_data_source_and_peft_for_lora(

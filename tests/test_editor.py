@@ -12,6 +12,7 @@ import torch
 
 from maskpix_desktop.core import blend, images, masks
 from maskpix_desktop.core.editor import POST_STAGES, Editor
+from maskpix_desktop.core.editor_loader import load_editor
 from maskpix_desktop.core.errors import Cancelled, MissingWeightsError, OutOfMemoryError, WeightsError
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 
@@ -296,7 +297,7 @@ def test_other_errors_are_not_reported_as_oom(editor, image, monkeypatch):
 def test_load_missing_folder(tmp_path):
     missing = tmp_path / "no-such-model"
     with pytest.raises((MissingWeightsError, WeightsError)) as info:
-        Editor.load(str(missing), device="cpu")
+        load_editor(str(missing), device="cpu")
     assert isinstance(info.value, MissingWeightsError)
     assert str(missing) in str(info.value)
 
@@ -306,7 +307,7 @@ def test_load_folder_that_is_not_diffusers(tmp_path):
     folder.mkdir()
     (folder / "weights.bin").write_bytes(b"\0" * 16)
     with pytest.raises(WeightsError) as info:
-        Editor.load(str(folder), device="cpu")
+        load_editor(str(folder), device="cpu")
     assert str(folder) in str(info.value)
 
 
@@ -315,7 +316,7 @@ def test_load_broken_diffusers_folder(tmp_path, tiny_ip2p_dir):
     folder.mkdir()
     shutil.copy(tiny_ip2p_dir / "model_index.json", folder / "model_index.json")
     with pytest.raises(WeightsError) as info:
-        Editor.load(str(folder), device="cpu")
+        load_editor(str(folder), device="cpu")
     assert str(folder) in str(info.value)
 
 
@@ -388,7 +389,7 @@ def test_fp16_only_folder_loads_on_cpu(tmp_path, rng_image):
     folder = tmp_path / "ip2p-fp16"
     build_tiny_ip2p().to(torch.float16).save_pretrained(folder, variant="fp16", safe_serialization=True)
     assert any(p.name.endswith(".fp16.safetensors") for p in (folder / "unet").iterdir())
-    ed = Editor.load(str(folder), device="cpu")
+    ed = load_editor(str(folder), device="cpu")
     assert ed.dtype == torch.float32
     res = ed.run(
         EditRequest(image=rng_image(64, 64), mask=None, params=EditParams("make it red", steps=2, seed=1))

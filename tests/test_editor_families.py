@@ -14,6 +14,7 @@ from test_editor import assert_latent_run_pins_the_background
 
 from maskpix_desktop.core import editor_families, images
 from maskpix_desktop.core.editor import POST_STAGES, Editor
+from maskpix_desktop.core.editor_loader import load_editor
 from maskpix_desktop.core.errors import Cancelled, MaskPixError, WeightsError
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 
@@ -109,7 +110,7 @@ def test_load_unsupported_family_says_not_supported_yet(
     monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", never)
     monkeypatch.setattr(diffusers.StableDiffusionInstructPix2PixPipeline, "from_pretrained", never)
     with pytest.raises(WeightsError) as info:
-        Editor.load(str(folder), device="cpu")
+        load_editor(str(folder), device="cpu")
     msg = str(info.value)
     assert f"not supported yet in this version: {family}" in msg and str(folder) in msg
     for supported in editor_families.SUPPORTED:
@@ -121,7 +122,7 @@ def test_load_unknown_pipeline_names_the_families(tmp_path, tiny_ip2p_dir):
     shutil.copytree(tiny_ip2p_dir, folder)
     _index(folder, "StableDiffusionPipeline")
     with pytest.raises(WeightsError) as info:
-        Editor.load(str(folder), device="cpu")
+        load_editor(str(folder), device="cpu")
     assert str(folder / "model_index.json") in str(info.value) and "ip2p_xl" in str(info.value)
 
 
@@ -153,7 +154,7 @@ def xl_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def xl_editor(xl_dir) -> Editor:
-    return Editor.load(str(xl_dir), device="cpu")
+    return load_editor(str(xl_dir), device="cpu")
 
 
 @pytest.fixture(scope="module")

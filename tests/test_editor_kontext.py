@@ -13,6 +13,7 @@ import torch
 
 from maskpix_desktop.core import editor_families, images
 from maskpix_desktop.core.editor import POST_STAGES, Editor
+from maskpix_desktop.core.editor_loader import load_editor
 from maskpix_desktop.core.errors import Cancelled, MaskPixError
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 
@@ -69,7 +70,7 @@ def kontext_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def kontext(kontext_dir) -> Editor:
-    return Editor.load(str(kontext_dir), device="cpu")
+    return load_editor(str(kontext_dir), device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from test_editor_kontext import assert_flow_latent_run_pins_the_background
 
 from maskpix_desktop.core import editor_families, images
 from maskpix_desktop.core.editor import POST_STAGES, Editor
+from maskpix_desktop.core.editor_loader import load_editor
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 
 H, W = 128, 160  # multiples of 32 (tiny VAE 16x, 2x2 packing): the working size is the image size
@@ -44,7 +45,7 @@ def qwen_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def qwen(qwen_dir) -> Editor:
-    return Editor.load(str(qwen_dir), device="cpu")
+    return load_editor(str(qwen_dir), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def plus(tmp_path_factory) -> Editor:
 
     folder = save_tiny_qwen_edit(tmp_path_factory.mktemp("tiny_qwen_plus") / "plus", seed=0, plus=True)
     assert editor_families.folder_family(folder) == "qwen_edit"
-    return Editor.load(str(folder), device="cpu")
+    return load_editor(str(folder), device="cpu")
 
 
 def test_qwen_plus_baseline_equals_plain_diffusers_bit_for_bit(plus, image):

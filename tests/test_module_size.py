@@ -12,7 +12,6 @@ MAX_LINES = 600
 MAX_MAIN_WINDOW_LINES = 400
 #: path under maskpix_desktop/ -> why it may be longer for now
 EXCEPTIONS = {
-    "core/metrics.py": "being split",  # (already a package core/metrics/ in this tree)
     "ui/results.py": "being reworked for display performance; to split after that work lands",
 }
 
@@ -43,3 +42,8 @@ def test_no_module_over_600_lines_except_the_listed_ones() -> None:
 def test_size_check_finds_a_long_module() -> None:
     # the check itself works: with a tiny limit, the main window is reported
     assert "ui/main_window.py" in oversized(limit=10)
+
+
+def test_every_exception_is_still_needed() -> None:
+    # a split module leaves the list: each exception exists and is still over the limit
+    assert {rel: _lines(PACKAGE / rel) > MAX_LINES for rel in EXCEPTIONS} == {rel: True for rel in EXCEPTIONS}

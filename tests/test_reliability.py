@@ -542,9 +542,9 @@ def test_autosave_failure_warns_once_and_work_goes_on(make_window, qtbot, tmp_pa
 
 @pytest.fixture(scope="module")
 def tiny_editor(tiny_models_dir):
-    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core.editor_loader import load_editor
 
-    return Editor.load(str(tiny_models_dir / "tiny-ip2p"), device="cpu")
+    return load_editor(str(tiny_models_dir / "tiny-ip2p"), device="cpu")
 
 
 def _request(rng_image, mode: str) -> EditRequest:

@@ -139,7 +139,7 @@ def test_check_reports_missing_weights_before_any_work(empty: Path) -> None:
 
 
 def test_service_loads_each_model_once(tiny_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from maskpix_desktop.core.editor import Editor
+    from maskpix_desktop.core import editor_loader
     from maskpix_desktop.core.metrics import ClipScorer
     from maskpix_desktop.core.segmenter import Segmenter
 
@@ -153,7 +153,7 @@ def test_service_loads_each_model_once(tiny_models: Path, monkeypatch: pytest.Mo
         return load
 
     monkeypatch.setattr(Segmenter, "from_checkpoint", counting("sam", Segmenter.from_checkpoint))
-    monkeypatch.setattr(Editor, "load", counting("ip2p", Editor.load))
+    monkeypatch.setattr(editor_loader, "load_editor", counting("ip2p", editor_loader.load_editor))
     monkeypatch.setattr(ClipScorer, "load", counting("clip", ClipScorer.load))
 
     service = ModelService(ModelChoice(models_dir=str(tiny_models), device="cpu"))

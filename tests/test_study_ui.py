@@ -217,3 +217,14 @@ def test_open_study_dialog_refuses_a_folder_that_is_no_study(qtbot, tmp_path: Pa
     monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
     assert open_study_dialog(None, tmp_path) is None
     assert shown and "study.json" in shown[0] and "not found" in shown[0]
+
+
+def test_file_menu_rates_a_study(qtbot, window, study_dir: Path, monkeypatch) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(study_dir))
+    assert window.rate_study_action.text() == "Rate a s&tudy…"
+    window.rate_study_action.trigger()
+    dialogs = [w for w in window.findChildren(StudyDialog) if w.isVisible()]
+    assert len(dialogs) == 1 and dialogs[0].study.folder == load_study(study_dir).folder
+    dialogs[0].close()

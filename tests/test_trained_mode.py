@@ -1,4 +1,4 @@
-"""Mask mode ``trained``: a MaskPix mask checkpoint loaded through ``Editor.load`` gets the mask.
+"""Mask mode ``trained``: a MaskPix mask checkpoint loaded through ``load_editor`` gets the mask.
 
 Tiny random models only: a zero-initialised mask checkpoint (the mask channel has no effect, so the
 trained edit must equal the baseline: the wiring passes the mask without changing the maths) and one
@@ -19,6 +19,7 @@ from maskpix_desktop.cli import main
 from maskpix_desktop.core import models
 from maskpix_desktop.core.blend import MASK_MODES
 from maskpix_desktop.core.editor import NO_MASK_INPUT, POST_STAGES, Editor
+from maskpix_desktop.core.editor_loader import load_editor
 from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.evaluation import DEFAULT_MODES, MODES
 from maskpix_desktop.core.jobs import EditParams, EditRequest
@@ -57,7 +58,7 @@ def zero_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def mask_editor(zero_ckpt: Path) -> Editor:
-    return Editor.load(str(zero_ckpt), device="cpu")
+    return load_editor(str(zero_ckpt), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,7 @@ def test_zero_init_trained_edit_equals_the_baseline_and_the_pipeline_got_the_mas
 def test_trained_mask_changes_the_edit_inside_when_the_mask_weights_are_not_zero(
     tmp_path: Path, image
 ) -> None:
-    ed = Editor.load(str(_save_checkpoint(tmp_path / "hot", mask_weight=0.5)), device="cpu")
+    ed = load_editor(str(_save_checkpoint(tmp_path / "hot", mask_weight=0.5)), device="cpu")
     m = _mask()
     res = ed.run(EditRequest(image, mask=m, params=_params(feather=0.0)))
     assert not np.array_equal(res.edit, res.baseline)  # the mask reached the UNet

@@ -7,12 +7,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from maskpix_desktop.core import blend, editor_families, images, masks, models
+from maskpix_desktop.core import blend, editor_families, images, masks
 from maskpix_desktop.core.errors import (
     Cancelled,
     MaskPixError,
@@ -90,13 +89,6 @@ def _family_of(pipe: Any) -> str:
     return "ip2p"
 
 
-def _diffusers_takes_dtype() -> bool:
-    """Newer diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns); detect, don't guess."""
-    from diffusers.pipelines import pipeline_utils
-
-    return hasattr(pipeline_utils, "_resolve_dtype")
-
-
 class Editor:
     """Owns one InstructPix2Pix pipeline; ndarray in, :class:`EditResult` out.
 
@@ -107,7 +99,8 @@ class Editor:
     ``takes_mask``: the pipeline is a mask checkpoint's :class:`~.maskcond.pipeline.MaskPix2PixPipeline`
     (a 9-channel UNet), so mask mode ``trained`` can give it the mask.
 
-    The flow-matching families (``kontext``, ``qwen_edit``) load as :class:`~.editor_flow.FlowEditor`.
+    Load one with :func:`~.editor_loader.load_editor`; the flow-matching families (``kontext``,
+    ``qwen_edit``) load as :class:`~.editor_flow.FlowEditor`.
     """
 
     #: Working sizes are multiples of this (the VAE's downsampling; flow editors also pack 2x2 patches).
@@ -126,88 +119,6 @@ class Editor:
         self.takes_mask = _takes_mask(pipe)
         self.family = _family_of(pipe)
         self.last_latent_blend: blend.LatentBlender | None = None  # kept for tests and the benchmark
-
-    @classmethod
-    def load(
-        cls,
-        source: str | Path | None = None,
-        *,
-        models_dir: str | Path | None = None,
-        device: str = "auto",
-        precision: str = "auto",
-    ) -> Editor:
-        """Load IP2P from a local diffusers folder or a Hugging Face id (offline-safe).
-
-        The editor family comes from ``model_index.json`` (core/editor_families); a family this version
-        does not run raises :class:`WeightsError` before diffusers is asked. A MaskPix mask checkpoint
-        folder (``maskpix_conditioning.json``) loads as a mask pipeline.
-        """
-        import diffusers
-        import torch
-
-        from maskpix_desktop.core.maskcond.model import is_mask_checkpoint, load_mask_pipeline
-
-        path_or_id, local_only = models.resolve_ip2p(None if source is None else str(source), models_dir)
-        family = editor_families.detect_family(str(path_or_id), local_only)
-        if family is not None:
-            editor_families.require_supported(family, path_or_id)
-        dev = models.resolve_device(device)
-        dtype = models.default_dtype(dev, precision)
-        if family in ("kontext", "qwen_edit") and dtype == torch.float16 and precision in ("auto", "", None):
-            dtype = torch.bfloat16  # their text encoders overflow in float16; bf16 is what they ship in
-        local = Path(str(path_or_id))
-        if local.is_dir() and is_mask_checkpoint(local):
-            try:
-                pipe = load_mask_pipeline(local, device=dev, dtype=dtype)
-            except Exception as exc:
-                if _is_oom(exc):
-                    raise OutOfMemoryError(f"Not enough {dev} memory to load the mask checkpoint.") from exc
-                raise
-            return cls(pipe, model_id=str(local), fingerprint=models.file_fingerprint(local))
-        # The registry folder holds fp16 weights only and no safety checker (a research tool; the
-        # checker would black out whole results). A hub id gets the fp16 variant on fp16 devices.
-        if local.is_dir():
-            variants = [models.detect_variant(local)]
-        else:
-            variants = ["fp16", None] if dtype == torch.float16 else [None]
-        dtype_key = "dtype" if _diffusers_takes_dtype() else "torch_dtype"
-        kwargs: dict[str, Any] = {dtype_key: dtype, "local_files_only": local_only}
-        # diffusers' lazy module imports only the pipeline asked for (the XL one is a large import).
-        editor_cls: type[Editor] = cls
-        if family in ("kontext", "qwen_edit"):
-            from maskpix_desktop.core.editor_flow import LABELS, FlowEditor, pipeline_class
-
-            pipe_cls, label, editor_cls = pipeline_class(family, local), LABELS[family], FlowEditor
-            if not local.is_dir():
-                variants = [None]  # these repositories publish one (bf16) set of weights, no fp16 variant
-        elif family == "ip2p_xl":
-            pipe_cls: Any = diffusers.StableDiffusionXLInstructPix2PixPipeline
-            label = "SDXL InstructPix2Pix"
-        else:
-            pipe_cls, label = diffusers.StableDiffusionInstructPix2PixPipeline, "InstructPix2Pix"
-            kwargs.update(safety_checker=None, requires_safety_checker=False)
-        pipe = None
-        for i, variant in enumerate(variants):
-            try:
-                pipe = pipe_cls.from_pretrained(path_or_id, variant=variant, **kwargs)
-                break
-            except (OSError, ValueError) as exc:
-                if i + 1 < len(variants):
-                    continue
-                if local_only and not local.exists():
-                    raise MissingWeightsError("ip2p", path_or_id, "maskpix-cli models download ip2p") from exc
-                raise WeightsError(f"Could not load {label} from {path_or_id}: {exc}") from exc
-            except Exception as exc:  # diffusers raises many types for broken folders
-                raise WeightsError(f"Could not load {label} from {path_or_id}: {exc}") from exc
-        assert pipe is not None
-        try:
-            pipe = pipe.to(dev)
-        except Exception as exc:
-            if _is_oom(exc):
-                raise OutOfMemoryError(f"Not enough {dev} memory to load {label}.") from exc
-            raise
-        fingerprint = models.file_fingerprint(local) if local.exists() else str(path_or_id)
-        return editor_cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
 
     # ------------------------------------------------------------------ running
     def _sync(self) -> None:

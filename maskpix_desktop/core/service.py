@@ -186,9 +186,9 @@ class ModelService:
     def editor(self) -> Editor:
         with self._lock:
             if self._editor is None:
-                from maskpix_desktop.core.editor import Editor
+                from maskpix_desktop.core import editor_loader
 
-                self._editor = Editor.load(
+                self._editor = editor_loader.load_editor(
                     self.choice.ip2p,
                     models_dir=self.choice.models_dir,
                     device=self.device,

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QMainWindow, QMenu, QMenuBar
 
 from maskpix_desktop.paths import resources_dir
 
-__all__ = ["build_menus", "open_log_folder", "show_about", "show_shortcuts"]
+__all__ = ["build_menus", "open_log_folder", "rate_study", "show_about", "show_shortcuts"]
 
 
 def build_menus(win: QMainWindow) -> None:
@@ -25,7 +25,7 @@ def build_menus(win: QMainWindow) -> None:
 
 
 def build_file_menu(win: QMainWindow, mb: QMenuBar) -> QMenu:
-    """Open, recent, samples, save, export, re-run, evaluation results, quit."""
+    """Open, recent, samples, save, export, re-run, evaluation results, rate a study, quit."""
     file = mb.addMenu("&File")
     file.addAction("&Open image…", QKeySequence.StandardKey.Open, win.open_dialog)
     file.addAction("Open &project…", QKeySequence("Ctrl+Shift+O"), win.open_project_dialog)
@@ -44,9 +44,17 @@ def build_file_menu(win: QMainWindow, mb: QMenuBar) -> QMenu:
     win.export_action = file.addAction("&Export result…", QKeySequence("Ctrl+E"), win.export_current)
     win.rerun_file_action = file.addAction("Re-run from e&xported file…", win.rerun_dialog)
     file.addAction("Open e&valuation results…", win.open_eval_results)
+    win.rate_study_action = file.addAction("Rate a s&tudy…", lambda: rate_study(win))
     file.addSeparator()
     file.addAction("&Quit", QKeySequence.StandardKey.Quit, win.close)
     return file
+
+
+def rate_study(win: QMainWindow) -> None:
+    """File > Rate a study…: pick a folder made by ``maskpix-cli study make``, open its rating window."""
+    from maskpix_desktop.ui.study_dialog import open_study_dialog
+
+    open_study_dialog(win)
 
 
 def build_edit_menu(win: QMainWindow, mb: QMenuBar) -> QMenu:

@@ -1,0 +1,98 @@
+"""Load an editor (IP2P, SDXL-IP2P, a mask checkpoint, Kontext, Qwen-Image-Edit) from a folder or hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from maskpix_desktop.core import editor_families, models
+from maskpix_desktop.core.editor import Editor, _is_oom
+from maskpix_desktop.core.errors import MissingWeightsError, OutOfMemoryError, WeightsError
+
+
+def _diffusers_takes_dtype() -> bool:
+    """Newer diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns); detect, don't guess."""
+    from diffusers.pipelines import pipeline_utils
+
+    return hasattr(pipeline_utils, "_resolve_dtype")
+
+
+def load_editor(
+    source: str | Path | None = None,
+    *,
+    models_dir: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+) -> Editor:
+    """Load IP2P from a local diffusers folder or a Hugging Face id (offline-safe).
+
+    The editor family comes from ``model_index.json`` (core/editor_families); a family this version
+    does not run raises :class:`WeightsError` before diffusers is asked. A MaskPix mask checkpoint
+    folder (``maskpix_conditioning.json``) loads as a mask pipeline.
+    """
+    import diffusers
+    import torch
+
+    from maskpix_desktop.core.maskcond.model import is_mask_checkpoint, load_mask_pipeline
+
+    path_or_id, local_only = models.resolve_ip2p(None if source is None else str(source), models_dir)
+    family = editor_families.detect_family(str(path_or_id), local_only)
+    if family is not None:
+        editor_families.require_supported(family, path_or_id)
+    dev = models.resolve_device(device)
+    dtype = models.default_dtype(dev, precision)
+    if family in ("kontext", "qwen_edit") and dtype == torch.float16 and precision in ("auto", "", None):
+        dtype = torch.bfloat16  # their text encoders overflow in float16; bf16 is what they ship in
+    local = Path(str(path_or_id))
+    if local.is_dir() and is_mask_checkpoint(local):
+        try:
+            pipe = load_mask_pipeline(local, device=dev, dtype=dtype)
+        except Exception as exc:
+            if _is_oom(exc):
+                raise OutOfMemoryError(f"Not enough {dev} memory to load the mask checkpoint.") from exc
+            raise
+        return Editor(pipe, model_id=str(local), fingerprint=models.file_fingerprint(local))
+    # The registry folder holds fp16 weights only and no safety checker (a research tool; the
+    # checker would black out whole results). A hub id gets the fp16 variant on fp16 devices.
+    if local.is_dir():
+        variants = [models.detect_variant(local)]
+    else:
+        variants = ["fp16", None] if dtype == torch.float16 else [None]
+    dtype_key = "dtype" if _diffusers_takes_dtype() else "torch_dtype"
+    kwargs: dict[str, Any] = {dtype_key: dtype, "local_files_only": local_only}
+    # diffusers' lazy module imports only the pipeline asked for (the XL one is a large import).
+    editor_cls: type[Editor] = Editor
+    if family in ("kontext", "qwen_edit"):
+        from maskpix_desktop.core.editor_flow import LABELS, FlowEditor, pipeline_class
+
+        pipe_cls, label, editor_cls = pipeline_class(family, local), LABELS[family], FlowEditor
+        if not local.is_dir():
+            variants = [None]  # these repositories publish one (bf16) set of weights, no fp16 variant
+    elif family == "ip2p_xl":
+        pipe_cls: Any = diffusers.StableDiffusionXLInstructPix2PixPipeline
+        label = "SDXL InstructPix2Pix"
+    else:
+        pipe_cls, label = diffusers.StableDiffusionInstructPix2PixPipeline, "InstructPix2Pix"
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    pipe = None
+    for i, variant in enumerate(variants):
+        try:
+            pipe = pipe_cls.from_pretrained(path_or_id, variant=variant, **kwargs)
+            break
+        except (OSError, ValueError) as exc:
+            if i + 1 < len(variants):
+                continue
+            if local_only and not local.exists():
+                raise MissingWeightsError("ip2p", path_or_id, "maskpix-cli models download ip2p") from exc
+            raise WeightsError(f"Could not load {label} from {path_or_id}: {exc}") from exc
+        except Exception as exc:  # diffusers raises many types for broken folders
+            raise WeightsError(f"Could not load {label} from {path_or_id}: {exc}") from exc
+    assert pipe is not None
+    try:
+        pipe = pipe.to(dev)
+    except Exception as exc:
+        if _is_oom(exc):
+            raise OutOfMemoryError(f"Not enough {dev} memory to load {label}.") from exc
+        raise
+    fingerprint = models.file_fingerprint(local) if local.exists() else str(path_or_id)
+    return editor_cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
