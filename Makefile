@@ -21,9 +21,9 @@ lint: $(STAMP)
 test: lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest --durations=15
 
-# The numerics-sensitive tests under another CPU kernel set (see tests/test_portable_numerics.py).
-NUMERICS_TESTS = tests/test_portable_numerics.py tests/test_metrics.py tests/test_blend.py tests/test_editor.py \
-	tests/test_segmenter.py tests/test_sam_decoder.py tests/test_masks.py
+# The numerics-sensitive tests under another CPU kernel set (see tests/core/test_portable_numerics.py).
+NUMERICS_TESTS = tests/core/test_portable_numerics.py tests/core/test_metrics.py tests/core/test_blend.py tests/core/test_editor.py \
+	tests/core/test_segmenter.py tests/core/test_sam_decoder.py tests/core/test_masks.py
 test-numerics: $(STAMP)
 	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -c \
 		"import torch; print('numerics rerun on CPU kernels:', torch.backends.cpu.get_cpu_capability())"

@@ -3,7 +3,7 @@
 # plus the UNet under torch.compile, on a machine whose Python already has torch with CUDA.
 # Wheels of the pure-Python packages that machine lacks may be put in .whl/ (see docs/PERFORMANCE.md).
 # Usage: OUT=out/gpu [COMPILE_S=120] [CUDA_TESTS=0] [GROUPS_='sam,encoder,memory edit,memory'] bash scripts/gpu_bench.sh
-# (writes bench_cuda_*.json/.txt/.log and nvidia-smi.txt to $OUT; CUDA_TESTS=1, the default, runs tests/test_cuda.py first)
+# (writes bench_cuda_*.json/.txt/.log and nvidia-smi.txt to $OUT; CUDA_TESTS=1, the default, runs tests/core/test_cuda.py first)
 set -uo pipefail
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
@@ -17,7 +17,7 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 "$PY" -c "import torch, diffusers, segment_anything; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0), 'diffusers', diffusers.__version__)" || exit 1
 rc=0
 if [ "${CUDA_TESTS:-1}" = 1 ]; then  # the CUDA code paths with the tiny models (skipped where there is no GPU)
-    "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_sam_decoder.py 2>&1 | tail -n 15
+    "$PY" -m pytest -q -p no:cacheprovider tests/core/test_cuda.py tests/core/test_sam_decoder.py 2>&1 | tail -n 15
     [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
 fi
 # One process per group, each with its own JSON, so a stop in one keeps the others' numbers.

@@ -25,7 +25,7 @@ harness, seconds; its figures are not comparable with the targets).
 Modules: :mod:`.common` (configuration, interleaved timing, inputs), one module per section (:mod:`.sam`,
 :mod:`.encoder`, :mod:`.edit` with :mod:`.cuda` and :mod:`.models`, :mod:`.automask`, :mod:`.ui`,
 :mod:`.editloop`, :mod:`.memory`), :mod:`.report` (targets, table) and :mod:`.run` (driver, options).
-The engines are driven through their public API only (``tests/test_bench.py`` checks it).
+The engines are driven through their public API only (``tests/bench/test_bench.py`` checks it).
 """
 
 from __future__ import annotations

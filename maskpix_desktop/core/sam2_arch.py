@@ -38,7 +38,8 @@ SAM2_SIZES: dict[str, dict[str, Any]] = {
 }
 CUSTOM = "custom"
 #: config.json model types whose weights Sam2Model reads: a ``sam2_video`` checkpoint (image and memory
-#: modules) loads too, Sam2Model takes its image part (checked on a tiny model, tests/test_sam2_segmenter.py).
+#: modules) loads too, Sam2Model takes its image part (checked on a tiny model,
+#: tests/core/test_sam2_segmenter.py).
 SAM2_MODEL_TYPES = ("sam2", "sam2_video")
 
 _SAM2_PATCH = "vision_encoder.backbone.patch_embed.projection.weight"

@@ -17,7 +17,7 @@ embedding and copies its (batch, point batch, heads) reshapes on every click. He
   matrix products on channels-last pixel rows; only the K mask channels are put back in image order;
   the object-score head (unused for a still image) is not run.
 
-Results equal the module's up to float32 rounding (tests/test_sam2_decoder.py bounds the difference);
+Results equal the module's up to float32 rounding (tests/core/test_sam2_decoder.py bounds the difference);
 the single-mask choice (``dynamic_multimask_via_stability``) is transformers' rule on these logits.
 """
 

@@ -9,13 +9,13 @@ Two decoder paths (``Sam2Segmenter(decoder=...)``), as for SAM 1's ``Segmenter``
 
 - ``"fast"`` (default): :mod:`.sam2_decoder`'s re-associated decoder with the image's prompt-independent
   tensors cached; equal to the reference to float32 rounding (masks differ only where a logit is within
-  rounding of 0; tests/test_sam2_decoder.py). Full-size masks are computed per candidate (OpenCV's
+  rounding of 0; tests/core/test_sam2_decoder.py). Full-size masks are computed per candidate (OpenCV's
   bilinear resize on the CPU, same maths), the best one before ``predict`` returns.
 - ``"exact"``: the reference's own modules, equal to ``Sam2Processor`` + ``Sam2Model`` called the
   documented way (image re-encoded or ``image_embeddings`` passed) bit for bit: the same pixels (the
   processor's own image processor), the same prompt scaling, the same modules; masks are the processor's
   ``post_process_masks`` resize, computed lazily per candidate when that gives the same bits
-  (tests/test_sam2_segmenter.py).
+  (tests/core/test_sam2_segmenter.py).
 """
 
 from __future__ import annotations

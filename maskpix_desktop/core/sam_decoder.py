@@ -16,7 +16,7 @@ click. Because T x heads (56) < Di, the same products are cheaper the other way 
   is two matrix products on channels-last pixel rows with ``F.layer_norm``; only the K-channel masks
   are put back in image order.
 
-Results equal SAM's module up to float32 rounding (tests/test_sam_decoder.py bounds the difference);
+Results equal SAM's module up to float32 rounding (tests/core/test_sam_decoder.py bounds the difference);
 the exact path stays available for bit-for-bit work (``Segmenter(decoder="exact")``).
 """
 

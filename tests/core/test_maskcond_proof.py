@@ -49,7 +49,7 @@ def test_mask_unet_changes_at_least_half_less_outside_than_plain_unet(tmp_path: 
     """The synthetic comparison with scripts/train_synthetic.py's defaults (docs/TRAINING.md)."""
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
     import train_synthetic
 
     rc = train_synthetic.main(["--out", str(tmp_path / "run"), "--no-progress"])

@@ -2,7 +2,8 @@
 drags, wheel, shortcuts, typing, tab switches, mask operations, opening other images, saving) at the real
 window on the tiny models. Nothing may raise, nothing may log a traceback, and the window must still answer.
 
-Replay a failure with the seed it prints: ``MASKPIX_MONKEY_SEED=<seed> pytest -m slow tests/test_monkey.py``
+Replay a failure with the seed it prints:
+``MASKPIX_MONKEY_SEED=<seed> pytest -m slow tests/ui/test_monkey.py``
 (``MASKPIX_MONKEY_EVENTS`` changes the number of events).
 """
 

@@ -23,7 +23,7 @@ from maskpix_desktop.core.evaluation.store import OutputLock
 from maskpix_desktop.testing.eval_data import make_magicbrush_folder, make_pie_folder
 
 FAST = ["--long-side", "64", "--steps", "2", "--threads", "1", "--device", "cpu", "--no-progress"]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Four ids that the old file-safe slug mapped onto two folders: "a_b" twice, "_" twice.
 CLASHING = ["a b", "a_b", "猫", "犬"]
 WHOLE = "whole"

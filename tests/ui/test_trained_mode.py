@@ -27,7 +27,7 @@ from maskpix_desktop.core.maskcond.model import mask_pipeline_from_ip2p, save_ma
 from maskpix_desktop.testing.tiny_ip2p import build_tiny_ip2p
 
 H, W = 64, 96
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "resources" / "samples"
 
 

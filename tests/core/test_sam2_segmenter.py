@@ -1,5 +1,5 @@
 """SAM 2 engine: the exact decoder path equals transformers' processor + Sam2Model bit for bit; the feature
-cache, loading, registry (the default fast decoder: tests/test_sam2_decoder.py)."""
+cache, loading, registry (the default fast decoder: tests/core/test_sam2_decoder.py)."""
 
 from __future__ import annotations
 

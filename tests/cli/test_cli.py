@@ -20,7 +20,7 @@ from maskpix_desktop.cli import main
 from maskpix_desktop.core import images, models
 from maskpix_desktop.core.cases import load_cases
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "resources" / "examples" / "cases.toml"
 SAMPLES = REPO / "resources" / "samples"
 CASE_FILES = [

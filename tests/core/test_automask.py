@@ -524,7 +524,7 @@ def test_run_with_an_auto_mask_case(tmp_path, tiny_models_dir, capsys) -> None:
     from maskpix_desktop.cli import main
     from maskpix_desktop.core import images
 
-    samples = Path(__file__).resolve().parents[1] / "resources" / "samples"
+    samples = Path(__file__).resolve().parents[2] / "resources" / "samples"
     cases = tmp_path / "cases.toml"
     cases.write_text(
         f'[[case]]\nname = "auto"\nimage = "{(samples / "dog.jpg").as_posix()}"\nmask = "auto"\n'

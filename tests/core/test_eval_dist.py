@@ -18,7 +18,7 @@ from maskpix_desktop.core import evaluation as ev
 from maskpix_desktop.testing.eval_data import make_pie_folder
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def eval_args(dataset: Path, out: Path, models: Path) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from maskpix_desktop.core.cases import CaseError, load_cases, parse_case
 from maskpix_desktop.core.errors import MaskPixError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "resources" / "examples" / "cases.toml"
 
 
