@@ -52,20 +52,37 @@ class FakeEditor:
 
 class FakeSegmenter:
     """One candidate: a 10x10 square around the first point (or the box's top-left corner), at the size
-    of the current image. ``delay`` is spent in ``set_image``; ``predicted`` records the points."""
+    of the current image. ``delay`` is spent in ``set_image``; ``predicted`` records the points and
+    ``calls`` every prompt. With ``candidates`` (and their ``scores``) it returns those designed masks."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        delay: float = 0.0,
+        candidates: list[np.ndarray] | None = None,
+        scores: list[float] | None = None,
+    ) -> None:
         self.delay = delay
         self.shape: tuple[int, int] = (1, 1)
         self.predicted: list[np.ndarray | None] = []
+        self.calls: list[dict] = []
+        self.images = 0
+        self.candidates = None if candidates is None else np.stack(candidates)
+        self.scores = None if scores is None else np.asarray(scores, np.float32)
 
     def set_image(self, image: np.ndarray) -> bool:
         time.sleep(self.delay)
         self.shape = image.shape[:2]
+        self.images += 1
         return True
 
     def predict(self, points=None, labels=None, box=None, mask_input=None, multimask=None) -> SegmentResult:
         self.predicted.append(points)
+        self.calls.append({"points": points, "labels": labels, "box": box, "multimask": multimask})
+        if self.candidates is not None:
+            k = len(self.candidates)
+            scores = self.scores if self.scores is not None else np.ones(k, np.float32)
+            logits = np.arange(k, dtype=np.float32)[:, None, None] * np.ones((k, 16, 16), np.float32)
+            return SegmentResult(masks=self.candidates.copy(), scores=scores.copy(), logits=logits)
         m = np.zeros(self.shape, bool)
         anchor = points[0] if points is not None and len(points) else (box[:2] if box is not None else (0, 0))
         x, y = (int(v) for v in anchor)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeSegmenter
 
 from maskpix_desktop.core import masks
 from maskpix_desktop.core.automask import (
@@ -199,29 +200,6 @@ def test_default_draws_follow_the_device() -> None:
 # ------------------------------------------------------------------------------------------ fusion
 
 
-class FakeSegmenter:
-    """Returns designed candidates and records every prompt."""
-
-    def __init__(self, candidates: list[np.ndarray], scores: list[float]):
-        self.candidates = np.stack(candidates)
-        self.scores = np.asarray(scores, np.float32)
-        self.calls: list[dict] = []
-        self.images = 0
-
-    def set_image(self, image: np.ndarray) -> bool:
-        self.images += 1
-        return True
-
-    def predict(self, points=None, labels=None, box=None, mask_input=None, multimask=None) -> SegmentResult:
-        self.calls.append({"points": points, "labels": labels, "box": box, "multimask": multimask})
-        k = len(self.candidates)
-        return SegmentResult(
-            masks=self.candidates.copy(),
-            scores=self.scores.copy(),
-            logits=np.arange(k, dtype=np.float32)[:, None, None] * np.ones((k, 16, 16), np.float32),
-        )
-
-
 def _rect(shape: tuple[int, int], x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     m = np.zeros(shape, bool)
     m[y0:y1, x0:x1] = True
@@ -238,7 +216,8 @@ def test_fusion_picks_the_candidate_with_the_best_iou() -> None:
     good = _rect(shape, 12, 12, 40, 40)  # IoU 0.87 with the relevance mask
     small = _rect(shape, 20, 20, 30, 30)
     whole = np.ones(shape, bool)
-    seg = FakeSegmenter([small, whole, good], scores=[0.99, 0.95, 0.5])  # SAM prefers the wrong ones
+    # SAM prefers the wrong ones
+    seg = FakeSegmenter(candidates=[small, whole, good], scores=[0.99, 0.95, 0.5])
     masker = AutoMasker(segmenter=seg)
     p = AutoMaskParams(change_dilate=0, change_feather=0)
     image = np.zeros((*shape, 3), np.uint8)
@@ -258,7 +237,8 @@ def test_fusion_with_boxes_uses_box_prompts_and_reports_both() -> None:
     shape = (64, 64)
     rel_mask = _rect(shape, 10, 10, 40, 40)
     obj = _rect(shape, 8, 8, 36, 36)
-    seg = FakeSegmenter([np.ones(shape, bool), obj, _rect(shape, 0, 0, 4, 4)], scores=[0.9, 0.1, 0.8])
+    candidates = [np.ones(shape, bool), obj, _rect(shape, 0, 0, 4, 4)]
+    seg = FakeSegmenter(candidates=candidates, scores=[0.9, 0.1, 0.8])
     masker = AutoMasker(segmenter=seg)
     dets = [Detection((5.0, 5.0, 38.0, 38.0), 0.8, "cat"), Detection((50.0, 50.0, 60.0, 60.0), 0.9, "cat")]
     p = AutoMaskParams(change_dilate=0, change_feather=0)
@@ -290,7 +270,7 @@ def test_plural_targets_keep_every_box() -> None:
                 np.stack([m, m, m]), np.array([0.5, 0.4, 0.3], np.float32), np.zeros((3, 16, 16), np.float32)
             )
 
-    seg = PerBox([a], [1.0])
+    seg = PerBox(candidates=[a], scores=[1.0])
     dets = [Detection((0, 0, 10, 10), 0.5, "cats"), Detection((30, 30, 50, 50), 0.6, "cats")]
     res = AutoMasker(segmenter=seg).fuse(
         np.zeros((*shape, 3), np.uint8),
@@ -312,7 +292,7 @@ def test_post_processing_per_action() -> None:
     p = AutoMaskParams()
     out = {}
     for action in ("change", "remove", "add"):
-        seg = FakeSegmenter([obj, obj, obj], [0.3, 0.2, 0.1])
+        seg = FakeSegmenter(candidates=[obj, obj, obj], scores=[0.3, 0.2, 0.1])
         out[action] = AutoMasker(segmenter=seg).fuse(
             image, ParsedInstruction(("x",), action, "y"), _relevance_of(rel_mask), dets, p
         )
