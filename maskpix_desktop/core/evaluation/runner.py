@@ -119,24 +119,42 @@ def evaluate_item(
         if run_mode in todo:
             outputs.append((run_mode, result.blended, run_s))
         for mode, arr, seconds in outputs:
-            row = _base_row(item, mode, cfg)
-            vals, missing = score_row(loaded.image, arr, loaded, item, scorers)
-            row_files = dict(files)
-            if folder is not None:
-                images.save_image(folder / f"{mode}.png", arr)
-                row_files["output"] = f"{ITEMS_DIR}/{item.slug}/{mode}.png"
-            row.update(
-                status="ok",
-                error=None,
-                metrics=vals,
-                missing=missing,
-                files=row_files,
-                run_s=round(float(seconds), 4),
-                model=dict(result.model),
-                nsfw=bool(result.nsfw),
-                edit_metrics=result.metrics.get("baseline" if mode == "baseline" else "blended", {}),
-            )
-            yield row
+            app = result.metrics.get("baseline" if mode == "baseline" else "blended", {})
+            yield _scored_row(item, mode, cfg, loaded, arr, scorers, folder, files, seconds, result, app)
+
+
+def _scored_row(
+    item: EvalItem,
+    mode: str,
+    cfg: EvalConfig,
+    loaded: Any,
+    output: Any,
+    scorers: Scorers,
+    folder: Path | None,
+    files: dict[str, str],
+    seconds: float,
+    result: Any,
+    edit_metrics: dict[str, Any],
+) -> dict[str, Any]:
+    """The row of one mode's output: benchmark metrics, its image saved under the item's folder."""
+    row = _base_row(item, mode, cfg)
+    vals, missing = score_row(loaded.image, output, loaded, item, scorers)
+    row_files = dict(files)
+    if folder is not None:
+        images.save_image(folder / f"{mode}.png", output)
+        row_files["output"] = f"{ITEMS_DIR}/{item.slug}/{mode}.png"
+    row.update(
+        status="ok",
+        error=None,
+        metrics=vals,
+        missing=missing,
+        files=row_files,
+        run_s=round(float(seconds), 4),
+        model=dict(result.model),
+        nsfw=bool(result.nsfw),
+        edit_metrics=edit_metrics,
+    )
+    return row
 
 
 def _evaluate_chain(
@@ -162,24 +180,10 @@ def _evaluate_chain(
             result = run_edit(editor, request, metrics=False, model_info=model_info)
             current = result.baseline if mode == "baseline" else result.blended
         assert result is not None
-        row = _base_row(item, mode, cfg)
-        vals, missing = score_row(loaded.image, current, loaded, item, scorers)
-        row_files = dict(files)
-        if folder is not None:
-            images.save_image(folder / f"{mode}.png", current)
-            row_files["output"] = f"{ITEMS_DIR}/{item.slug}/{mode}.png"
-        row.update(
-            status="ok",
-            error=None,
-            metrics=vals,
-            missing=missing,
-            files=row_files,
-            run_s=round(time.perf_counter() - t0, 4),
-            model=dict(result.model),
-            nsfw=bool(result.nsfw),
-            edit_metrics={},  # per-turn app metrics compare with each turn's input, not turn 1's
-            turns=len(item.chain),
-        )
+        seconds = time.perf_counter() - t0
+        # no edit metrics: per-turn app metrics compare with each turn's input, not turn 1's
+        row = _scored_row(item, mode, cfg, loaded, current, scorers, folder, files, seconds, result, {})
+        row["turns"] = len(item.chain)
         yield row
 
 
