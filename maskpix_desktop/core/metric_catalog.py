@@ -1,8 +1,9 @@
 """The one metric catalogue: name, unit, direction, scale and texts of every metric the app and eval write.
 
-The results table (``ui/results.py``), the evaluation browser (``ui/results_browser.py``), the CLI's
-metrics CSV (:func:`core.export.metrics_csv`) and the evaluation report (``core/evaluation/report.py``)
-all read labels, directions and column order from :data:`CATALOG` at call time. Qt-free, numpy-free.
+The results table and headline (``ui/results_metrics.py``), the evaluation browser
+(``ui/results_browser.py``), the CLI's metrics CSV (:func:`core.export.metrics_csv`) and the evaluation
+report (``core/evaluation/report.py``) all read labels, directions and column order from :data:`CATALOG`
+at call time. Qt-free, numpy-free.
 """
 
 from __future__ import annotations
@@ -20,14 +21,20 @@ class MetricSpec:
     """One metric: ``key`` as stored in rows, sidecars and CSV columns."""
 
     key: str
-    label: str  # plain name: the results table's row header
-    unit: str  # "dB", "0-255", ...; "" for a unitless ratio or score
+    label: str  # plain name: the results table's row header (without the unit)
+    unit: str  # "dB", "0-255", ...; "" for a unitless ratio or score (shown after the label)
     direction: int  # +1 higher is better, -1 lower is better, 0 informational
     tooltip: str  # the results table's explanation
     short: str = ""  # compact name for report columns and the browser ("" = label)
     scale: float = 1.0  # report tables show mean * scale (the paper's x10^k)
     digits: int = 2  # decimals in report tables
     description: str = ""  # the evaluation summary's one-line definition ("" = tooltip)
+    headline: str = ""  # the results table's headline phrase ("" = label), for HEADLINE_KEY
+
+    @property
+    def display(self) -> str:
+        """The results table's row header: the plain name, then the unit in brackets when there is one."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
 
     @property
     def name(self) -> str:
@@ -51,16 +58,17 @@ _SPECS = (
     # -- the app's metrics (core.metrics.compute_metrics), in the results table's order
     MetricSpec(
         "leakage_mean",
-        "Leakage (mean)",
+        "Leakage outside the mask, mean",
         "0-255",
         -1,
         "Mean per-pixel change |edit - original| (0-255, channel mean) outside the mask. Lower is better.",
         short="Leakage",
         description="mean |edit - original| (0-255) outside M",
+        headline="Leakage outside the mask",
     ),
     MetricSpec(
         "leakage_p99",
-        "Leakage (p99)",
+        "Leakage outside the mask, worst 1%",
         "0-255",
         -1,
         "99th percentile of the change outside the mask: the worst local spill. Lower is better.",
@@ -69,35 +77,39 @@ _SPECS = (
     ),
     MetricSpec(
         "miou",
-        "Change mIoU",
+        "Change matches the mask, mIoU",
         "0-1",
         1,
         "Mean IoU between 'changed pixels' (change > tau) and the mask, over both classes. Higher is better.",
+        short="Change mIoU",
     ),
     MetricSpec(
         "miou_tau",
-        "mIoU threshold",
+        "Change threshold for mIoU",
         "0-255",
         0,
         "Change threshold tau (0-255) used for mIoU; default max(10, mean change). Informational.",
+        short="mIoU threshold",
     ),
     MetricSpec(
         "bg_psnr",
-        "Background PSNR",
+        "Background kept, PSNR",
         "dB",
         1,
         "PSNR (dB) on the pixels outside the mask only; infinite when untouched. Higher is better.",
+        short="Background PSNR",
     ),
     MetricSpec(
         "bg_ssim",
-        "Background SSIM",
+        "Background kept, SSIM",
         "0-1",
         1,
         "SSIM map (11x11 Gaussian) averaged over pixels outside the mask; 1 = identical. Higher is better.",
+        short="Background SSIM",
     ),
     MetricSpec(
         "pie_psnr",
-        "PSNR (PIE-Bench)",
+        "Unmasked part PSNR, PIE-Bench",
         "dB",
         1,
         "PIE-Bench style: PSNR of the whole images after zeroing the masked region. Higher is better.",
@@ -106,7 +118,7 @@ _SPECS = (
     ),
     MetricSpec(
         "pie_ssim",
-        "SSIM (PIE-Bench)",
+        "Unmasked part SSIM, PIE-Bench",
         "0-1",
         1,
         "PIE-Bench style: SSIM of the whole images after zeroing the masked region. Higher is better.",
@@ -116,8 +128,8 @@ _SPECS = (
     ),
     MetricSpec(
         "pie_mse",
-        "MSE (PIE-Bench)",
-        "",
+        "Unmasked part MSE, PIE-Bench",
+        "0-1",
         -1,
         "PIE-Bench style: MSE on [0, 1] images after zeroing the masked region (papers show x10^4). "
         "Lower is better.",
@@ -127,7 +139,7 @@ _SPECS = (
     ),
     MetricSpec(
         "clip_score",
-        "CLIP score",
+        "Matches the instruction, CLIP",
         "0-100",
         1,
         "100 x cosine(CLIP image, CLIP text) of the whole edited image, floored at 0. Higher is better.",
@@ -136,7 +148,7 @@ _SPECS = (
     ),
     MetricSpec(
         "clip_score_region",
-        "CLIP score (region)",
+        "Mask region matches, CLIP",
         "0-100",
         1,
         "CLIP score of the mask's padded bounding box, non-mask pixels set to mean colour. Higher is better.",
@@ -145,10 +157,11 @@ _SPECS = (
     ),
     MetricSpec(
         "clip_direction",
-        "CLIP direction",
-        "-1-1",
+        "Change follows the caption, CLIP",
+        "-1 to 1",
         1,
         "Cosine between the image change and the caption change in CLIP space (-1..1). Higher is better.",
+        short="CLIP direction",
     ),
     # -- evaluation-only metrics (core.evaluation.score_row)
     MetricSpec(
@@ -227,7 +240,7 @@ _SPECS = (
     MetricSpec(
         "clip_i",
         "CLIP-I to target",
-        "-1-1",
+        "-1 to 1",
         1,
         "MagicBrush: cosine of the CLIP image embeddings of the edit and the target. Higher is better.",
         short="CLIP-I",
@@ -237,7 +250,7 @@ _SPECS = (
     MetricSpec(
         "dino",
         "DINO to target",
-        "-1-1",
+        "-1 to 1",
         1,
         "MagicBrush: cosine of the DINO ViT-S/16 CLS embeddings of edit and target. Higher is better.",
         short="DINO",
@@ -247,7 +260,7 @@ _SPECS = (
     MetricSpec(
         "clip_t",
         "CLIP-T",
-        "-1-1",
+        "-1 to 1",
         1,
         "MagicBrush: raw cosine of the CLIP embeddings of the edit and the target caption. Higher is better.",
         short="CLIP-T",
@@ -274,6 +287,8 @@ APP_KEYS = (
     "clip_score_region",
     "clip_direction",
 )
+#: The results table's headline: this metric of the baseline -> the masked result (one line above the table).
+HEADLINE_KEY = "leakage_mean"
 #: The keys of an evaluation row's ``metrics``, in the paper's table order (then ours, then MagicBrush's).
 EVAL_KEYS = (
     "pie_structure",
@@ -361,6 +376,7 @@ __all__ = [
     "APP_KEYS",
     "CATALOG",
     "EVAL_KEYS",
+    "HEADLINE_KEY",
     "LEGACY_EVAL_KEYS",
     "MetricSpec",
     "direction",

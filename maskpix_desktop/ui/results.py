@@ -1,98 +1,41 @@
-"""Results panel: Original | Mask | Baseline | Blended in synced views, a metrics table and a run history.
+"""Results panel: Original | Mask | Baseline | Blended in synced views (or one before/after split view),
+the metrics (headline and table) and a run history.
 
 Views share zoom and pan through a :class:`ViewSync`; the Mask view can be swapped for a change-map heatmap
 (change against the original, mask outline in white) so edits leaking outside the mask stand out.
+"Compare" swaps the grid for :class:`CompareView`: the original and the blended result split by a
+divider, through the same display pyramids as the grid.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, QPoint, QRectF, Qt, Signal
-from PySide6.QtGui import (
-    QBrush,
-    QColor,
-    QFont,
-    QPainter,
-    QPixmap,
-    QResizeEvent,
-    QShowEvent,
-    QTransform,
-    QWheelEvent,
-)
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QGraphicsPixmapItem,
-    QGraphicsScene,
-    QGraphicsView,
     QGridLayout,
     QHBoxLayout,
-    QHeaderView,
-    QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from maskpix_desktop.core import masks, metric_catalog
+from maskpix_desktop.core import masks
 from maskpix_desktop.core.jobs import EditResult
 from maskpix_desktop.core.metrics import change_map
 from maskpix_desktop.core.result_store import ResultStore
-from maskpix_desktop.ui.display_levels import Pyramid, choose_level, overlay_pyramid, reduce_max
-from maskpix_desktop.ui.qimage import to_pixmap
-
-#: Zoom factor per wheel notch (120 units of angle delta).
-ZOOM_STEP = 1.25
-MIN_SCALE, MAX_SCALE = 0.02, 64.0
-#: Screen size (device pixels) assumed when a view has no screen yet.
-SCREEN_FALLBACK = (1920, 1080)
-
-VARIANTS = ("baseline", "blended")
-
-
-def format_metric(value: object) -> str:
-    """Table text for a metric value: inf -> "∞", nan/None -> "—", floats to 4 significant digits."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return "—"
-        if math.isinf(v):
-            return "∞" if v > 0 else "−∞"
-        if isinstance(value, (int, np.integer)):
-            return str(int(value))
-        return f"{v:.1f}" if abs(v) >= 10_000 else f"{v:.4g}"
-    return str(value)
-
-
-def metric_direction(key: str) -> int:
-    """+1 (higher is better), -1 (lower is better) or 0 (informational / not in the metric catalogue)."""
-    return metric_catalog.direction(key)
-
-
-def better_variant(key: str, values: dict[str, object]) -> str | None:
-    """Which of ``values`` (variant -> value) is better for ``key``; None on a tie or when unknown."""
-    sign = metric_direction(key)
-    nums = {}
-    for variant, v in values.items():
-        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-            if not math.isnan(float(v)):
-                nums[variant] = float(v) * sign
-    if sign == 0 or len(nums) < 2 or len(set(nums.values())) == 1:
-        return None
-    return max(nums, key=lambda k: nums[k])
+from maskpix_desktop.ui.compare_view import CompareView
+from maskpix_desktop.ui.display_levels import Pyramid, overlay_pyramid, reduce_max
+from maskpix_desktop.ui.results_metrics import MetricsView
+from maskpix_desktop.ui.synced_view import SyncedImageView, ViewSync
 
 
 def change_heatmap(original: np.ndarray, edited: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -128,254 +71,12 @@ def result_mask(result: EditResult) -> np.ndarray:
     return result.request.mask if result.request.mask is not None else result.mask_used
 
 
-# --------------------------------------------------------------------------------------------- views
-
-
-class SyncedImageView(QGraphicsView):
-    """One image with a title overlay; wheel zooms, drag pans, double-click fits (all linked views)."""
-
-    fitRequested = Signal()
-
-    def __init__(self, title: str = "", parent: QWidget | None = None):
-        super().__init__(parent)
-        self.sync: ViewSync | None = None
-        self._auto_fit = True
-        self._pyramid: Pyramid | None = None
-        self._level = -1
-        self._fitting = False
-        self._scene = QGraphicsScene(self)
-        self.setScene(self._scene)
-        self.pixmap_item = QGraphicsPixmapItem()
-        self.pixmap_item.setTransformationMode(Qt.TransformationMode.FastTransformation)
-        self._scene.addItem(self.pixmap_item)
-        self.setBackgroundBrush(QBrush(QColor(32, 32, 36)))
-        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
-        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
-        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
-        self.setMinimumSize(120, 120)
-        self.title_label = QLabel(title, self)
-        self.title_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.title_label.setStyleSheet(
-            "QLabel { background: rgba(0, 0, 0, 150); color: white; padding: 2px 6px; border-radius: 3px; }"
-        )
-        self.title_label.move(6, 6)
-        self.title_label.adjustSize()
-
-    # image -----------------------------------------------------------------------------------------
-    def set_title(self, title: str) -> None:
-        self.title_label.setText(title)
-        self.title_label.adjustSize()
-
-    def title(self) -> str:
-        return self.title_label.text()
-
-    def set_image(self, image: np.ndarray) -> None:
-        """Show ``image`` (HxWx3/HxWx4/HxW uint8); a new size re-fits, the same size keeps the zoom."""
-        self.set_pyramid(Pyramid.of_image(image))
-
-    def set_pyramid(self, pyramid: Pyramid) -> None:
-        """Show an image through its display levels (scene coordinates stay full-size pixels).
-
-        Only the level the current zoom needs is converted to a pixmap (see :func:`choose_level`); zooming
-        in converts finer levels on demand, down to the full-size image at 1:1.
-        """
-        old = self._pyramid.size if self._pyramid is not None else None
-        self._pyramid = pyramid
-        self._level = -1
-        h, w = pyramid.size
-        self._scene.setSceneRect(QRectF(0, 0, w, h))
-        if pyramid.size != old:
-            self._auto_fit = True
-        if self._auto_fit:
-            self.fit()
-        self._update_level()
-
-    def clear(self) -> None:
-        self._pyramid = None
-        self._level = -1
-        self.pixmap_item.setPixmap(QPixmap())
-        self._scene.setSceneRect(0, 0, 1, 1)
-        self._auto_fit = True
-
-    def has_image(self) -> bool:
-        return self._pyramid is not None
-
-    def image_size(self) -> tuple[int, int] | None:
-        """``(h, w)`` of the full-size image shown (None when empty)."""
-        return None if self._pyramid is None else self._pyramid.size
-
-    def shown_level(self) -> int:
-        """The pyramid level the pixmap holds (0 = full size; -1 when empty)."""
-        return self._level
-
-    def _wanted_level(self) -> int:
-        assert self._pyramid is not None
-        scale = abs(self.transform().m11()) * self.devicePixelRatioF()
-        if self._auto_fit:  # fitted (or not laid out yet): never finer than the screen needs
-            scale = min(scale, self._screen_scale())
-        return choose_level(self._pyramid.size, scale)
-
-    def _screen_scale(self) -> float:
-        """Scale that fits the full image on this view's screen (device pixels)."""
-        assert self._pyramid is not None
-        screen = self.screen()
-        if screen is not None:
-            size = screen.size()
-            sw, sh = size.width() * screen.devicePixelRatio(), size.height() * screen.devicePixelRatio()
-        else:
-            sw, sh = SCREEN_FALLBACK
-        h, w = self._pyramid.size
-        return min(sw / w, sh / h)
-
-    def _update_level(self) -> None:
-        """Give the pixmap item the level the current zoom needs (no work when it already holds it)."""
-        if self._pyramid is None:
-            return
-        k = self._wanted_level()
-        if k == self._level:
-            return
-        arr = self._pyramid.level(k)
-        self.pixmap_item.setPixmap(to_pixmap(arr))
-        h, w = self._pyramid.size
-        self.pixmap_item.setTransform(QTransform.fromScale(w / arr.shape[1], h / arr.shape[0]))
-        self._level = k
-
-    # zoom ------------------------------------------------------------------------------------------
-    def fit(self) -> None:
-        """Scale the image to the viewport (keeps aspect); later resizes re-fit until the user zooms."""
-        self._auto_fit = True
-        if self.has_image() and self.viewport().width() > 1 and self.viewport().height() > 1:
-            # fitInView passes through the identity transform: linked views follow the end state only
-            self._fitting = True
-            try:
-                self.fitInView(self.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
-            finally:
-                self._fitting = False
-            if self.sync is not None:
-                self.sync.sync_from(self)
-        self._update_level()
-
-    def zoom(self, factor: float, anchor: QPoint | None = None) -> None:
-        """Multiply the scale by ``factor`` around ``anchor`` (viewport coordinates; default: centre)."""
-        current = self.transform().m11()
-        factor = min(max(current * factor, MIN_SCALE), MAX_SCALE) / current if current else factor
-        if factor == 1.0:
-            return
-        self._auto_fit = False
-        if anchor is None:
-            anchor = self.viewport().rect().center()
-        before = self.mapToScene(anchor)
-        old = self.transformationAnchor()
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
-        self.scale(factor, factor)
-        self.setTransformationAnchor(old)
-        self._update_level()
-        delta = self.mapFromScene(before) - anchor
-        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + delta.x())
-        self.verticalScrollBar().setValue(self.verticalScrollBar().value() + delta.y())
-        if self.sync is not None:
-            self.sync.sync_from(self)
-
-    def scroll_position(self) -> tuple[int, int]:
-        return self.horizontalScrollBar().value(), self.verticalScrollBar().value()
-
-    # events ----------------------------------------------------------------------------------------
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt override)
-        steps = event.angleDelta().y() / 120.0
-        if not steps or not self.has_image():
-            event.ignore()
-            return
-        self.zoom(ZOOM_STEP**steps, event.position().toPoint())
-        event.accept()
-
-    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        if self.sync is not None:
-            self.sync.fit_all()
-        else:
-            self.fit()
-        self.fitRequested.emit()
-        event.accept()
-
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt override)
-        super().showEvent(event)
-        if self._auto_fit:
-            self.fit()
-
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
-        super().resizeEvent(event)
-        if self._auto_fit:
-            # Linked views of slightly different sizes must still share one transform.
-            if self.sync is not None and not self.sync._busy:
-                self.sync.fit_all()
-            else:
-                self.fit()
-
-    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 (Qt override)
-        super().scrollContentsBy(dx, dy)
-        if self.sync is not None and not self._fitting:
-            self.sync.sync_from(self)
-
-
-class ViewSync(QObject):
-    """Links views: zoom (transform) and pan (scroll positions) of one are copied to all others."""
-
-    def __init__(self, views: Sequence[SyncedImageView] = (), parent: QObject | None = None):
-        super().__init__(parent)
-        self.views: list[SyncedImageView] = []
-        self._busy = False
-        for view in views:
-            self.add(view)
-
-    def add(self, view: SyncedImageView) -> None:
-        if view not in self.views:
-            self.views.append(view)
-            view.sync = self
-
-    def remove(self, view: SyncedImageView) -> None:
-        if view in self.views:
-            self.views.remove(view)
-            view.sync = None
-
-    def sync_from(self, source: SyncedImageView) -> None:
-        """Give every other view the transform and scroll positions of ``source`` (no recursion)."""
-        if self._busy:
-            return
-        self._busy = True
-        try:
-            transform = QTransform(source.transform())
-            h, v = source.scroll_position()
-            for view in self.views:
-                if view is source:
-                    continue
-                view._auto_fit = source._auto_fit
-                if view.transform() != transform:
-                    view.setTransform(transform)
-                view._update_level()
-                view.horizontalScrollBar().setValue(h)
-                view.verticalScrollBar().setValue(v)
-        finally:
-            self._busy = False
-
-    def fit_all(self) -> None:
-        """Fit the views that show an image, then align them to the first one."""
-        shown = [v for v in self.views if v.has_image()]
-        if not shown:
-            return
-        self._busy = True
-        try:
-            for view in shown:
-                view.fit()
-        finally:
-            self._busy = False
-        self.sync_from(shown[0])
-
-
 # --------------------------------------------------------------------------------------------- panel
 
 
 class ResultsPanel(QWidget):
-    """Original | Mask (or change map) | Baseline | Blended, metrics of both variants and a run history."""
+    """Original | Mask (or change map) | Baseline | Blended (or a before/after split), metrics of both
+    variants and a run history."""
 
     resultShown = Signal(object)
     exportRequested = Signal()
@@ -392,6 +93,7 @@ class ResultsPanel(QWidget):
         self._current = -1
         self._orig_cache: tuple[np.ndarray, Pyramid] | None = None
         self._overlay_cache: tuple[np.ndarray, np.ndarray, Pyramid] | None = None
+        self._blended_cache: tuple[np.ndarray, Pyramid] | None = None
 
         self.views = {t.lower(): SyncedImageView(t) for t in self.TITLES}
         self.sync = ViewSync(list(self.views.values()), self)
@@ -409,9 +111,17 @@ class ResultsPanel(QWidget):
         self.export_button.clicked.connect(self.exportRequested)
         self.fit_button = QPushButton("Fit")
         self.fit_button.setToolTip("Fit all views (or double-click a view)")
-        self.fit_button.clicked.connect(self.sync.fit_all)
+        self.fit_button.clicked.connect(self._fit)
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setCheckable(True)
+        self.compare_button.setToolTip(
+            "Before/after: the original and the blended result in one view, split by a divider "
+            "(drag it, or press ← →)"
+        )
+        self.compare_button.toggled.connect(self.set_compare_visible)
 
         bar = QHBoxLayout()
+        bar.addWidget(self.compare_button)
         bar.addWidget(self.change_map_toggle)
         bar.addWidget(self.fit_button)
         bar.addStretch(1)
@@ -425,25 +135,27 @@ class ResultsPanel(QWidget):
         self._views_area = row
         self._arrange_views()
         row.installEventFilter(self)
+        self.compare_view = CompareView("Original", "Blended")
+        self.view_stack = QStackedWidget()
+        self.view_stack.addWidget(row)
+        self.view_stack.addWidget(self.compare_view)
 
-        self.metrics_table = QTableWidget(0, 2)
-        self.metrics_table.setHorizontalHeaderLabels(["Baseline", "Blended"])
-        self.metrics_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.metrics_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.metrics_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.metrics = MetricsView()
+        self.metrics_table = self.metrics.table
+        self.headline_label = self.metrics.headline
 
         self.history_list = QListWidget()
         self.history_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.history_list.currentRowChanged.connect(self._on_row_changed)
 
         bottom = QSplitter(Qt.Orientation.Horizontal)
-        bottom.addWidget(self.metrics_table)
+        bottom.addWidget(self.metrics)
         bottom.addWidget(self.history_list)
         bottom.setStretchFactor(0, 1)
         bottom.setStretchFactor(1, 1)
 
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(row)
+        split.addWidget(self.view_stack)
         split.addWidget(bottom)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
@@ -509,10 +221,11 @@ class ResultsPanel(QWidget):
         self.views["original"].set_pyramid(self._image_pyramid(result.request.image))
         self._refresh_mask_view()
         self.views["baseline"].set_image(result.baseline)
-        self.views["blended"].set_image(result.blended)
+        self.views["blended"].set_pyramid(self._blended_pyramid(result))
         self._arrange_views()
         if all(v._auto_fit for v in self.views.values()):
             self.sync.fit_all()  # grid cells may differ by a pixel: one shared transform
+        self._refresh_compare()
         self._fill_metrics(result.metrics, masked=result.request.mask is not None)
         self._update_buttons()
         self.resultShown.emit(result)
@@ -536,8 +249,9 @@ class ResultsPanel(QWidget):
         self.history_list.blockSignals(False)
         for view in self.views.values():
             view.clear()
-        self._orig_cache = self._overlay_cache = None
-        self.metrics_table.setRowCount(0)
+        self.compare_view.clear()
+        self._orig_cache = self._overlay_cache = self._blended_cache = None
+        self.metrics.clear()
         self._update_buttons()
 
     def set_change_map_visible(self, on: bool) -> None:
@@ -545,6 +259,19 @@ class ResultsPanel(QWidget):
 
     def change_map_visible(self) -> bool:
         return self.change_map_toggle.isChecked()
+
+    def set_compare_visible(self, on: bool) -> None:
+        """Show the before/after split view instead of the four-view grid (or the grid again)."""
+        if self.compare_button.isChecked() != on:
+            self.compare_button.setChecked(on)  # toggled calls back here
+            return
+        self.view_stack.setCurrentWidget(self.compare_view if on else self._views_area)
+        self._refresh_compare()
+        if on:
+            self.compare_view.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def compare_visible(self) -> bool:
+        return self.view_stack.currentWidget() is self.compare_view
 
     # internals -------------------------------------------------------------------------------------
     def _history_item(self, index: int, result: EditResult) -> QListWidgetItem:
@@ -585,7 +312,25 @@ class ResultsPanel(QWidget):
 
     def drop_display_cache(self) -> None:
         """Forget the original's display levels (the next result rebuilds them, as for a new photo)."""
-        self._orig_cache = self._overlay_cache = None
+        self._orig_cache = self._overlay_cache = self._blended_cache = None
+
+    def _blended_pyramid(self, result: EditResult) -> Pyramid:
+        """The shown result's blended levels, shared by the Blended view and the compare view."""
+        if self._blended_cache is None or self._blended_cache[0] is not result.blended:
+            self._blended_cache = (result.blended, Pyramid.of_image(result.blended))
+        return self._blended_cache[1]
+
+    def _refresh_compare(self) -> None:
+        """Give the split view the shown result; while hidden it holds no pixmaps (no conversion cost)."""
+        result = self.current_result()
+        if result is None or not self.compare_visible():
+            self.compare_view.clear()  # the divider keeps its place
+            return
+        self.compare_view.set_pair(self._image_pyramid(result.request.image), self._blended_pyramid(result))
+
+    def _fit(self) -> None:
+        self.sync.fit_all()
+        self.compare_view.fit()
 
     def _image_pyramid(self, image: np.ndarray) -> Pyramid:
         """The original's display levels, kept while results of the same image are shown."""
@@ -596,30 +341,7 @@ class ResultsPanel(QWidget):
 
     def _fill_metrics(self, metrics: dict[str, dict[str, object]], *, masked: bool = True) -> None:
         """``masked=False`` (a run without a mask): leakage shows "—", not a perfect-looking 0."""
-        table = self.metrics_table
-        keys = metric_catalog.ordered(k for v in VARIANTS for k in metrics.get(v, {}))
-        table.setRowCount(len(keys))
-        bold = QFont(table.font())
-        bold.setBold(True)
-        for row, key in enumerate(keys):
-            label, tip = metric_catalog.label(key), metric_catalog.tooltip(key)
-            header = QTableWidgetItem(label)
-            header.setToolTip(tip)
-            header.setData(Qt.ItemDataRole.UserRole, key)
-            table.setVerticalHeaderItem(row, header)
-            values = {v: metrics.get(v, {}).get(key) for v in VARIANTS}
-            if not masked and key.startswith("leakage"):
-                values = dict.fromkeys(VARIANTS)  # nothing lies outside a mask that does not exist
-                tip = f"{tip}\nNo mask was used: the whole image was edited, there is no leakage."
-            best = better_variant(key, values)
-            for col, variant in enumerate(VARIANTS):
-                item = QTableWidgetItem(format_metric(values[variant]))
-                item.setData(Qt.ItemDataRole.UserRole, values[variant])
-                item.setToolTip(tip)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if variant == best:
-                    item.setFont(bold)
-                table.setItem(row, col, item)
+        self.metrics.fill(metrics, masked=masked)
 
     def _update_buttons(self) -> None:
         has = self.current_result() is not None
@@ -632,13 +354,4 @@ class ResultsPanel(QWidget):
             self.rerunRequested.emit(result.request.params)
 
 
-__all__ = [
-    "ResultsPanel",
-    "SyncedImageView",
-    "ViewSync",
-    "better_variant",
-    "change_heatmap",
-    "heatmap_pyramid",
-    "format_metric",
-    "metric_direction",
-]
+__all__ = ["ResultsPanel", "change_heatmap", "heatmap_pyramid", "result_mask"]

@@ -34,7 +34,8 @@ from PySide6.QtWidgets import (
 from maskpix_desktop.core import evaluation, images, metric_catalog
 from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.export import mask_overlay
-from maskpix_desktop.ui.results import SyncedImageView, ViewSync, format_metric, metric_direction
+from maskpix_desktop.ui.results_metrics import format_metric, metric_direction
+from maskpix_desktop.ui.synced_view import SyncedImageView, ViewSync
 
 
 def metric_label(key: str) -> str:

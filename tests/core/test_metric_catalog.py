@@ -163,8 +163,9 @@ def _eval_rows() -> list[dict]:
 def test_a_patched_catalogue_entry_shows_in_ui_table_csv_report_and_browser(
     qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from maskpix_desktop.ui.results import ResultsPanel, better_variant
+    from maskpix_desktop.ui.results import ResultsPanel
     from maskpix_desktop.ui.results_browser import ResultsBrowser
+    from maskpix_desktop.ui.results_metrics import better_variant
 
     patched = replace(
         mc.spec("leakage_mean"), label="Spill outside", short="Spill", direction=1, tooltip="tip!"
@@ -177,7 +178,8 @@ def test_a_patched_catalogue_entry_shows_in_ui_table_csv_report_and_browser(
     qtbot.addWidget(panel)
     panel._fill_metrics({"baseline": {"leakage_mean": 40.0}, "blended": {"leakage_mean": 0.0}})
     t = panel.metrics_table
-    assert (t.verticalHeaderItem(0).text(), t.verticalHeaderItem(0).toolTip()) == ("Spill outside", "tip!")
+    header = (t.verticalHeaderItem(0).text(), t.verticalHeaderItem(0).toolTip())
+    assert header == ("Spill outside (0-255)", "tip!")
     assert t.item(0, 0).font().bold() and not t.item(0, 1).font().bold()
 
     # CLI CSV: the catalogue key is the column (machine-readable; labels stay out of it).

@@ -9,7 +9,8 @@ from maskpix_desktop.core.export import mask_overlay
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 from maskpix_desktop.ui import display_levels as dl
 from maskpix_desktop.ui.qimage import from_qimage
-from maskpix_desktop.ui.results import ResultsPanel, SyncedImageView, ViewSync, heatmap_pyramid
+from maskpix_desktop.ui.results import ResultsPanel, heatmap_pyramid
+from maskpix_desktop.ui.synced_view import SyncedImageView, ViewSync
 
 BIG_H, BIG_W = 1200, 1800  # larger than any test view: fitting shows a reduced level
 

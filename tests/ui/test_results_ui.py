@@ -10,18 +10,14 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
+from maskpix_desktop.core import metric_catalog
 from maskpix_desktop.core.export import mask_overlay
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 from maskpix_desktop.core.metrics import METRIC_INFO
 from maskpix_desktop.ui.qimage import from_qimage
-from maskpix_desktop.ui.results import (
-    ResultsPanel,
-    SyncedImageView,
-    ViewSync,
-    better_variant,
-    change_heatmap,
-    format_metric,
-)
+from maskpix_desktop.ui.results import ResultsPanel, change_heatmap
+from maskpix_desktop.ui.results_metrics import better_variant, format_metric
+from maskpix_desktop.ui.synced_view import SyncedImageView, ViewSync
 
 H, W = 48, 64
 MASK = np.zeros((H, W), bool)
@@ -127,18 +123,23 @@ def test_metrics_table_labels_values_and_bold(panel: ResultsPanel) -> None:
     t = panel.metrics_table
     assert [t.horizontalHeaderItem(c).text() for c in range(2)] == ["Baseline", "Blended"]
     rows = {t.verticalHeaderItem(r).text(): r for r in range(t.rowCount())}
-    assert set(rows) == {METRIC_INFO[k][0] for k in METRICS["baseline"]}
-    leak = rows["Leakage (mean)"]
+    # plain names with their units, from the metric catalogue
+    assert set(rows) == {f"{METRIC_INFO[k][0]} ({metric_catalog.spec(k).unit})" for k in METRICS["baseline"]}
+    leak = rows["Leakage outside the mask, mean (0-255)"]
     assert t.verticalHeaderItem(leak).toolTip() == METRIC_INFO["leakage_mean"][1]
     assert (t.item(leak, 0).text(), t.item(leak, 1).text()) == ("40", "0")
-    psnr = rows["Background PSNR"]
+    psnr = rows["Background kept, PSNR (dB)"]
     assert (t.item(psnr, 0).text(), t.item(psnr, 1).text()) == ("16.09", "∞")
-    miou = rows["Change mIoU"]
+    miou = rows["Change matches the mask, mIoU (0-1)"]
     assert (t.item(miou, 0).text(), t.item(miou, 1).text()) == ("—", "0.8")
     # better value in bold: lower leakage, higher PSNR/SSIM; the informational tau has no winner
-    for key in ("Leakage (mean)", "Background PSNR", "Background SSIM"):
+    for key in (
+        "Leakage outside the mask, mean (0-255)",
+        "Background kept, PSNR (dB)",
+        "Background kept, SSIM (0-1)",
+    ):
         assert t.item(rows[key], 1).font().bold() and not t.item(rows[key], 0).font().bold()
-    tau = rows["mIoU threshold"]
+    tau = rows["Change threshold for mIoU (0-255)"]
     assert not t.item(tau, 0).font().bold() and not t.item(tau, 1).font().bold()
 
 
