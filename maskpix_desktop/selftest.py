@@ -216,21 +216,34 @@ def check_sam(ctx: _Context) -> str:
 
 
 def check_sam2(ctx: _Context) -> str:
-    """SAM 2.1 (transformers' Sam2Model, imported lazily by name): a tiny random model saved as a Hugging
-    Face folder, loaded the way the service loads one, then encode and click."""
+    """SAM 2.1 (transformers' Sam2Model, imported lazily by name): a tiny random model saved where the
+    registry expects ``sam2.1_hiera_tiny``, loaded by that name through the model service, then encode and
+    click with the fast decoder and the exact one (logits equal to float32 rounding)."""
     import numpy as np
 
+    from maskpix_desktop.core import models
     from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter
+    from maskpix_desktop.core.service import ModelChoice, ModelService
     from maskpix_desktop.testing.tiny_sam2 import save_tiny_sam2
 
-    folder = save_tiny_sam2(ctx.tmp / "sam2", seed=0)
-    seg = Sam2Segmenter.from_pretrained(folder, device="cpu")
+    name = "sam2.1_hiera_tiny"
+    save_tiny_sam2(models.local_path(name, ctx.tmp / "sam2-models"), seed=0)
+    service = ModelService(ModelChoice(models_dir=str(ctx.tmp / "sam2-models"), sam=name, device="cpu"))
+    seg = service.segmenter()
+    if not isinstance(seg, Sam2Segmenter):
+        raise RuntimeError(f"{name} loaded as {type(seg).__name__}, not Sam2Segmenter")
     image, _ = _test_image()
     seg.set_image(image)
-    res = seg.predict(points=np.array([[48, 36]], np.float32), labels=np.array([1], np.int32))
+    point, label = np.array([[48, 36]], np.float32), np.array([1], np.int32)
+    res = seg.predict(points=point, labels=label)
     if len(res) != 3 or res.masks.shape != (3, H, W) or not np.isfinite(res.scores).all():
         raise RuntimeError(f"expected 3 masks of {(H, W)} with finite scores, got {res.masks.shape}")
-    return f"3 candidates {W}x{H} (best {res.best}) from a tiny SAM 2 folder"
+    with seg.use_decoder("exact"):
+        exact = seg.predict(points=point, labels=label)
+    gap = float(np.abs(res.logits - exact.logits).max() / max(1.0, float(np.abs(exact.logits).max())))
+    if gap > 2e-4:
+        raise RuntimeError(f"{seg.decoder} decoder differs from the exact one by {gap:.1e} (relative)")
+    return f"{name} by name: 3 candidates {W}x{H} (best {res.best}); {seg.decoder} = exact within {gap:.0e}"
 
 
 def _edit(ctx: _Context, mode: str) -> str:
