@@ -146,13 +146,16 @@ class ResultsPanel(QWidget):
 
         self.history_list = QListWidget()
         self.history_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # long instructions end in "…" (the tooltip holds every parameter), no sideways scrolling
+        self.history_list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.history_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.history_list.currentRowChanged.connect(self._on_row_changed)
 
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.metrics)
         bottom.addWidget(self.history_list)
-        bottom.setStretchFactor(0, 1)
-        bottom.setStretchFactor(1, 1)
+        bottom.setStretchFactor(0, 3)  # the metrics' plain names need the room more than the history
+        bottom.setStretchFactor(1, 2)
 
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.view_stack)
