@@ -269,6 +269,7 @@ class ResultsPanel(QWidget):
             self.compare_button.setChecked(on)  # toggled calls back here
             return
         self.view_stack.setCurrentWidget(self.compare_view if on else self._views_area)
+        self.change_map_toggle.setEnabled(not on)  # the change map replaces a grid view only
         self._refresh_compare()
         if on:
             self.compare_view.setFocus(Qt.FocusReason.OtherFocusReason)

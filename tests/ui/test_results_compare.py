@@ -79,10 +79,12 @@ def test_compare_toggle_swaps_the_grid_for_the_split_view(panel: ResultsPanel) -
     assert view.pixmap_item.pixmap().isNull() and view.after_item.pixmap().isNull()
     panel.compare_button.click()
     assert panel.compare_visible() and view.isVisible() and view.hasFocus()
+    assert not panel.change_map_toggle.isEnabled()
     assert not panel.views["original"].isVisible()
     assert_split(view, r.request.image, r.blended, 32)  # the divider starts in the middle
     panel.set_compare_visible(False)
     assert not panel.compare_button.isChecked() and panel.views["original"].isVisible()
+    assert panel.change_map_toggle.isEnabled()
     assert view.pixmap_item.pixmap().isNull() and view.after_item.pixmap().isNull()
 
 
