@@ -31,12 +31,14 @@ from maskpix_desktop.ui.edit_controller import EditController
 from maskpix_desktop.ui.edit_panel import EditPanel
 from maskpix_desktop.ui.export_controller import ExportController
 from maskpix_desktop.ui.file_jobs import FileJobs
+from maskpix_desktop.ui.filmstrip import Filmstrip
 from maskpix_desktop.ui.model_controller import ModelController
 from maskpix_desktop.ui.open_controller import OpenController
 from maskpix_desktop.ui.project_controller import ProjectController
 from maskpix_desktop.ui.results import ResultsPanel
 from maskpix_desktop.ui.segment_controller import SegmentController
 from maskpix_desktop.ui.start_screen import StartScreen
+from maskpix_desktop.ui.strip_controller import StripController
 from maskpix_desktop.ui.window_layout import Banner, build_automask_row, build_status_bar, build_tools_dock
 from maskpix_desktop.ui.worker import JobMessage, ModelClient, Task
 
@@ -101,6 +103,8 @@ class MainWindow(QMainWindow):
     open_dialog = _Forward("opener", "open_dialog")
     open_image = _Forward("opener", "open_image")
     open_dropped = _Forward("opener", "open_dropped")
+    open_images = _Forward("opener", "open_images")
+    switch_image = _Forward("strip", "switch_to")
     keep_work_before = _Forward("opener", "keep_work_before")
     open_project_dialog = _Forward("projects", "open_project_dialog")
     open_project = _Forward("projects", "open_project")
@@ -157,6 +161,7 @@ class MainWindow(QMainWindow):
         self.edits = EditController(self)
         self.opener = OpenController(self)
         self.projects = ProjectController(self)
+        self.strip = StripController(self)
         self.exports = ExportController(self)
         self.autosaves = AutosaveController(self, autosave, autosave_dir)
         menus.build_menus(self)
@@ -189,6 +194,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.empty_hint = self.start_screen = StartScreen(self.canvas.viewport())
         self.edit_panel = EditPanel()
+        self.filmstrip = Filmstrip()  # the open images (shown from two on)
+        lay.addWidget(self.filmstrip)
         lay.addWidget(self.edit_panel.prompt_bar)  # instruction, Run, Cancel, progress: always in view
         build_automask_row(self)
         build_tools_dock(self)

@@ -45,9 +45,24 @@ class OpenController(QObject):
             return
         path = self.doc.image_path
         start = str(path.parent) if path else str(Path.home())
-        chosen, _ = QFileDialog.getOpenFileName(self.win, "Open image", start, IMAGE_FILTER)
+        chosen, _ = QFileDialog.getOpenFileNames(self.win, "Open images", start, IMAGE_FILTER)
         if chosen:
-            self.open_image(chosen, ask=False)
+            self.open_images(chosen, ask=False)
+
+    def open_images(self, paths: list[str | Path], *, ask: bool = True) -> bool:
+        """Open the first file; queue the other images in the filmstrip (projects among them are left)."""
+        if not paths or not self.open_image(paths[0], ask=ask):
+            return False
+        rest = [Path(p) for p in paths[1:]]
+        queued = [p for p in rest if p.suffix.lower() != sessions.PROJECT_SUFFIX]
+        self.win.strip.queue(queued)
+        if len(queued) < len(rest):
+            self.win.statusBar().showMessage(
+                f"Opened {Path(paths[0]).name}; projects open one at a time: "
+                f"{len(rest) - len(queued)} not opened.",
+                8000,
+            )
+        return True
 
     def open_image(self, path: str | Path, *, ask: bool = True) -> bool:
         """Load an image into the canvas; a bad file gives a message and changes nothing.
@@ -70,6 +85,7 @@ class OpenController(QObject):
             return False
         if ask and not self.keep_work_before(f"opening {path.name}"):
             return False
+        win.results.clear()  # the history is per image: the new one starts without results
         self.show_image(image, path)
         h, w = image.shape[:2]
         win.statusBar().showMessage(f"Opened {path.name} ({w}×{h})", 5000)
@@ -88,26 +104,20 @@ class OpenController(QObject):
         win.segments.forget()
         win.automasks.forget()  # its prompts and masks belong to the previous image
         win.tabs.setCurrentIndex(0)
+        win.strip.shown(path, doc.image_name)
         win.update_title()
         doc.mark_changed()
         win.segments.encode()
 
     def open_dropped(self, paths: list[str]) -> bool:
-        """Files dropped on the canvas or the window: the first one opens (a project as a project)."""
+        """Files dropped on the canvas or the window: the first one opens (a project as a project), the
+        other images wait in the filmstrip."""
         if not paths:
             return False
         path = Path(paths[0])
         if path.suffix.lower() == sessions.PROJECT_SUFFIX:
-            opened = self.win.projects.open_project(path, wait=False)  # read on the file thread
-        else:
-            opened = self.open_image(path)
-        if opened and len(paths) > 1:
-            self.win.statusBar().showMessage(
-                f"Opened {path.name}; the other {len(paths) - 1} dropped files were not opened "
-                "(one image at a time).",
-                8000,
-            )
-        return opened
+            return self.win.projects.open_project(path, wait=False)  # read on the file thread
+        return self.open_images(paths)
 
     # ------------------------------------------------------------------ recent files
     def add_recent(self, path: Path) -> None:

@@ -121,6 +121,7 @@ def test_random_monkey_leaves_the_window_working(
         QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "monkey.maskpix"), "")
     )
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: ("", ""))
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([], ""))
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
     from maskpix_desktop.ui import export_dialog
 

@@ -44,7 +44,7 @@ def test_start_screen_hides_when_an_image_opens(tiny_window, photo):
 
 def test_open_button_opens_the_chosen_file(tiny_window, photo, monkeypatch):
     win = tiny_window
-    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(photo), ""))
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(photo)], ""))
     win.start_screen.open_button.click()
     assert win.image_path == photo and win.canvas.has_image()
 

@@ -1,0 +1,120 @@
+"""Several open images: the filmstrip's documents (a Qt-free ``Workspace``).
+
+Switching puts the document on show away as a :class:`~maskpix_desktop.core.session.Session` (its results
+moved to disk by a :class:`~maskpix_desktop.core.result_store.ResultStore` that keeps none in memory) and
+shows the chosen one: a new document id, so the jobs of the one put away are cancelled and their messages
+dropped, exactly as when another image is opened. A queued file is decoded when first chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from PySide6.QtCore import QObject
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QMainWindow
+
+from maskpix_desktop.core.result_store import ResultStore
+from maskpix_desktop.core.session.workspace import OpenDocument, Workspace
+from maskpix_desktop.ui.filmstrip import STRIP_ICON, file_icon, set_history_icons, thumbnail_icon
+
+__all__ = ["StripController"]
+
+
+class StripController(QObject):
+    """Keeps the workspace and the filmstrip in step with the document on show."""
+
+    def __init__(self, win: QMainWindow, store: ResultStore | None = None):
+        super().__init__(win)
+        self.win, self.doc = win, win.document
+        self.workspace = Workspace()
+        #: Results of the documents not on show: every one of them on disk (memory-mapped).
+        self.store = store if store is not None else ResultStore(keep=0)
+        self._icons: dict[int, QIcon] = {}
+        self._switching = False
+        win.filmstrip.chosen.connect(self.switch_to)
+        win.results.resultShown.connect(
+            lambda _r: set_history_icons(win.results.history_list, win.results.history())
+        )
+        self.doc.titleChanged.connect(self.refresh)
+        self.doc.changed.connect(self._relabel_current)
+
+    # ------------------------------------------------------------------ the strip
+    def shown(self, path: Path | None, name: str) -> None:
+        """A new image is on show (opened, a project, a re-run): it replaces the current entry."""
+        if self._switching:
+            return
+        i = self.workspace.show(path, name)
+        self._icons[id(self.workspace.documents[i])] = thumbnail_icon(self.win.canvas.image(), STRIP_ICON)
+        self.refresh()
+
+    def queue(self, paths: Iterable[str | Path]) -> int:
+        """Add image files to the strip without opening them; returns how many were added."""
+        added = self.workspace.queue(Path(p) for p in paths)
+        for i in added:
+            doc = self.workspace.documents[i]
+            self._icons[id(doc)] = file_icon(doc.path, STRIP_ICON) if doc.path else QIcon()
+        self.refresh()
+        return len(added)
+
+    def refresh(self) -> None:
+        """Labels (``*`` on modified documents), tooltips and icons of the strip."""
+        ws = self.workspace
+        entries = []
+        for i, d in enumerate(ws.documents):
+            if i == ws.current:  # its flags live in the document model while it is on show
+                d.unsaved, d.project_path = self.doc.has_unsaved_work(), self.doc.project_path
+            entries.append((d.label(), str(d.path) if d.path else d.label(), self._icons.get(id(d), QIcon())))
+        self.win.filmstrip.set_entries(entries, ws.current)
+
+    def _relabel_current(self) -> None:
+        """A change to the document on show: its ``*`` (a cheap update, this runs on every stroke)."""
+        d, item = self.workspace.current_document(), self.win.filmstrip.currentItem()
+        if d is None or item is None or self._switching:
+            return
+        d.unsaved = self.doc.has_unsaved_work()
+        if item.text() != d.label():
+            item.setText(d.label())
+
+    def documents(self) -> list[OpenDocument]:
+        return list(self.workspace.documents)
+
+    # ------------------------------------------------------------------ switching
+    def switch_to(self, index: int) -> bool:
+        """Show document ``index``; the one on show is kept (nothing is asked, nothing is lost).
+
+        A queued file that cannot be decoded leaves everything as it was (the banner says why).
+        """
+        ws, win, doc = self.workspace, self.win, self.doc
+        if index == ws.current or not 0 <= index < len(ws):
+            return index == ws.current
+        before = ws.current
+        session = doc.session()
+        ws.put_away(
+            session,
+            project_path=doc.project_path,
+            modified=doc.modified,
+            unsaved=doc.has_unsaved_work(),
+            recovered=doc.recovered,
+        )
+        self.store.keep_newest(session.history)
+        self._switching = True
+        try:
+            target, kept = ws.take(index)
+            if kept is None:
+                if target.path is None or not win.opener.open_image(target.path, ask=False):
+                    ws.take(before)  # nothing was replaced: the previous document is still on show
+                    self.refresh()
+                    return False
+                target.opened = True
+                self._icons[id(target)] = thumbnail_icon(win.canvas.image(), STRIP_ICON)
+            else:
+                win.projects.restore_session(kept)
+                doc.project_path, doc.recovered = target.project_path, target.recovered
+                doc.modified = target.modified
+        finally:
+            self._switching = False
+        win.update_title()
+        self.refresh()
+        return True
