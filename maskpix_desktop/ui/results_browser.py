@@ -2,7 +2,9 @@
 
 The list shows one row per item with the chosen metric for every mode; selecting an item shows
 Original | Mask | each mode's output (| Target for MagicBrush) in synced views (:class:`ViewSync`, as in
-the results panel) with the item's metrics of every mode below.
+the results panel) with the item's metrics of every mode below. The *Study* tab shows a human-study
+report (:class:`StudyReportView`): the one made from this folder when it sits beside or inside it, or
+any report opened there.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -34,7 +37,9 @@ from PySide6.QtWidgets import (
 from maskpix_desktop.core import evaluation, images, metric_catalog
 from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.export import mask_overlay
+from maskpix_desktop.core.study import StudyError, find_study_report
 from maskpix_desktop.ui.results_metrics import format_metric, metric_direction
+from maskpix_desktop.ui.study_report_view import StudyReportView
 from maskpix_desktop.ui.synced_view import SyncedImageView, ViewSync
 
 
@@ -147,11 +152,20 @@ class ResultsBrowser(QWidget):
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 2)
 
+        items_page = QWidget()
+        il = QVBoxLayout(items_page)
+        il.setContentsMargins(0, 0, 0, 0)
+        il.addLayout(bar)
+        il.addWidget(split, 1)
+        self.study_view = StudyReportView()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(items_page, "Items")
+        self.tabs.addTab(self.study_view, "Study")
+
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addWidget(self.retrieval_label)
-        layout.addLayout(bar)
-        layout.addWidget(split, 1)
+        layout.addWidget(self.tabs, 1)
 
     # ------------------------------------------------------------------------------------------ API
     def load(self, path: str | Path) -> None:
@@ -191,6 +205,23 @@ class ResultsBrowser(QWidget):
         self._resort()
         if self._order:
             self.table.selectRow(0)
+        report = find_study_report(folder)
+        if report is not None:
+            self.load_study_report(report, show=False)
+        elif self.study_view.report and not self._study_belongs(folder):
+            self.study_view.clear()
+
+    def load_study_report(self, path: str | Path, *, show: bool = True) -> dict[str, Any]:
+        """Show a study report (report.json, its folder or the study folder) in the Study tab, brought to
+        the front unless ``show`` is False; StudyError when there is none."""
+        report = self.study_view.load(path)
+        if show:
+            self.tabs.setCurrentWidget(self.study_view)
+        return report
+
+    def _study_belongs(self, folder: Path) -> bool:
+        eval_dir = (self.study_view.report or {}).get("eval_dir") or ""
+        return bool(eval_dir) and Path(eval_dir).resolve() == folder.resolve()
 
     def set_sort(self, metric: str, mode: str | None = None, *, best_first: bool = False) -> None:
         """Sort by ``metric`` of ``mode`` (default: the current mode); worst first unless ``best_first``."""
@@ -390,13 +421,26 @@ class ResultsBrowser(QWidget):
 
 
 class ResultsBrowserDialog(QDialog):
-    """A window around :class:`ResultsBrowser` for one evaluation folder."""
+    """A window around :class:`ResultsBrowser` for one evaluation folder, or for a study folder (its
+    report in the Study tab, and the evaluation it was made from when that folder is still there)."""
 
     def __init__(self, folder: str | Path, parent: QWidget | None = None):
         super().__init__(parent)
         self.browser = ResultsBrowser(self)
-        self.browser.load(folder)
-        self.setWindowTitle(f"Evaluation results — {self.browser.folder}")
+        try:
+            self.browser.load(folder)
+        except MaskPixError as exc:
+            try:
+                report = self.browser.load_study_report(folder)
+            except StudyError:
+                raise exc from None
+            try:
+                self.browser.load(report.get("eval_dir") or "")
+            except MaskPixError:
+                missing = report.get("eval_dir") or "?"
+                self.browser.title.setText(f"Study report only: the evaluation {missing} is not there")
+            self.browser.load_study_report(folder)
+        self.setWindowTitle(f"Evaluation results — {self.browser.folder or folder}")
         layout = QVBoxLayout(self)
         layout.addWidget(self.browser)
         self.resize(1200, 800)
@@ -406,7 +450,9 @@ def open_results_browser(parent: QWidget | None = None, folder: str | Path | Non
     """Ask for an evaluation folder (unless given) and show it in a non-modal window; None if cancelled
     or unreadable (a message box says why)."""
     if folder is None:
-        folder = QFileDialog.getExistingDirectory(parent, "Open evaluation results (the eval --out folder)")
+        folder = QFileDialog.getExistingDirectory(
+            parent, "Open evaluation results (the eval --out folder, or a study folder)"
+        )
         if not folder:
             return None
     try:

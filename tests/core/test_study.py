@@ -347,3 +347,22 @@ def test_a_damaged_manifest_names_the_file_and_field(eval_dir: Path, tmp_path: P
     with pytest.raises(StudyError, match=message) as info:
         load_study(study.folder)
     assert str(path) in str(info.value)
+
+
+def test_a_written_report_is_read_back_and_found_from_its_eval_folder(eval_dir: Path, tmp_path: Path) -> None:
+    from maskpix_desktop.core.study import find_study_report, read_study_report, write_study_report
+
+    study = make_study(eval_dir, METHODS, tmp_path / "s", n_items=4, raters=2, seed=3)
+    simulate_raters(study.folder, lambda r, i, m, q: 3)
+    written = json.loads(json.dumps(write_study_report(study.folder), default=str))
+    for path in (study.folder, study.folder / "report", study.folder / "report" / "report.json"):
+        report = read_study_report(path)
+        assert report["means"] == written["means"] and report["methods"] == list(METHODS)
+        assert report["plot"] == str(study.folder / "report" / "ratings.png")
+    assert find_study_report(tmp_path) is None  # tmp_path is not the eval folder it was made from
+
+    bad = json.loads((study.folder / "report" / "report.json").read_text(encoding="utf-8"))
+    bad["means"][1]["mean"] = "high"
+    (study.folder / "report" / "report.json").write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(StudyError, match=r"report.json: means\[1\].mean is 'high', not a number"):
+        read_study_report(study.folder)

@@ -155,3 +155,89 @@ def test_file_menu_opens_the_browser(qtbot, eval_dir: Path, tmp_path: Path, monk
     assert len(dialogs) == 1 and dialogs[0].browser.folder == eval_dir
     dialogs[0].close()
     win.close()
+
+
+STUDY_METHODS = ("baseline", "pixel", "latent", "crop")
+STUDY_TRUTH = {"region": {"baseline": 2, "pixel": 5, "latent": 4, "crop": 3}, "instruction": {}}
+
+
+def _rate(rater: str, item: str, method: str, question: str) -> int:
+    """Region: the method's level, one lower for rater r2 on odd items; instruction: varies by item."""
+    if question == "region":
+        return STUDY_TRUTH["region"][method] - (rater == "r2" and int(item[1:]) % 2 == 1)
+    return 1 + (int(item[1:]) + len(method)) % 5
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A fake eval folder ``run`` and, beside it, a rated study made from it with its report."""
+    from maskpix_desktop.core.study import make_study, write_study_report
+    from maskpix_desktop.testing.study_data import make_fake_eval, simulate_raters
+
+    root = tmp_path_factory.mktemp("study_run")
+    run = make_fake_eval(root / "run", n_items=5, modes=STUDY_METHODS)
+    study = make_study(run, STUDY_METHODS, root / "study", n_items=5, raters=3, seed=9)
+    simulate_raters(study.folder, _rate)
+    write_study_report(study.folder)
+    return run, study.folder
+
+
+def test_browser_shows_the_study_report_made_from_the_folder(qtbot, study_run: tuple[Path, Path]) -> None:
+    import csv
+    import json
+
+    run, study = study_run
+    browser = ResultsBrowser()
+    qtbot.addWidget(browser)
+    browser.load(run)  # the study beside the eval folder was made from it: its report opens by itself
+
+    report = json.loads((study / "report" / "report.json").read_text(encoding="utf-8"))
+    with open(study / "report" / "means.csv", encoding="utf-8", newline="") as fh:
+        csv_means = {(r["method"], r["question"]): float(r["mean"]) for r in csv.DictReader(fh)}
+    view = browser.study_view
+    assert view.methods() == report["methods"] == list(STUDY_METHODS)
+    table = view.means_table
+    headers = [table.verticalHeaderItem(r).text() for r in range(table.rowCount())]
+    assert headers == [ev.MODE_LABELS[m] for m in report["methods"]]
+    for row in report["means"]:
+        cell = view.mean_cell(row["method"], row["question"])
+        expected = csv_means[(row["method"], row["question"])]
+        assert cell.data(Qt.ItemDataRole.UserRole) == row["mean"] == expected
+        assert cell.text() == f"{row['mean']:.2f}"
+    region = [view.mean_cell(m, "region").data(Qt.ItemDataRole.UserRole) for m in view.methods()]
+    # the simulated levels, less r2's one point on i001, i003, i005: 3 of 15 ratings per method
+    assert region == pytest.approx([2 - 0.2, 5 - 0.2, 4 - 0.2, 3 - 0.2])
+    ci = table.item(view.methods().index("pixel"), 1).data(Qt.ItemDataRole.UserRole)
+    pixel = next(r for r in report["means"] if r["method"] == "pixel" and r["question"] == "region")
+    assert tuple(ci) == (pixel["ci_low"], pixel["ci_high"])
+    alpha = next(a for a in report["agreement"] if a["question"] == "region")["alpha_ordinal"]
+    assert view.agreement_table.item(0, 0).data(Qt.ItemDataRole.UserRole) == alpha and alpha > 0.8
+    wins = view.win_tables["region"]
+    pixel_over_baseline = wins.item(STUDY_METHODS.index("pixel"), STUDY_METHODS.index("baseline"))
+    assert pixel_over_baseline.data(Qt.ItemDataRole.UserRole) == 1.0
+    assert wins.item(0, 0).text() == "—"
+    assert not view.plot_label.pixmap().isNull()  # ratings.png
+
+    other = shutil.copytree(run, run.parent / "other-run")  # beside the study, but not its eval folder
+    browser.load(other)
+    assert view.report is None and "No study report" in view.title.text()
+
+
+def test_opening_a_study_folder_shows_its_report_and_its_eval(qtbot, study_run, tmp_path: Path) -> None:
+    run, study = study_run
+    dialog = ResultsBrowserDialog(study)  # File > Open evaluation results… on the study folder
+    qtbot.addWidget(dialog)
+    browser = dialog.browser
+    assert browser.tabs.currentWidget() is browser.study_view
+    assert browser.study_view.methods() == list(STUDY_METHODS)
+    assert browser.folder == run.resolve() and len(browser.item_order()) == 5
+
+    browser.load_study_report(study / "report" / "report.json")
+    assert browser.study_view.report["folder"] == str(study / "report")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "study.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(MaskPixError, match="study report"):
+        browser.load_study_report(tmp_path / "s")
+    assert browser.study_view.methods() == list(STUDY_METHODS)  # a failed open keeps what was shown
+    with pytest.raises(MaskPixError, match="no evaluation results"):
+        ResultsBrowserDialog(tmp_path / "s")

@@ -4,7 +4,8 @@ store a rater's answers, and un-blind them into a report.
 - ``manifest``: ``study.json`` / ``key.json`` / ``answers-<rater>.json`` formats, readers and writers.
 - ``make``: :func:`make_study` (``maskpix-cli study make``).
 - ``stats`` and ``agreement``: means with a bootstrap interval, win rates, Krippendorff's alpha.
-- ``report``: :func:`write_study_report` (``maskpix-cli study report``); ``plot`` draws its figure.
+- ``report``: :func:`write_study_report` (``maskpix-cli study report``); ``plot`` draws its figure;
+  ``report_reader`` reads a written report back (:func:`read_study_report`, :func:`find_study_report`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from maskpix_desktop.core.study.manifest import (
     save_answers,
 )
 from maskpix_desktop.core.study.report import write_study_report
+from maskpix_desktop.core.study.report_reader import find_study_report, read_study_report
 
 __all__ = [
     "KEY_JSON",
@@ -39,9 +41,11 @@ __all__ = [
     "StudyError",
     "StudyItem",
     "load_answers",
+    "find_study_report",
     "load_study",
     "make_study",
     "rater_ids",
+    "read_study_report",
     "save_answers",
     "write_study_report",
 ]
