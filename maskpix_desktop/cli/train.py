@@ -34,6 +34,8 @@ def _threshold(text: str) -> float | None:
 
 #: ``core.maskcond.sources.FORMATS`` (not imported: building the parser stays light).
 FORMATS = ("auto", "magicbrush", "triplets", "hf")
+#: ``core.maskcond.model.TYPES`` plus "none" (the plain IP2P baseline).
+CONDITIONINGS = ("concat", "attention", "both", "none")
 
 
 def _add_prepare(p: argparse.ArgumentParser) -> None:
@@ -77,8 +79,14 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", help="InstructPix2Pix diffusers folder or hub id (default: the models folder's)")
     p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
     p.add_argument(
-        "--conditioning", default=d.conditioning, choices=("concat", "none"), help="none: plain IP2P"
+        "--conditioning",
+        default=d.conditioning,
+        choices=CONDITIONINGS,
+        help="how the UNet takes the mask: concat (9th input channel), attention (mask tokens in "
+        "cross-attention), both; none: plain IP2P (the baseline)",
     )
+    p.add_argument("--attention-tokens", type=int, default=d.attention_tokens, help="mask tokens (square)")
+    p.add_argument("--attention-dim", type=int, default=d.attention_dim, help="mask token width")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process and micro-batch")
     p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="gradient accumulation steps")
@@ -106,6 +114,11 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--overwrite", action="store_true", help="discard --out's checkpoints and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--log-with", default="", choices=("", "tensorboard"), help="tensorboard: RUN/tensorboard (optional)"
+    )
+    p.add_argument("--validate-every", type=int, default=0, help="validation images every N steps (0: off)")
+    p.add_argument("--validation-items", type=int, default=d.validation_items, help="items sampled")
 
 
 class _Defaults:
@@ -115,6 +128,7 @@ class _Defaults:
     consistency_weight, keep_margin, p_drop, p_mask_drop = 0.5, 1, 0.05, 0.1
     jitter_px, jitter_shift, checkpoint_every, keep_checkpoints = 2, 2, 100, 2
     mixed_precision, ema_decay = "no", 0.0
+    attention_tokens, attention_dim, validation_items = 16, 64, 4
 
 
 TRAIN_DEFAULTS = _Defaults
@@ -190,6 +204,9 @@ RESUMABLE = (
     "cpu_threads",
     "output_dir",
     "extra",
+    "log_with",
+    "validate_every",
+    "validation_items",
 )
 
 
@@ -288,6 +305,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         base=_base(args),
         output_dir=str(args.out),
         conditioning=args.conditioning,
+        attention_tokens=args.attention_tokens,
+        attention_dim=args.attention_dim,
         steps=args.steps,
         batch_size=args.batch_size,
         grad_accum=args.grad_accum,
@@ -311,6 +330,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         cpu=args.cpu,
         cpu_threads=args.cpu_threads,
         progress=not args.no_progress,
+        log_with=args.log_with,
+        validate_every=args.validate_every,
+        validation_items=args.validation_items,
         extra={"data": str(args.data) if args.data else f"synthetic:{args.synthetic}"},
     )
     for name in ("steps", "batch_size", "grad_accum", "checkpoint_every"):

@@ -190,3 +190,37 @@ def test_train_needs_exactly_one_data_source_and_peft_for_lora(
     assert "install peft" in capsys.readouterr().err
     assert main([*base, "--data", str(tmp_path / "nothing")]) == 1
     assert "not a prepared dataset" in capsys.readouterr().err
+
+
+def test_cli_conditionings_are_the_core_types_plus_none():
+    from maskpix_desktop.cli.train import CONDITIONINGS
+    from maskpix_desktop.core.maskcond.model import TYPES
+
+    assert CONDITIONINGS == (*TYPES, "none")
+
+
+def test_train_both_with_validation_and_tensorboard_then_resume_with_other_monitoring(
+    tmp_path: Path, tiny_ip2p_dir: Path, capsys
+):
+    pytest.importorskip("tensorboard")
+    from maskpix_desktop.core.editor_loader import load_editor
+
+    run = tmp_path / "both"
+    args = ["train", "--synthetic", "4", "--synthetic-size", "32", "--base", str(tiny_ip2p_dir)]
+    args += ["--out", str(run), "--cpu", "--cpu-threads", "1", "--batch-size", "2", "--no-progress"]
+    args += ["--conditioning", "both", "--attention-tokens", "4", "--attention-dim", "16"]
+    assert main([*args, "--steps", "2", "--validate-every", "1", "--log-with", "tensorboard"]) == 0
+    assert sorted(p.name for p in (run / "validation").iterdir()) == ["step-0000001.png", "step-0000002.png"]
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    cond = json.loads((run / "final" / "maskpix_conditioning.json").read_text())
+    assert (cond["type"], cond["attention_tokens"], cond["attention_dim"]) == ("both", 4, 16)
+    assert load_editor(str(run / "final"), device="cpu").takes_mask is True
+    # Monitoring options may change on resume; the conditioning may not.
+    assert main([*args, "--steps", "3", "--resume", "--validate-every", "3"]) == 0
+    assert (run / "validation" / "step-0000003.png").is_file()
+    capsys.readouterr()
+    args[args.index("both")] = "attention"
+    assert main([*args, "--steps", "4", "--resume"]) == 1
+    assert "conditioning" in capsys.readouterr().err
+    assert main([*args, "--steps", "1", "--overwrite", "--attention-tokens", "10"]) == 1
+    assert "square" in capsys.readouterr().err

@@ -74,7 +74,7 @@ def test_8bit_adam_on_cpu_and_unknown_conditioning_are_refused(tiny_ip2p_dir: Pa
     with pytest.raises(ValueError, match="CUDA"):
         train(_cfg(tiny_ip2p_dir, tmp_path / "a", adam_8bit=True), SyntheticShapes(4))
     with pytest.raises(ValueError, match="conditioning"):
-        train(_cfg(tiny_ip2p_dir, tmp_path / "b", conditioning="attention"), SyntheticShapes(4))
+        train(_cfg(tiny_ip2p_dir, tmp_path / "b", conditioning="tokens"), SyntheticShapes(4))
 
 
 @dataclass

@@ -8,7 +8,9 @@ Input channel layout (the order the pipeline and the trainer both use)::
          exactly 0 for "no mask given" (the value mask dropout trains and maskless edits use)
 
 The new input weights start at zero, so an untrained mask UNet computes exactly what the IP2P UNet
-it was grown from computes, whatever the mask.
+it was grown from computes, whatever the mask. Conditioning types: ``concat`` (the 9th channel into
+``conv_in``), ``attention`` (the mask reaches the UNet only through the attention branch of
+:mod:`.attention`) and ``both``; every type keeps the 9-channel input layout.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from maskpix_desktop.core.errors import WeightsError
 from maskpix_desktop.core.maskcond import CONDITIONING_FILE
 
 FORMAT_VERSION = 1
-TYPES = ("concat",)
+TYPES = ("concat", "attention", "both")
 ENCODINGS = ("signed",)
 
 
@@ -36,6 +38,8 @@ class MaskConditioning:
     latent_resize: str = "area"
     mask_in_uncond: bool = True
     base_channels: int = 8
+    attention_tokens: int = 16  # attention / both: mask tokens (a square number)
+    attention_dim: int = 64  # attention / both: token width
     format: int = FORMAT_VERSION
     base_model: str = ""
     training: dict | None = None
@@ -72,9 +76,18 @@ def read_conditioning(folder: str | Path) -> MaskConditioning:
         raise _bad(path, "mask_encoding", f"is {cond.mask_encoding!r}; expected one of {list(ENCODINGS)}")
     if not isinstance(cond.mask_in_uncond, bool):
         raise _bad(path, "mask_in_uncond", f"is {cond.mask_in_uncond!r}; expected true or false")
+    for name in ("attention_tokens", "attention_dim"):
+        value = getattr(cond, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise _bad(path, name, f"is {value!r}; expected a positive integer")
     if cond.base_channels != 8:
         raise _bad(path, "base_channels", f"is {cond.base_channels!r}; expected 8 (an IP2P UNet)")
     return cond
+
+
+def uses_attention(kind: str) -> bool:
+    """True for the conditioning types with the attention branch (``attention``, ``both``)."""
+    return kind in ("attention", "both")
 
 
 def is_mask_checkpoint(folder: str | Path) -> bool:
@@ -120,13 +133,37 @@ def mask_weight_norm(unet: Any) -> float:
     return float(unet.conv_in.weight[:, 8:].detach().float().norm())
 
 
+def _branch_fields(unet: Any) -> dict:
+    """The conditioning fields that describe ``unet``'s attention branch (none: ``concat``)."""
+    from maskpix_desktop.core.maskcond.attention import ATTR, has_mask_attention
+
+    if not has_mask_attention(unet):
+        return {}
+    branch = getattr(unet, ATTR)
+    enc = branch.encoder
+    return {
+        "type": "both" if branch.concat else "attention",
+        "attention_tokens": enc.side * enc.side,
+        "attention_dim": enc.proj.out_features,
+    }
+
+
 def save_mask_checkpoint(pipe: Any, folder: str | Path, cond: MaskConditioning | None = None) -> Path:
     """``pipe.save_pretrained(folder)`` (safetensors) plus the conditioning JSON, written last."""
+    from maskpix_desktop.core.maskcond.attention import detached, has_mask_attention, save_mask_attention
+
     folder = Path(folder)
-    cond = cond or MaskConditioning(mask_in_uncond=getattr(pipe, "mask_in_uncond", True))
+    cond = cond or MaskConditioning(
+        mask_in_uncond=getattr(pipe, "mask_in_uncond", True), **_branch_fields(pipe.unet)
+    )
     if pipe.unet.config.in_channels != 8 + cond.mask_channels:
         raise ValueError(f"UNet has {pipe.unet.config.in_channels} input channels, expected 9")
-    pipe.save_pretrained(folder, safe_serialization=True)
+    if has_mask_attention(pipe.unet) != uses_attention(cond.type):
+        raise ValueError(f"conditioning type {cond.type!r} and the UNet's attention branch disagree")
+    with detached(pipe.unet):
+        pipe.save_pretrained(folder, safe_serialization=True)
+    if uses_attention(cond.type):
+        save_mask_attention(pipe.unet, folder / "unet")
     tmp = folder / (CONDITIONING_FILE + ".tmp")
     tmp.write_text(cond.to_json(), encoding="utf-8")
     tmp.replace(folder / CONDITIONING_FILE)
@@ -164,15 +201,29 @@ def load_mask_pipeline(folder: str | Path, *, device: str = "cpu", dtype: Any = 
             f"{folder / 'unet' / 'config.json'}: field 'in_channels' is {pipe.unet.config.in_channels}; "
             f"{CONDITIONING_FILE} says {want}"
         )
+    if uses_attention(cond.type):
+        from maskpix_desktop.core.maskcond.attention import load_mask_attention
+
+        kw = dict(tokens=cond.attention_tokens, dim=cond.attention_dim, concat=cond.type == "both")
+        load_mask_attention(pipe.unet, folder / "unet", **kw)
     pipe.mask_in_uncond = cond.mask_in_uncond
     pipe.conditioning = cond
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
 
-def mask_pipeline_from_ip2p(ip2p: Any, *, mask_in_uncond: bool = True, copy_unet: bool = True) -> Any:
+def mask_pipeline_from_ip2p(
+    ip2p: Any,
+    *,
+    mask_in_uncond: bool = True,
+    copy_unet: bool = True,
+    conditioning: str = "concat",
+    attention_tokens: int = 16,
+    attention_dim: int = 64,
+) -> Any:
     """A :class:`~.pipeline.MaskPix2PixPipeline` sharing ``ip2p``'s VAE, text encoder, tokenizer and
-    scheduler, with a 9-channel UNet (a grown copy of ``ip2p.unet``; grown in place if not ``copy_unet``).
+    scheduler, with a 9-channel UNet (a grown copy of ``ip2p.unet``; grown in place if not ``copy_unet``);
+    ``conditioning`` "attention" / "both" also installs the zero-initialised attention branch.
     """
     import copy
 
@@ -181,6 +232,14 @@ def mask_pipeline_from_ip2p(ip2p: Any, *, mask_in_uncond: bool = True, copy_unet
     unet = copy.deepcopy(ip2p.unet) if copy_unet else ip2p.unet
     if unet.config.in_channels == 8:
         grow_conv_in(unet)
+    if conditioning not in TYPES:
+        raise ValueError(f"conditioning must be one of {list(TYPES)}, got {conditioning!r}")
+    if uses_attention(conditioning):
+        from maskpix_desktop.core.maskcond.attention import has_mask_attention, install_mask_attention
+
+        if not has_mask_attention(unet):
+            concat = conditioning == "both"
+            install_mask_attention(unet, tokens=attention_tokens, dim=attention_dim, concat=concat)
     pipe = MaskPix2PixPipeline(
         unet=unet,
         scheduler=ip2p.scheduler,

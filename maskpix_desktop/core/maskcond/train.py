@@ -1,5 +1,6 @@
-"""Train the mask UNet (``conditioning="concat"``) or, for comparison, the plain IP2P UNet
-(``"none"``) with Hugging Face accelerate: CPU, one GPU, or ``accelerate launch`` on many.
+"""Train the mask UNet (``conditioning`` "concat", "attention" or "both"; see :mod:`.model`) or, for
+comparison, the plain IP2P UNet (``"none"``) with Hugging Face accelerate: CPU, one GPU, or
+``accelerate launch`` on many. Validation images and TensorBoard: :mod:`.monitor`.
 
 Loss = epsilon-prediction MSE + ``consistency_weight`` * mask consistency, where the consistency
 term is ``abar_t * |x0_pred - src|^2`` over the latent cells outside the mask (outside both the true
@@ -28,9 +29,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from maskpix_desktop.core.maskcond import augment
+from maskpix_desktop.core.maskcond import augment, monitor
+from maskpix_desktop.core.maskcond.attention import ATTR, has_mask_attention, install_mask_attention
 from maskpix_desktop.core.maskcond.data import EncodedSet, encode_items, sample_indices, step_generator
-from maskpix_desktop.core.maskcond.model import MaskConditioning, grow_conv_in, save_mask_checkpoint
+from maskpix_desktop.core.maskcond.model import (
+    TYPES,
+    MaskConditioning,
+    grow_conv_in,
+    save_mask_checkpoint,
+    uses_attention,
+)
 from maskpix_desktop.core.maskcond.pipeline import mask_channel
 
 CSV_FIELDS = ("step", "loss", "eps_loss", "consistency", "lr")
@@ -42,7 +50,9 @@ class TrainConfig:
 
     base: str
     output_dir: str
-    conditioning: str = "concat"  # "concat": mask UNet (9 channels); "none": plain IP2P UNet (baseline)
+    conditioning: str = "concat"  # concat | attention | both: the mask UNet (model.py); none: plain IP2P
+    attention_tokens: int = 16  # attention / both: mask tokens (a square number)
+    attention_dim: int = 64  # attention / both: token width
     steps: int = 200
     batch_size: int = 8
     grad_accum: int = 1
@@ -66,6 +76,9 @@ class TrainConfig:
     cpu: bool = False
     cpu_threads: int = 0  # >0: torch.set_num_threads on CPU (1 avoids thrashing on a busy 2-core machine)
     progress: bool = True
+    log_with: str = ""  # "tensorboard": accelerate's tracker in output_dir/tensorboard (needs tensorboard)
+    validate_every: int = 0  # >0: validation images (output_dir/validation) every N steps
+    validation_items: int = 4  # the first N training items, sampled with and without their mask
     extra: dict = field(default_factory=dict)
 
 
@@ -125,8 +138,8 @@ LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 def add_lora(unet: Any, rank: int, alpha: float = 0.0) -> list[torch.nn.Parameter]:
     """Freeze ``unet``, give its attention projections a LoRA adapter (peft; B starts at zero, so the UNet
-    still computes what it did) and keep ``conv_in`` (with the mask channel's weights) trainable; return
-    the trainable parameters."""
+    still computes what it did) and keep ``conv_in`` (with the mask channel's weights) and the mask
+    attention branch, if any, trainable; return the trainable parameters."""
     try:
         from peft import LoraConfig
     except ImportError as exc:
@@ -138,6 +151,8 @@ def add_lora(unet: Any, rank: int, alpha: float = 0.0) -> list[torch.nn.Paramete
         )
     )
     unet.conv_in.requires_grad_(True)
+    if has_mask_attention(unet):  # the new branch trains in full, like conv_in (peft froze it)
+        getattr(unet, ATTR).requires_grad_(True)
     return [p for p in unet.parameters() if p.requires_grad]
 
 
@@ -183,7 +198,7 @@ def micro_loss(
     emb = data.embeds[torch.where(drop.text, data.null_index, data.prompt_idx[ix])]
     img = (src / scale) * (~drop.image).float()[:, None, None, None]  # IP2P feeds unscaled image latents
     parts = [noisy, img]
-    if cfg.conditioning == "concat":
+    if cfg.conditioning != "none":
         ch = mask_channel(fed, hw, b)
         parts.append(ch * (~drop.mask).float()[:, None, None, None])
     pred = unet(torch.cat(parts, 1).to(dev), t.to(dev), encoder_hidden_states=emb.to(dev)).sample.float()
@@ -218,8 +233,8 @@ def _train(cfg: TrainConfig, items: Sequence[Any], *, resume: bool, stop_after: 
     from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
 
-    if cfg.conditioning not in ("concat", "none"):
-        raise ValueError(f"conditioning must be 'concat' or 'none', got {cfg.conditioning!r}")
+    if cfg.conditioning not in (*TYPES, "none"):
+        raise ValueError(f"conditioning must be one of {[*TYPES, 'none']}, got {cfg.conditioning!r}")
     if cfg.lora_rank > 0:
         try:
             import peft  # noqa: F401
@@ -227,7 +242,10 @@ def _train(cfg: TrainConfig, items: Sequence[Any], *, resume: bool, stop_after: 
             raise ValueError("lora_rank needs the peft package: install peft (pip install peft)") from exc
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    acc = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision, project_dir=str(out))
+    log_with = monitor.check_tracker(cfg.log_with)
+    acc = Accelerator(
+        cpu=cfg.cpu, mixed_precision=cfg.mixed_precision, project_dir=str(out), log_with=log_with
+    )
     if cfg.cpu_threads > 0 and acc.device.type == "cpu":
         torch.set_num_threads(cfg.cpu_threads)
     pipe = _load_base(cfg.base).to(acc.device)
@@ -236,8 +254,11 @@ def _train(cfg: TrainConfig, items: Sequence[Any], *, resume: bool, stop_after: 
     pipe.vae.register_to_config(scaling_factor=scale)
     sched = DDPMScheduler.from_config(pipe.scheduler.config)
     unet = pipe.unet
-    if cfg.conditioning == "concat":
+    if cfg.conditioning != "none":
         grow_conv_in(unet)
+    if uses_attention(cfg.conditioning):
+        tok, dim = cfg.attention_tokens, cfg.attention_dim
+        install_mask_attention(unet, tokens=tok, dim=dim, concat=cfg.conditioning == "both", seed=cfg.seed)
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     params = add_lora(unet, cfg.lora_rank, cfg.lora_alpha) if cfg.lora_rank > 0 else list(unet.parameters())
@@ -258,6 +279,8 @@ def _train(cfg: TrainConfig, items: Sequence[Any], *, resume: bool, stop_after: 
         start = json.loads((done[-1] / "train_state.json").read_text())["step"]
     elif acc.is_main_process:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    if log_with:
+        acc.init_trackers("tensorboard", config=monitor.tracker_config(asdict(cfg)))
     if acc.is_main_process:
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1), encoding="utf-8")
     rows = [r for r in read_losses(out) if r["step"] <= start] if done else []
@@ -293,9 +316,17 @@ def _train(cfg: TrainConfig, items: Sequence[Any], *, resume: bool, stop_after: 
         if acc.is_main_process:
             with csv_path.open("a", newline="", encoding="utf-8") as fh:
                 csv.DictWriter(fh, fieldnames=CSV_FIELDS).writerow(row)
+        if log_with:
+            acc.log({k: v for k, v in row.items() if k != "step"}, step=step + 1)
+        if cfg.validate_every > 0 and ((step + 1) % cfg.validate_every == 0 or step + 1 == cfg.steps):
+            if acc.is_main_process:
+                monitor.validate(acc, pipe, acc.unwrap_model(unet), items, cfg, step + 1)
+            acc.wait_for_everyone()
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             _save_checkpoint(acc, out, step + 1, cfg.keep_checkpoints)
     bar.close()
+    if log_with:
+        acc.end_training()
     final = out / "final"
     if end == cfg.steps and acc.is_main_process:
         _save_final(acc, pipe, unet, ema, cfg, final)
@@ -330,13 +361,20 @@ def _save_final(acc: Any, pipe: Any, unet: Any, ema: Any, cfg: TrainConfig, fina
         merge_lora(model)
     model.eval()
     pipe.unet = model
-    if cfg.conditioning == "concat":
+    if cfg.conditioning != "none":
         from maskpix_desktop.core.maskcond.model import mask_pipeline_from_ip2p
 
         mp = mask_pipeline_from_ip2p(pipe, copy_unet=False)
-        keys = ("steps", "batch_size", "lr", "consistency_weight", "seed", "lora_rank")
+        keys = ("steps", "batch_size", "lr", "consistency_weight", "seed", "lora_rank", "p_mask_drop")
         summary = {k: getattr(cfg, k) for k in keys}
-        save_mask_checkpoint(mp, final, MaskConditioning(base_model=cfg.base, training=summary))
+        cond = MaskConditioning(
+            type=cfg.conditioning,
+            attention_tokens=cfg.attention_tokens,
+            attention_dim=cfg.attention_dim,
+            base_model=cfg.base,
+            training=summary,
+        )
+        save_mask_checkpoint(mp, final, cond)
     else:
         pipe.save_pretrained(final, safe_serialization=True)
 
