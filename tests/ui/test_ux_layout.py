@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from PySide6.QtCore import QPoint, QRect, QSettings
 from PySide6.QtWidgets import QAbstractScrollArea, QApplication
@@ -44,8 +46,12 @@ def test_main_path_controls_are_fully_visible(qtbot, tmp_path, photo, size):
     win.resize(*size)
     win.show()
     qtbot.waitExposed(win)
-    assert win.open_image(photo)
+    others = [tmp_path / "second.png", tmp_path / "third.png"]
+    for path in others:
+        shutil.copy(photo, path)
+    assert win.open_images([photo, *others])  # the filmstrip (3 thumbnails) takes its room too
     QApplication.processEvents()
+    assert win.filmstrip.isVisible() and win.filmstrip.count() == 3
     assert (win.width(), win.height()) == size  # the layout's minimum does not push the window larger
     window_rect = QRect(QPoint(0, 0), win.size())
     for name, widget in _main_path(win).items():
