@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per case)")
     run.add_argument("--overwrite", action="store_true", help="replace existing case folders")
     run.add_argument("--no-clip", action="store_true", help="skip CLIP metrics")
-    add_model_args(run)
+    add_model_args(run, memory=True)
 
     mdl = sub.add_parser("models", help="list or download model weights")
     msub = mdl.add_subparsers(dest="models_command", required=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from maskpix_desktop.core.editor_memory import MEMORY_MODES, QUANTIZE_MODES
+
 #: ``--precision`` values (the long names are aliases, kept as typed).
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16")
 
@@ -17,9 +19,11 @@ def device_arg(text: str) -> str:
     raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
 
 
-def add_model_args(p: argparse.ArgumentParser, *, sam: bool = True, device_note: str = "") -> None:
+def add_model_args(
+    p: argparse.ArgumentParser, *, sam: bool = True, memory: bool = False, device_note: str = ""
+) -> None:
     """The model options of every model-running subcommand (run, eval, eval-automask); ``sam``: also
-    ``--sam``; ``device_note``: appended to ``--device``'s help."""
+    ``--sam``; ``memory``: also the editor's memory options; ``device_note``: appended to ``--device``."""
     p.add_argument("--models-dir", help="models folder (default: $MASKPIX_MODELS or the user data folder)")
     if sam:
         p.add_argument(
@@ -32,9 +36,12 @@ def add_model_args(p: argparse.ArgumentParser, *, sam: bool = True, device_note:
     p.add_argument(
         "--ip2p",
         default=None,
-        help="InstructPix2Pix diffusers folder or Hugging Face id, or a MaskPix mask checkpoint folder "
-        "(mask mode trained; docs/TRAINING.md)",
+        help="the editor: a diffusers folder of any family (ip2p, ip2p_xl, kontext, qwen_edit; read from "
+        "model_index.json), a registry name (ip2p, sdxl-instructpix2pix, flux-kontext-dev, qwen-image-edit, "
+        "qwen-image-edit-2509), a Hugging Face id, or a MaskPix mask checkpoint folder (docs/MODELS.md)",
     )
+    if memory:
+        add_memory_args(p)
     p.add_argument(
         "--device", type=device_arg, default="auto", help=f"auto | cuda | cuda:N | cpu | mps{device_note}"
     )
@@ -43,5 +50,23 @@ def add_model_args(p: argparse.ArgumentParser, *, sam: bool = True, device_note:
         type=str.lower,
         default="auto",
         choices=PRECISIONS,
-        help="auto | fp16 | bf16 | fp32 (IP2P weights; fp32 also keeps SAM's encoder out of TF32 on CUDA)",
+        help="auto | fp16 | bf16 | fp32 (editor weights; fp32 also keeps SAM's encoder out of TF32 on CUDA)",
+    )
+
+
+def add_memory_args(p: argparse.ArgumentParser) -> None:
+    """``--memory``, ``--vae-tiling``, ``--quantize`` (core/editor_memory)."""
+    p.add_argument(
+        "--memory",
+        default="full",
+        choices=MEMORY_MODES,
+        help="editor weights on the GPU: full (fastest), model_offload (one component at a time), "
+        "sequential_offload (layer by layer, least VRAM); offload needs CUDA",
+    )
+    p.add_argument("--vae-tiling", action="store_true", help="VAE in tiles (large images, less VRAM)")
+    p.add_argument(
+        "--quantize",
+        default="none",
+        choices=QUANTIZE_MODES,
+        help="quantise the editor's denoiser on CUDA: int8 / fp8 (torchao), nf4 (bitsandbytes)",
     )

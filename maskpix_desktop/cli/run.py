@@ -111,7 +111,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     out: Path = args.out
     _check_output(out, [c.name for c in cases], overwrite=args.overwrite)
     choice = ModelChoice(
-        models_dir=args.models_dir, sam=args.sam, ip2p=args.ip2p, device=args.device, precision=args.precision
+        models_dir=args.models_dir,
+        sam=args.sam,
+        ip2p=args.ip2p,
+        device=args.device,
+        precision=args.precision,
+        memory=args.memory,
+        vae_tiling=args.vae_tiling,
+        quantize=args.quantize,
     )
     service = ModelService(choice)
     service.check(sam=any(c.uses_sam for c in cases), ip2p=True)

@@ -111,7 +111,10 @@ class Editor:
 
         self.pipe = pipe
         self.pipe.set_progress_bar_config(disable=True)
-        self.device = str(pipe.device)
+        # With CPU offload the modules sit on the CPU; the pipeline runs on its execution device.
+        self.device = str(getattr(pipe, "_execution_device", pipe.device))
+        #: How the weights are kept (core/editor_memory.place_pipeline's answer); set by load_editor.
+        self.memory = "full"
         self.dtype = (pipe.unet if hasattr(pipe, "unet") else pipe.transformer).dtype
         self.model_id = model_id
         self.fingerprint = fingerprint
@@ -134,7 +137,7 @@ class Editor:
         pipe = self.pipe
         vae = pipe.vae
         x = pipe.image_processor.preprocess(images.to_pil(image))
-        x = x.to(device=pipe.device, dtype=pipe.text_encoder.dtype)
+        x = x.to(device=self.device, dtype=pipe.text_encoder.dtype)
         upcast = (
             self.family == "ip2p_xl"
             and vae.dtype == torch.float16
@@ -342,6 +345,7 @@ class Editor:
                 "ip2p_fingerprint": self.fingerprint,
                 "editor_family": self.family,
                 "device": self.device,
+                "memory": self.memory,
                 "dtype": str(self.dtype).replace("torch.", ""),
             },
             nsfw=nsfw,

@@ -91,7 +91,7 @@ class FlowEditor(Editor):
         pil = pipe.image_processor.resize(images.to_pil(work), h, w)
         x = pipe.image_processor.preprocess(pil, h, w)
         enc = pipe.text_encoder_2 if self.family == "kontext" else pipe.text_encoder
-        x = x.to(device=pipe.device, dtype=enc.dtype)  # the pipeline encodes in the prompt embeds' dtype
+        x = x.to(device=self.device, dtype=enc.dtype)  # the pipeline encodes in the prompt embeds' dtype
         if self.family == "qwen_edit":
             x = x.unsqueeze(2)
         with self._torch.inference_mode():

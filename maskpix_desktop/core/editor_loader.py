@@ -7,6 +7,12 @@ from typing import Any
 
 from maskpix_desktop.core import editor_families, models
 from maskpix_desktop.core.editor import Editor, _is_oom
+from maskpix_desktop.core.editor_memory import (
+    MemorySettings,
+    next_lighter,
+    place_pipeline,
+    quantization_config,
+)
 from maskpix_desktop.core.errors import MissingWeightsError, OutOfMemoryError, WeightsError
 
 
@@ -23,12 +29,14 @@ def load_editor(
     models_dir: str | Path | None = None,
     device: str = "auto",
     precision: str = "auto",
+    memory: MemorySettings | None = None,
 ) -> Editor:
-    """Load IP2P from a local diffusers folder or a Hugging Face id (offline-safe).
+    """Load an editor from a diffusers folder, a registry editor name or a Hugging Face id (offline-safe).
 
     The editor family comes from ``model_index.json`` (core/editor_families); a family this version
     does not run raises :class:`WeightsError` before diffusers is asked. A MaskPix mask checkpoint
-    folder (``maskpix_conditioning.json``) loads as a mask pipeline.
+    folder (``maskpix_conditioning.json``) loads as a mask pipeline. ``memory`` (core/editor_memory):
+    quantisation at load time, then CPU offload or every weight on the device, and VAE tiling.
     """
     import diffusers
     import torch
@@ -60,6 +68,10 @@ def load_editor(
         variants = ["fp16", None] if dtype == torch.float16 else [None]
     dtype_key = "dtype" if _diffusers_takes_dtype() else "torch_dtype"
     kwargs: dict[str, Any] = {dtype_key: dtype, "local_files_only": local_only}
+    settings = memory or MemorySettings()
+    quant = quantization_config(family, settings.quantize, dtype, dev)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
     # diffusers' lazy module imports only the pipeline asked for (the XL one is a large import).
     editor_cls: type[Editor] = Editor
     if family in ("kontext", "qwen_edit"):
@@ -89,10 +101,16 @@ def load_editor(
             raise WeightsError(f"Could not load {label} from {path_or_id}: {exc}") from exc
     assert pipe is not None
     try:
-        pipe = pipe.to(dev)
+        placed = place_pipeline(pipe, settings, dev, family)
     except Exception as exc:
         if _is_oom(exc):
-            raise OutOfMemoryError(f"Not enough {dev} memory to load {label}.") from exc
+            lighter = next_lighter(settings)
+            hint = f" Try the memory setting {lighter.label()}." if lighter else ""
+            raise OutOfMemoryError(
+                f"Not enough {dev} memory to load {label} ({settings.label()}).{hint}"
+            ) from exc
         raise
     fingerprint = models.file_fingerprint(local) if local.exists() else str(path_or_id)
-    return editor_cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
+    editor = editor_cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
+    editor.memory = placed
+    return editor

@@ -17,8 +17,16 @@ from maskpix_desktop.core import models
 from maskpix_desktop.core.errors import MissingWeightsError, WeightsError
 from maskpix_desktop.core.service import ModelChoice
 
-#: Download sizes the registry does not know file by file (Hugging Face folders), as the README gives them.
-APPROX_SIZES = {"ip2p": "~2 GB", "grounding_dino": "~690 MB"}
+#: Download sizes the registry does not know file by file (Hugging Face folders), as the README gives them;
+#: the editors' are parameters x 2 bytes (bf16/fp16; docs/MODELS.md), not measured downloads.
+APPROX_SIZES = {
+    "ip2p": "~2 GB",
+    "grounding_dino": "~690 MB",
+    "sdxl-instructpix2pix": "~7 GB+",
+    "flux-kontext-dev": "~34 GB",
+    "qwen-image-edit": "~55 GB",
+    "qwen-image-edit-2509": "~55 GB",
+}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from maskpix_desktop.core import models
+from maskpix_desktop.core.editor_memory import MemorySettings
 from maskpix_desktop.core.errors import MaskPixError, MissingWeightsError, WeightsError
 from maskpix_desktop.core.sam2_arch import explain_official_sam2, sam2_folder
 
@@ -66,7 +67,8 @@ class ModelChoice:
     Hugging Face folder;
     ``ip2p``: None (registry folder), a diffusers folder or a Hugging Face id; ``clip``: kwargs of
     ``ClipScorer.load`` or None for the registry CLIP; ``grounding``: None (registry GroundingDINO folder),
-    a transformers folder or a cached Hugging Face id."""
+    a transformers folder or a cached Hugging Face id. ``memory``, ``vae_tiling``, ``quantize``: the
+    editor's memory settings (core/editor_memory, :meth:`memory_settings`)."""
 
     models_dir: str | None = None
     sam: str = "vit_h"
@@ -75,7 +77,14 @@ class ModelChoice:
     grounding: str | None = None
     device: str = "auto"
     precision: str = "auto"
+    memory: str = "full"
+    vae_tiling: bool = False
+    quantize: str = "none"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def memory_settings(self) -> MemorySettings:
+        """The editor's memory settings (ValueError naming the field when one is not a known value)."""
+        return MemorySettings(self.memory, self.vae_tiling, self.quantize)  # type: ignore[arg-type]
 
     @property
     def root(self) -> Path:
@@ -193,6 +202,7 @@ class ModelService:
                     models_dir=self.choice.models_dir,
                     device=self.device,
                     precision=self.choice.precision,
+                    memory=self.choice.memory_settings(),
                 )
             return self._editor
 

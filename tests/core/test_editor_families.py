@@ -262,17 +262,29 @@ def test_xl_trained_mode_is_refused_clearly(xl_editor, xl_image):
 # ------------------------------------------------------------------------------------- registry entries
 
 
-def test_editor_sources_are_unpinned_and_gated_ones_say_how_to_log_in():
-    from maskpix_desktop.core.models.registry import EDITOR_SOURCES, REGISTRY
+def test_editor_registry_entries_are_unpinned_folders_and_gated_ones_say_how_to_log_in(tmp_path):
+    from maskpix_desktop.core import models
+    from maskpix_desktop.core.models.registry import EDITORS, REGISTRY
 
-    assert {s.family for s in EDITOR_SOURCES.values()} == {"ip2p_xl", "kontext", "qwen_edit"}
-    for name, src in EDITOR_SOURCES.items():
-        assert src.family in editor_families.FAMILIES and "/" in src.hf_repo
-        assert src.hf_revision is None and src.sha256 is None and "unpinned" in src.description
-        assert name not in REGISTRY  # not offered by `models download` until it can fetch them
-    gated = {n for n, s in EDITOR_SOURCES.items() if s.gated}
-    assert gated == {"cosxl-edit", "flux-kontext-dev"}
-    assert all("HF_TOKEN" in EDITOR_SOURCES[n].gated and "login" in EDITOR_SOURCES[n].gated for n in gated)
+    assert {s.family for s in EDITORS.values()} == {"ip2p_xl", "kontext", "qwen_edit"}
+    assert set(EDITORS) == {
+        "sdxl-instructpix2pix",
+        "flux-kontext-dev",
+        "qwen-image-edit",
+        "qwen-image-edit-2509",
+    }
+    for name, spec in EDITORS.items():
+        assert REGISTRY[name] is spec and spec.kind == "editor"  # `models download NAME` takes it
+        assert spec.family in editor_families.FAMILIES and "/" in str(spec.hf_repo)
+        assert spec.hf_revision == "main" and all(f.sha256 is None for f in spec.files)
+        assert "unpinned" in spec.description and "*/*.safetensors" in spec.patterns
+        assert models.local_path(name, tmp_path) == tmp_path / str(spec.hf_repo).split("/")[-1]
+    gated = {n for n, s in EDITORS.items() if s.access}
+    assert gated == {"flux-kontext-dev"}
+    assert "HF_TOKEN" in str(EDITORS["flux-kontext-dev"].access) and "login" in str(
+        EDITORS["flux-kontext-dev"].access
+    )
+    assert "non-commercial" in EDITORS["flux-kontext-dev"].description
 
 
 def test_xl_auto_mask_relevance_says_why_it_is_unavailable(xl_editor, xl_image):

@@ -261,7 +261,7 @@ def _download_snapshot(
                 repo_id=spec.hf_repo,
                 revision=spec.hf_revision,
                 local_dir=str(dest),
-                allow_patterns=[f.filename for f in spec.files],
+                allow_patterns=list(spec.patterns) or [f.filename for f in spec.files],
                 etag_timeout=DOWNLOAD_TIMEOUT_S,
                 tqdm_class=_hub_tqdm_class(progress, cancel, total),
             )
@@ -270,9 +270,10 @@ def _download_snapshot(
             f"Download of '{spec.name}' was cancelled; the partial files in {dest} resume next time."
         ) from None
     except Exception as exc:  # any hub or network failure becomes a DownloadError
+        access = f" {spec.hf_repo} is {spec.access}." if spec.access else ""
         raise DownloadError(
             f"Could not download '{spec.name}' ({spec.hf_repo}@{spec.hf_revision}) into {dest}: {exc}. "
-            "Are you offline? A later try resumes where this one stopped."
+            f"Are you offline?{access} A later try resumes where this one stopped."
         ) from exc
     missing = [f.filename for f in spec.files if not (dest / f.filename).is_file()]
     # Weights (hash-pinned) and model_index.json are essential; a missing small config is left for

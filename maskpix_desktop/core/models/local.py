@@ -57,7 +57,7 @@ def local_path(name: str, models_dir: str | Path | None = None) -> Path:
         return root / IP2P_FOLDER
     if spec.kind == "grounding":
         return root / GROUNDING_FOLDER
-    if spec.kind in ("sam2", "dino"):
+    if spec.kind in ("sam2", "dino", "editor"):
         return root / str(spec.hf_repo).split("/")[-1]
     if spec.kind == "clip":
         return root / CLIP_FOLDER / spec.files[0].filename
@@ -73,7 +73,7 @@ def is_present(name: str, models_dir: str | Path | None = None) -> bool:
     """True when the weights are on disk and complete (file size checked where the registry knows it)."""
     spec = get_spec(name)
     path = local_path(name, models_dir)
-    if spec.kind == "ip2p":
+    if spec.kind in ("ip2p", "editor"):
         return diffusers_folder_complete(path)
     if spec.kind == "grounding":
         return transformers_folder_complete(path)
@@ -116,7 +116,7 @@ def diffusers_folder_complete(folder: str | Path) -> bool:
         sub = folder / key
         if not sub.is_dir() or not any(sub.iterdir()):
             return False
-        if key in ("unet", "vae", "text_encoder") and not any(
+        if key in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2") and not any(
             p.suffix in WEIGHT_SUFFIXES for p in sub.iterdir() if p.is_file()
         ):
             return False
@@ -236,15 +236,19 @@ def resolve_ip2p(
     """Turn a user's IP2P choice into ``(path_or_hub_id, local_files_only)`` for ``from_pretrained``.
 
     None -> the registry folder (MissingWeightsError if absent). A folder with ``model_index.json`` -> itself.
-    A hub id -> the registry folder when it is the registry repo and present; else the hub id, local-only
-    when huggingface_hub's cache (``cache_dir``, default the HF cache) holds it; MissingWeightsError when
-    not cached and offline mode is on.
+    A registry editor name (``ip2p``, ``flux-kontext-dev``, ...) -> its folder in the models folder
+    (MissingWeightsError with the fetch command when absent). A hub id -> the registry folder when it
+    is the registry repo and present; else the hub id, local-only when huggingface_hub's cache
+    (``cache_dir``, default the HF cache) holds it; MissingWeightsError when not cached and offline.
     """
     spec = get_spec(DEFAULT_IP2P)
     if source is None or not str(source).strip():
         return str(require(DEFAULT_IP2P, models_dir)), True
 
     source = str(source).strip()
+    named = REGISTRY.get(source)
+    if named is not None and named.kind in ("ip2p", "editor"):  # a registry name: its local folder
+        return str(require(source, models_dir)), True
     path = Path(source).expanduser()
     if path.exists():
         if path.is_dir() and (path / "model_index.json").is_file():

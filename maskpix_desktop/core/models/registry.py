@@ -20,7 +20,7 @@ class ModelFile:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registry entry. ``kind`` is "sam", "sam2", "ip2p", "clip", "grounding" or "dino"."""
+    """A registry entry. ``kind`` is "sam", "sam2", "ip2p", "editor", "clip", "grounding" or "dino"."""
 
     name: str
     kind: str
@@ -35,6 +35,12 @@ class ModelSpec:
     clip_pretrained: str | None = None
     #: OpenAI CLIP weights were trained with QuickGELU: load with ``force_quick_gelu=True``.
     clip_quick_gelu: bool = False
+    #: kind "editor": the editor family (core/editor_families).
+    family: str | None = None
+    #: Glob patterns of a snapshot whose file list is not pinned (``files`` then holds the essential ones).
+    patterns: tuple[str, ...] = ()
+    #: How to get access when the repository is gated (log in, HF_TOKEN); None when public.
+    access: str | None = None
 
     @property
     def size_bytes(self) -> int | None:
@@ -257,7 +263,7 @@ DEFAULT_CLIP = "clip"
 DEFAULT_GROUNDING = "grounding_dino"
 
 #: Kinds stored as a folder of files (a Hugging Face snapshot), not a single file.
-_FOLDER_KINDS = ("ip2p", "grounding", "sam2", "dino")
+_FOLDER_KINDS = ("ip2p", "editor", "grounding", "sam2", "dino")
 
 IP2P_FOLDER = "instruct-pix2pix"
 CLIP_FOLDER = "clip"
@@ -277,54 +283,66 @@ _HF_LOGIN = (
     "gated on Hugging Face: accept the licence on the model page, then log in with `hf auth login` "
     "or set HF_TOKEN to a read token before downloading"
 )
+#: Files of a diffusers editor folder: configs, tokenizers and processors, safetensors weights (no .bin
+#: duplicates, no single-file checkpoints at the repository's top level).
+_EDITOR_PATTERNS = (
+    "model_index.json",
+    "*/*.json",
+    "*/*.txt",
+    "*/*.model",
+    "*/*.jinja",
+    "*/*.safetensors",
+)
 
 
-@dataclass(frozen=True)
-class EditorSource:
-    """Where an editor family's weights come from (issue 17). Not yet downloadable by ``models download``:
-    every entry is UNPINNED (no revision, no sha256 was available here; none is invented)."""
+def _editor(name: str, family: str, repo: str, description: str, gated: str | None = None) -> ModelSpec:
+    """A diffusers editor folder of another family (issue 17). UNPINNED: no revision commit, size or
+    sha256 was available here (no network), so the revision is "main" and nothing is hash-checked
+    (download() logs "no sha256 pinned"); pin them from the hub's metadata on a connected machine."""
+    return ModelSpec(
+        name=name,
+        kind="editor",
+        description=f"{description}; unpinned",
+        files=(_hf_file(repo, "main", "model_index.json"),),
+        hf_repo=repo,
+        hf_revision="main",
+        family=family,
+        patterns=_EDITOR_PATTERNS,
+        access=gated,
+    )
 
-    name: str
-    family: str
-    hf_repo: str
-    description: str
-    #: None when public; else how to get access (log in, HF_TOKEN).
-    gated: str | None = None
-    #: The repository ships one checkpoint file, not a diffusers folder (convert it with from_single_file).
-    single_file: str | None = None
-    hf_revision: str | None = None  # unpinned
-    sha256: str | None = None  # unpinned
 
-
-EDITOR_SOURCES: dict[str, EditorSource] = {
+#: Editors beyond SD 1.5 IP2P, by registry name (``maskpix-cli models download NAME``, ``--ip2p NAME``).
+#: CosXL-Edit is one checkpoint file (stabilityai/cosxl, gated, non-commercial), not a diffusers folder:
+#: not listed until its conversion (``from_single_file(..., is_cosxl_edit=True)``) is wired and tried.
+EDITORS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
-        EditorSource(
+        _editor(
             "sdxl-instructpix2pix",
             "ip2p_xl",
             "diffusers/sdxl-instructpix2pix-768",
-            "SDXL InstructPix2Pix trained at 768 px (diffusers folder; unpinned)",
+            "SDXL InstructPix2Pix at 768 px (2.6 B UNet + CLIP-L + OpenCLIP-bigG)",
         ),
-        EditorSource(
-            "cosxl-edit",
-            "ip2p_xl",
-            "stabilityai/cosxl",
-            "CosXL-Edit (Stability AI, non-commercial licence; EDM v-prediction; unpinned)",
-            gated=_HF_LOGIN,
-            single_file="cosxl_edit.safetensors",
-        ),
-        EditorSource(
+        _editor(
             "flux-kontext-dev",
             "kontext",
             "black-forest-labs/FLUX.1-Kontext-dev",
-            "FLUX.1 Kontext [dev] (12 B, FLUX.1 [dev] non-commercial licence; unpinned)",
+            "FLUX.1 Kontext [dev] (12 B + T5-XXL + CLIP-L; FLUX.1 [dev] non-commercial licence)",
             gated=_HF_LOGIN,
         ),
-        EditorSource(
+        _editor(
             "qwen-image-edit",
             "qwen_edit",
             "Qwen/Qwen-Image-Edit",
-            "Qwen-Image-Edit (Apache-2.0; unpinned)",
+            "Qwen-Image-Edit (20 B MMDiT + Qwen2.5-VL-7B; Apache-2.0)",
+        ),
+        _editor(
+            "qwen-image-edit-2509",
+            "qwen_edit",
+            "Qwen/Qwen-Image-Edit-2509",
+            "Qwen-Image-Edit-2509, Plus pipeline (20 B MMDiT + Qwen2.5-VL-7B; Apache-2.0)",
         ),
     )
 }
+REGISTRY.update(EDITORS)
