@@ -6,6 +6,7 @@ square around the first point (or the box's corner). Delays and scripted errors 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -53,15 +54,21 @@ class FakeEditor:
 class FakeSegmenter:
     """One candidate: a 10x10 square around the first point (or the box's top-left corner), at the size
     of the current image. ``delay`` is spent in ``set_image``; ``predicted`` records the points and
-    ``calls`` every prompt. With ``candidates`` (and their ``scores``) it returns those designed masks."""
+    ``calls`` every prompt. With ``candidates`` (and their ``scores``) it returns those designed masks.
+    With ``cache`` the image just encoded is served at once, as ``Segmenter``'s embedding cache does;
+    ``encodes`` counts the real (slow) encodes either way."""
 
     def __init__(
         self,
         delay: float = 0.0,
         candidates: list[np.ndarray] | None = None,
         scores: list[float] | None = None,
+        cache: bool = False,
     ) -> None:
         self.delay = delay
+        self.cache = cache
+        self.encodes = 0
+        self._key: bytes | None = None
         self.shape: tuple[int, int] = (1, 1)
         self.predicted: list[np.ndarray | None] = []
         self.calls: list[dict] = []
@@ -70,9 +77,14 @@ class FakeSegmenter:
         self.scores = None if scores is None else np.asarray(scores, np.float32)
 
     def set_image(self, image: np.ndarray) -> bool:
+        self.images += 1
+        key = hashlib.blake2b(image.tobytes(), digest_size=16).digest() + bytes(str(image.shape), "ascii")
+        if self.cache and key == self._key:
+            return False
         time.sleep(self.delay)
         self.shape = image.shape[:2]
-        self.images += 1
+        self._key = key
+        self.encodes += 1
         return True
 
     def predict(self, points=None, labels=None, box=None, mask_input=None, multimask=None) -> SegmentResult:

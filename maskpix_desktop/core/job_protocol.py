@@ -37,6 +37,7 @@ class Task(TextEnum):
 
     LOAD = "load"
     SEGMENT = "segment"
+    ENCODE = "encode"  # SAM embedding of a newly opened image: never superseded by a click's segment job
     EDIT = "edit"
     AUTOMASK = "automask"
     RETHRESHOLD = "rethreshold"

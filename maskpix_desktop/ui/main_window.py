@@ -237,6 +237,7 @@ class MainWindow(QMainWindow):
         handlers = {
             Task.LOAD: self.models.on_message,
             Task.SEGMENT: self.segments.on_message,
+            Task.ENCODE: self.segments.on_encode_message,
             Task.EDIT: self.edits.on_message,
             Task.AUTOMASK: self.automasks.on_message,
             Task.RETHRESHOLD: self.automasks.on_tau_message,

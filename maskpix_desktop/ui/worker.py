@@ -286,6 +286,7 @@ class _Worker(QObject):
             handler: Callable[[_Job, float], JobResult] = {
                 Task.LOAD: self._load,
                 Task.SEGMENT: self._segment,
+                Task.ENCODE: self._segment,  # a SegmentJob without prompts: set_image only
                 Task.EDIT: self._edit,
                 Task.AUTOMASK: self._automask,
                 Task.RETHRESHOLD: self._rethreshold,
@@ -531,6 +532,10 @@ class ModelClient(QObject):
     def segment(self, job: SegmentJob) -> int:
         """Queue a SAM prediction; older segment jobs are skipped and their messages dropped."""
         return self._post(Task.SEGMENT, lambda _id: job)
+
+    def encode(self, image: np.ndarray) -> int:
+        """Queue the SAM encode of ``image``; it always runs and reports (a click queued behind reuses it)."""
+        return self._post(Task.ENCODE, lambda _id: SegmentJob(image, None, None, None))
 
     def edit(self, request: EditRequest, *, metrics: bool = True) -> int:
         """Queue an IP2P edit; the result's ``request.job_id`` is the returned id."""
