@@ -1,0 +1,170 @@
+"""Ablation grid on the synthetic task: train every setting from the same base on the same data and
+steps, score each on the same held-out items (latent metrics of :mod:`.proof`), write one table.
+
+A setting is a dict of :class:`~.train.TrainConfig` overrides. The default axes: conditioning
+(concat | attention | both), mask dropout (on at 0.1 | off), LoRA (rank 4 | full fine-tune), plus the
+plain IP2P UNet (``conditioning="none"``) as the baseline every row is compared with. Outputs in the grid
+folder: ``ablation.csv``, ``ablation.md``, ``ablation.png`` (when matplotlib is there) and per run
+``<name>/metrics.json``; a run whose ``metrics.json`` exists with the same settings is reused (resume).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from maskpix_desktop.core.maskcond.proof import EvalConfig, evaluate
+
+DEFAULT_AXES: dict[str, list[Any]] = {
+    "conditioning": ["concat", "attention", "both"],
+    "p_mask_drop": [0.1, 0.0],
+    "lora_rank": [0, 4],
+}
+BASELINE = {"conditioning": "none", "p_mask_drop": 0.0, "lora_rank": 0}
+METRICS = ("outside_change", "inside_psnr", "change_miou", "final_loss", "train_s")
+SHORT = {"conditioning": "cond", "p_mask_drop": "mdrop", "lora_rank": "lora", "consistency_weight": "lam"}
+
+
+def grid(axes: dict[str, list[Any]] | None = None, baseline: bool = True) -> list[dict[str, Any]]:
+    """Every combination of ``axes`` (the plain baseline first when ``baseline``), in a fixed order."""
+    axes = DEFAULT_AXES if axes is None else axes
+    names = list(axes)
+    settings = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes.values())]
+    if baseline:
+        base = {k: v for k, v in BASELINE.items() if k in names or k == "conditioning"}
+        settings.insert(0, base)
+    return settings
+
+
+def run_name(setting: dict[str, Any]) -> str:
+    """A folder-safe name: ``cond-concat_mdrop-0.1_lora-0``."""
+    return "_".join(f"{SHORT.get(k, k)}-{v}" for k, v in setting.items())
+
+
+def run_grid(
+    cfg: Any, train_items: Any, test_items: Any, settings: list[dict[str, Any]], ev: EvalConfig = EvalConfig()
+) -> list[dict[str, Any]]:
+    """Train and score every setting under ``cfg.output_dir``; return one row per setting."""
+    from maskpix_desktop.core.maskcond.train import train
+
+    root = Path(cfg.output_dir)
+    rows = []
+    for setting in settings:
+        run = replace(cfg, output_dir=str(root / run_name(setting)), **setting)
+        cached = Path(run.output_dir) / "metrics.json"
+        if cached.is_file():
+            row = json.loads(cached.read_text(encoding="utf-8"))
+            if row.get("config") == json.loads(json.dumps(asdict(run))):
+                rows.append(row)
+                continue
+        t0 = time.perf_counter()
+        res = train(run, train_items, resume=False)
+        t1 = time.perf_counter()
+        m = evaluate(res.final_dir, test_items, use_mask=run.conditioning != "none", ev=ev)
+        tail = res.losses[-20:]
+        row = {
+            "name": run_name(setting),
+            "setting": setting,
+            **asdict(m),
+            "final_loss": sum(r["loss"] for r in tail) / max(len(tail), 1),
+            "train_s": round(t1 - t0, 1),
+            "eval_s": round(time.perf_counter() - t1, 1),
+            "config": json.loads(json.dumps(asdict(run))),
+        }
+        cached.write_text(json.dumps(row, indent=1), encoding="utf-8")
+        rows.append(row)
+    _vs_baseline(rows)
+    return rows
+
+
+def _vs_baseline(rows: list[dict[str, Any]]) -> None:
+    """``outside_reduction`` (1 - outside / baseline's) and ``psnr_gain`` for every row, in place."""
+    base = next((r for r in rows if r["setting"].get("conditioning") == "none"), None)
+    for r in rows:
+        if base is None:
+            r["outside_reduction"] = r["psnr_gain"] = math.nan
+            continue
+        r["outside_reduction"] = 1.0 - r["outside_change"] / max(base["outside_change"], 1e-12)
+        r["psnr_gain"] = r["inside_psnr"] - base["inside_psnr"]
+
+
+def _axes(rows: list[dict[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for r in rows:
+        names += [k for k in r["setting"] if k not in names]
+    return names
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """One line per setting: the axes, then every metric (floats as ``repr``: exact)."""
+    axes = _axes(rows)
+    cols = [*METRICS, "outside_reduction", "psnr_gain", "outside_floor", "n_items"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["name", *axes, *cols])
+    for r in rows:
+        vals = [r["setting"].get(a, "") for a in axes] + [r.get(c, "") for c in cols]
+        w.writerow([r["name"], *(repr(v) if isinstance(v, float) else v for v in vals)])
+    return buf.getvalue()
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    """The grid as a Markdown table (the baseline's row says "baseline" in the comparison columns)."""
+    axes = _axes(rows)
+    head = [*axes, "outside change ↓", "vs plain", "inside PSNR dB", "vs plain", "mIoU", "loss", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        plain = r["setting"].get("conditioning") == "none"
+        red = "baseline" if plain else f"{-100 * r['outside_reduction']:+.1f}%"
+        gain = "baseline" if plain else f"{r['psnr_gain']:+.2f}"
+        cells = [str(r["setting"].get(a, "")) for a in axes] + [
+            f"{r['outside_change']:.4f}",
+            red,
+            f"{r['inside_psnr']:.2f}",
+            gain,
+            f"{r['change_miou']:.3f}",
+            f"{r['final_loss']:.4f}",
+            f"{r['train_s']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Outside change and inside PSNR per setting as bars (matplotlib, Agg); False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    fig = Figure(figsize=(max(6.0, 0.6 * len(rows) + 2), 6.5), dpi=100, layout="constrained")
+    labels = [r["name"] for r in rows]
+    for i, (key, title) in enumerate(
+        (("outside_change", "outside change ↓"), ("inside_psnr", "inside PSNR ↑"))
+    ):
+        ax = fig.add_subplot(2, 1, i + 1)
+        ax.bar(range(len(rows)), [r[key] for r in rows], color="tab:blue")
+        ax.set_title(title)
+        ax.set_xticks(range(len(rows)), labels if i else [], rotation=60, ha="right", fontsize=7)
+    fig.savefig(path)
+    return True
+
+
+def write_report(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
+    """``ablation.csv``, ``ablation.md`` and (with matplotlib) ``ablation.png`` in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {"csv": folder / "ablation.csv", "md": folder / "ablation.md"}
+    out["csv"].write_text(to_csv(rows), encoding="utf-8")
+    out["md"].write_text(to_markdown(rows) + "\n", encoding="utf-8")
+    if plot(rows, folder / "ablation.png"):
+        out["png"] = folder / "ablation.png"
+    return out

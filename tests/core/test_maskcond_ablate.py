@@ -1,0 +1,93 @@
+"""The ablation grid: its settings, names, table maths, CSV round trip, and reuse of finished runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+import torch
+
+from maskpix_desktop.core.maskcond import ablate
+from maskpix_desktop.core.maskcond.proof import EvalConfig
+from maskpix_desktop.core.maskcond.synthetic import SyntheticShapes
+from maskpix_desktop.core.maskcond.train import TrainConfig
+
+
+def test_default_grid_is_the_plain_baseline_then_every_combination_once():
+    settings = ablate.grid()
+    assert settings[0] == {"conditioning": "none", "p_mask_drop": 0.0, "lora_rank": 0}
+    assert len(settings) == 1 + 3 * 2 * 2
+    combos = {tuple(s.values()) for s in settings[1:]}
+    assert len(combos) == 12 and ("attention", 0.0, 4) in combos
+    names = [ablate.run_name(s) for s in settings]
+    assert len(set(names)) == len(names) and names[1] == "cond-concat_mdrop-0.1_lora-0"
+    assert ablate.grid({"consistency_weight": [0.5, 2.0]}, baseline=False) == [
+        {"consistency_weight": 0.5},
+        {"consistency_weight": 2.0},
+    ]
+
+
+def _row(setting: dict, outside: float, psnr: float) -> dict:
+    return {
+        "name": ablate.run_name(setting),
+        "setting": setting,
+        "outside_change": outside,
+        "outside_floor": 0.1,
+        "inside_psnr": psnr,
+        "change_miou": 0.5,
+        "n_items": 4,
+        "final_loss": 1.0,
+        "train_s": 3.0,
+    }
+
+
+def test_rows_are_compared_with_the_plain_baseline_and_the_csv_keeps_exact_floats():
+    rows = [_row({"conditioning": "none"}, 0.8, 20.0), _row({"conditioning": "concat"}, 0.2, 21.5)]
+    ablate._vs_baseline(rows)
+    assert rows[1]["outside_reduction"] == 1.0 - 0.2 / 0.8 and rows[1]["psnr_gain"] == 1.5
+    assert rows[0]["outside_reduction"] == 0.0
+    table = ablate.to_markdown(rows).splitlines()
+    assert len(table) == 4 and "| none | 0.8000 | baseline |" in table[2]
+    assert "| concat | 0.2000 | -75.0% | 21.50 | +1.50 |" in table[3]
+    parsed = list(csv.DictReader(io.StringIO(ablate.to_csv(rows))))
+    assert [r["conditioning"] for r in parsed] == ["none", "concat"]
+    assert float(parsed[1]["outside_reduction"]) == rows[1]["outside_reduction"]
+
+
+def test_grid_runs_train_and_score_each_setting_and_a_second_call_reuses_them(
+    tiny_ip2p_dir: Path, tmp_path: Path, monkeypatch
+):
+    torch.set_num_threads(1)
+    cfg = TrainConfig(
+        base=str(tiny_ip2p_dir),
+        output_dir=str(tmp_path / "grid"),
+        steps=2,
+        batch_size=2,
+        lr=1e-3,
+        checkpoint_every=2,
+        attention_tokens=4,
+        attention_dim=16,
+        cpu=True,
+        cpu_threads=1,
+        progress=False,
+    )
+    settings = ablate.grid({"conditioning": ["attention"]})
+    train_items, test_items = SyntheticShapes(4, size=32), SyntheticShapes(2, seed=9, size=32)
+    ev = EvalConfig(steps=2)
+    rows = ablate.run_grid(cfg, train_items, test_items, settings, ev)
+    assert [r["name"] for r in rows] == ["cond-none", "cond-attention"]
+    assert rows[1]["config"]["conditioning"] == "attention" and rows[1]["n_items"] == 2
+    assert all((tmp_path / "grid" / r["name"] / "final").is_dir() for r in rows)
+    paths = ablate.write_report(rows, tmp_path / "grid")
+    assert paths["csv"].read_text().count("\n") == 3 and paths["md"].is_file()
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr("maskpix_desktop.core.maskcond.train.train", no_training)
+    again = ablate.run_grid(cfg, train_items, test_items, settings, ev)
+    assert [r["outside_change"] for r in again] == [r["outside_change"] for r in rows]
+    with pytest.raises(AssertionError, match="trained again"):  # other settings are not reused
+        ablate.run_grid(cfg, train_items, test_items, ablate.grid({"conditioning": ["both"]}), ev)
