@@ -205,3 +205,50 @@ def describe(est: VramEstimate, memory: str) -> str:
     """One line for people: ``~12.3 GiB peak (weights 10.1 GiB on the GPU at most, arithmetic)``."""
     total = sum(est.weights.values()) / GIB
     return f"~{est.gib(memory):.1f} GiB peak with {memory} (weights {total:.1f} GiB in all; an estimate)"
+
+
+#: Published parameter counts of the real models (model cards and papers, rounded; not read from weights,
+#: none of which are on this machine) and the largest single layer from their configs' shapes: the CLIP
+#: token embeddings (49408 x 768 / x 1280), T5-XXL's shared embedding (32128 x 4096), Qwen2.5-VL-7B's
+#: token embedding (152064 x 3584). Qwen2.5-VL-7B is counted as its published 7 B (the vision tower adds
+#: more). The arithmetic of docs/MODELS.md's VRAM table.
+PUBLISHED: dict[str, ModelSizes] = {
+    "ip2p": ModelSizes(
+        "ip2p", {"unet": 860_000_000, "text_encoder": 123_000_000, "vae": 84_000_000}, 49408 * 768, 320, 128
+    ),
+    "ip2p_xl": ModelSizes(
+        "ip2p_xl",
+        {
+            "unet": 2_600_000_000,
+            "text_encoder": 123_000_000,
+            "text_encoder_2": 695_000_000,
+            "vae": 84_000_000,
+        },
+        49408 * 1280,
+        320,
+        128,
+    ),
+    "kontext": ModelSizes(
+        "kontext",
+        {
+            "transformer": 12_000_000_000,
+            "text_encoder": 123_000_000,
+            "text_encoder_2": 4_700_000_000,
+            "vae": 84_000_000,
+        },
+        32128 * 4096,
+        3072,
+        128,
+        patch=2,
+    ),
+    "qwen_edit": ModelSizes(
+        "qwen_edit",
+        {"transformer": 20_000_000_000, "text_encoder": 7_000_000_000, "vae": 127_000_000},
+        152064 * 3584,
+        3072,
+        96,
+        patch=2,
+    ),
+}
+#: The working size each family is usually run at (long side, square): SD 1.5 IP2P 512, SDXL-IP2P 768.
+USUAL_SIZE = {"ip2p": 512, "ip2p_xl": 768, "kontext": 1024, "qwen_edit": 1024}

@@ -1,4 +1,4 @@
-"""Model settings dialog: models folder, SAM / IP2P / CLIP choice, device and precision, and downloads.
+"""Model settings dialog: models folder, SAM / editor / CLIP choice, device and precision, and downloads.
 
 The folder row says where the folder in effect comes from (``--models-dir`` > ``MASKPIX_MODELS`` > the
 folder chosen here > the default; the first two lock the field). One line lists every model the choice
@@ -50,6 +50,7 @@ from maskpix_desktop.core.service import (
     ModelChoice,
 )
 from maskpix_desktop.ui.model_downloads import DownloadsMixin
+from maskpix_desktop.ui.model_editor import EditorRows
 from maskpix_desktop.ui.model_files import COLUMNS, MISSING, NOT_NEEDED, PRESENT, table_rows
 from maskpix_desktop.ui.model_form import combo, fill_table, hbox, picker, row
 
@@ -131,6 +132,10 @@ class ModelDialog(DownloadsMixin, QDialog):
         self.ip2p_edit.setPlaceholderText(f"Registry default ({ip2p_spec.hf_repo if ip2p_spec else 'ip2p'})")
         self.ip2p_edit.setToolTip("Empty = the registry model; or a diffusers folder, or a Hugging Face id")
         self.ip2p_browse = picker(self, "ip2p", self.ip2p_edit, self.models_folder)
+        self.editor_rows = EditorRows(
+            self.ip2p_edit, self.models_folder, choice.memory, choice.vae_tiling, choice.quantize
+        )
+        self.folder_edit.textChanged.connect(self.editor_rows.refresh)
 
         # CLIP --------------------------------------------------------------------------------------
         spec = models.REGISTRY.get(models.DEFAULT_CLIP)
@@ -164,7 +169,14 @@ class ModelDialog(DownloadsMixin, QDialog):
         form.addRow("", self.source_label)
         form.addRow("SAM", row(self.sam_combo))
         form.addRow("SAM checkpoint", row(self.sam_path_edit, self.sam_browse))
-        form.addRow("InstructPix2Pix", row(self.ip2p_edit, self.ip2p_browse))
+        form.addRow("Editor", row(self.editor_rows.combo))
+        form.addRow("Editor folder / id", row(self.ip2p_edit, self.ip2p_browse))
+        form.addRow("", self.editor_rows.family_label)
+        rows = self.editor_rows
+        form.addRow(
+            "Editor memory", row(rows.memory_combo, rows.tiling_check, QLabel("Quantise"), rows.quant_combo)
+        )
+        form.addRow("", self.editor_rows.estimate_label)
         form.addRow("CLIP", row(self.clip_combo))
         form.addRow("CLIP model", row(self.clip_model_edit))
         form.addRow("CLIP weights", row(self.clip_weights_edit, self.clip_weights_browse))
@@ -237,6 +249,7 @@ class ModelDialog(DownloadsMixin, QDialog):
         self.resize(820, 660)
         self.refresh_models()
         self._update_source()
+        self.editor_rows.refresh()
 
     # public ----------------------------------------------------------------------------------------
     def choice(self) -> ModelChoice:
@@ -262,6 +275,7 @@ class ModelDialog(DownloadsMixin, QDialog):
             clip=clip,
             device=self.device_combo.currentText(),
             precision=self.precision_combo.currentText(),
+            **self.editor_rows.settings(),
         )
 
     def models_folder(self) -> Path:

@@ -30,7 +30,7 @@ __all__ = ["PICKERS", "combo", "fill_table", "hbox", "picker", "row"]
 PICKERS = {
     "folder": ("Models folder", None),
     "sam": ("SAM checkpoint", "SAM checkpoints (*.pth *.pt model.safetensors);;All (*)"),
-    "ip2p": ("InstructPix2Pix folder", None),
+    "ip2p": ("Editor folder (diffusers, any family)", None),
     "clip_weights": ("CLIP weights", "Weights (*.safetensors *.bin *.pt *.pth);;All (*)"),
     "clip_config": ("CLIP model config", "JSON (*.json);;All (*)"),
 }
