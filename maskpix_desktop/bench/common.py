@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-SECTIONS = ("sam", "encoder", "edit", "automask", "ui", "editloop", "memory")
+SECTIONS = ("sam", "encoder", "edit", "automask", "ui", "editloop", "firstmask", "memory")
 INSTRUCTION = "make it look like winter"
 
 
@@ -40,6 +40,9 @@ class BenchConfig:
     loop_sizes: tuple[tuple[int, int], ...] = ((864, 1152), (3000, 4000), (4000, 6000))  # 1, 12, 24 MP
     loop_repeats: int = 3
     loop_seam_repeats: int = 1  # the Poisson solve takes seconds per call at 12-24 MP
+    first_mask_models: tuple[str, ...] = ("vit_b", "sam2.1_hiera_tiny")
+    first_mask_size: tuple[int, int] = (4000, 6000)  # 24 MP
+    first_mask_repeats: int = 1  # a vit_b encode is ~20 s of CPU here
     quick: bool = False
     threads: int = 0  # 0: leave torch's default
 
@@ -61,6 +64,8 @@ class BenchConfig:
             unet_steps=2,
             loop_sizes=((96, 128), (240, 320)),
             loop_repeats=2,
+            first_mask_models=("tiny", "sam2_tiny_test"),
+            first_mask_size=(240, 320),
             quick=True,
         )
 

@@ -28,6 +28,7 @@ TARGETS: tuple[tuple[str, str, str, float, str], ...] = (
     ("ui", "brush_segment_ms", "<", 8.0, "ms"),
     ("editloop", "post_edit_s_largest", "<=", 1.5, "s (24 MP, no seam)"),
     ("editloop", "metrics_s_largest", "<=", 1.0, "s (24 MP, both views)"),
+    ("firstmask", "sam2_tiny_open_to_mask_s", "<=", 2.0, "s (24 MP, SAM 2.1 tiny, CPU)"),
 )
 
 
@@ -246,6 +247,7 @@ def format_table(report: dict[str, Any]) -> str:
                 cells = ", ".join(f"K={k.split('_')[1]}: {v['median_ms']} ms" for k, v in row.items())
                 rows.append(("automask", f"relevance map {size} px", cells))
     rows.extend(editloop_rows(report.get("editloop")))
+    rows.extend(firstmask_rows(report.get("firstmask")))
     mem = report.get("memory")
     if isinstance(mem, dict) and "peak_rss_mb" in mem:
         steps = ", ".join(f"{m['after']} {m['peak_rss_mb']}" for m in mem.get("peak_after_step", []))
@@ -319,6 +321,21 @@ def editloop_rows(el: Any) -> list[tuple[str, str, str]]:
             )
         )
     return rows
+
+
+def firstmask_rows(fm: Any) -> list[tuple[str, str, str]]:
+    """format_table rows of the firstmask section: open-to-first-mask per model, by stage."""
+    if not isinstance(fm, dict) or "models" not in fm:
+        return []
+    return [
+        (
+            f"firstmask {fm['size']}",
+            f"open to first mask, {name}",
+            f"{r['total_s']:.2f} s (CPU {r['total_cpu_s']:.2f}): load {r['load_s']:.2f}, encode"
+            f" {r['encode_s']:.2f}, click {r['click_s']:.2f} s; {fm['torch_threads']} threads",
+        )
+        for name, r in fm["models"].items()
+    ]
 
 
 def pipeline_rows(cp: Any) -> list[tuple[str, str, str]]:
