@@ -1,10 +1,12 @@
 """The open document as one observable object: what the user would lose, and the signals widgets bind to.
 
-The pixels stay where they are edited: the canvas holds the image, the mask (with its undo stack) and
-the prompts, the edit panel the parameters, the results panel the history. :class:`DocumentModel` owns
-everything else (file names, project path, modified flag, document id, the SAM candidates and the auto
-mask on show) and reads the views for one :meth:`~DocumentModel.session` snapshot, so controllers never
-rebuild the document from scattered window attributes.
+The document's data is a Qt-free :class:`~maskpix_desktop.core.session.Session` (``DocumentModel.data``):
+image, prompts, parameters and the result history. Widgets bind to it: the canvas and the edit panel
+write the user's prompts and parameters into it through their signals; results enter through
+:meth:`~DocumentModel.add_result` / :meth:`~DocumentModel.set_history`, which update the results panel.
+Only the mask is still read from the canvas (it lives there with its undo stack). The model also owns
+file names, project path, modified flag, document id, the SAM candidates and the auto mask on show;
+:meth:`~DocumentModel.session` is a snapshot of ``data``.
 """
 
 from __future__ import annotations
@@ -68,6 +70,50 @@ class DocumentModel(QObject):
         self.candidates: Any = None  # the SAM result whose masks the candidate list shows
         self.chosen_logits: np.ndarray | None = None  # the chosen candidate's logits refine the next click
         self.automask_result: Any = None  # the AutoMaskResult on the canvas (None after a new image)
+        #: The document's data (the mask excepted: see the module's note); widgets write into it.
+        self.data = sessions.Session(params=self._panel_params())
+        canvas.promptsChanged.connect(self._take_prompts)
+        edit_panel.paramsChanged.connect(self._take_params)
+        results.resultShown.connect(self._take_current)
+
+    # ------------------------------------------------------------------ bindings (widget -> data)
+    def _panel_params(self) -> EditParams:
+        try:
+            return self.edit_panel.params()
+        except ValueError:  # a value the user is still typing: the defaults, as a project would hold
+            return EditParams("")
+
+    def _take_params(self) -> None:
+        self.data.params = self._panel_params()
+
+    def _take_prompts(self) -> None:
+        prompts = self.canvas.prompts()
+        self.data.points = [tuple(p) for p in prompts.points]
+        self.data.labels = list(prompts.labels)
+        self.data.box = prompts.box
+
+    def _take_current(self, _result: Any = None) -> None:
+        self.data.current = self.results.current_index()
+
+    # ------------------------------------------------------------------ data (model -> widgets)
+    def set_image(self, image: np.ndarray | None) -> None:
+        """The image on show (the canvas's read-only array, shared: not a copy)."""
+        self.data.image = image
+
+    def add_result(self, result: Any) -> None:
+        """A finished edit joins the history (and is shown)."""
+        freeze(result)
+        self.data.history.append(result)
+        self.results.add_result(result)
+        self.data.current = self.results.current_index()
+
+    def set_history(self, history: list[Any]) -> None:
+        """Replace the history (the last result shown; an empty list clears the results panel)."""
+        for result in history:
+            freeze(result)
+        self.data.history = list(history)
+        self.results.set_history(self.data.history)
+        self.data.current = self.results.current_index()
 
     # ------------------------------------------------------------------ identity
     def new_document(self) -> int:
@@ -105,23 +151,18 @@ class DocumentModel(QObject):
     # ------------------------------------------------------------------ snapshot
     def session(self) -> sessions.Session:
         """A snapshot of everything the user would lose (arrays are shared read-only or copied)."""
-        image = self.canvas.image()
-        prompts = self.canvas.prompts()
-        try:
-            params = self.edit_panel.params()
-        except ValueError:
-            params = EditParams("")
+        d = self.data
         return sessions.Session(
-            image=image,
+            image=d.image,
             image_name=self.name(),
             image_path=str(self.image_path) if self.image_path is not None else None,
-            points=[tuple(p) for p in prompts.points],
-            labels=list(prompts.labels),
-            box=prompts.box,
-            mask=self.canvas.mask() if image is not None else None,
-            params=params,
-            history=self.results.history(),
-            current=self.results.current_index(),
+            points=list(d.points),
+            labels=list(d.labels),
+            box=d.box,
+            mask=self.canvas.mask() if d.image is not None else None,
+            params=d.params,
+            history=list(d.history),
+            current=d.current,
         )
 
     def has_unsaved_work(self) -> bool:
@@ -129,14 +170,15 @@ class DocumentModel(QObject):
 
         A photo just opened (nothing done to it yet) is still on disk: replacing it asks nothing.
         """
-        if not self.modified or not self.canvas.has_image():
+        if not self.modified or self.data.image is None:
             return False
         return bool(
             self.project_path is not None
             or self.image_path is None
             or self.canvas.mask().any()
-            or not self.canvas.prompts().is_empty()
-            or self.results.history()
+            or self.data.points
+            or self.data.box is not None
+            or self.data.history
         )
 
     def param_limits(self) -> dict[str, tuple[int, int]]:

@@ -11,7 +11,6 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QMainWindow
 
 from maskpix_desktop.core.jobs import EditRequest
-from maskpix_desktop.ui.document_model import freeze
 from maskpix_desktop.ui.model_controller import error_text
 from maskpix_desktop.ui.worker import ErrorKind, JobMessage, MessageKind
 
@@ -103,8 +102,7 @@ class EditController(QObject):
             self.job = 0
             # the whole job as the user waited for it (models, steps, resize, blend, seam, metrics)
             result = replace(msg.result, timings={**msg.result.timings, "job_s": msg.seconds})
-            freeze(result)
-            win.results.add_result(result)
+            win.document.add_result(result)
             win.document.mark_changed()
             win.tabs.setCurrentIndex(1)
             note = " (safety filter triggered)" if getattr(result, "nsfw", False) else ""

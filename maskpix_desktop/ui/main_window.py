@@ -294,7 +294,7 @@ class MainWindow(QMainWindow):
         self.empty_hint.setVisible(not self.canvas.has_image())
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        if not self._close_when_idle and not self.keep_work_before("quitting"):
+        if not self._close_when_idle and not self.strip.keep_all_before("quitting"):
             event.ignore()  # Cancel (or a save that failed): MaskPix stays open, nothing lost
             return
         if self.file_jobs.busy():  # never quit half-way through writing the user's project

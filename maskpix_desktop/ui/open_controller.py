@@ -85,7 +85,7 @@ class OpenController(QObject):
             return False
         if ask and not self.keep_work_before(f"opening {path.name}"):
             return False
-        win.results.clear()  # the history is per image: the new one starts without results
+        self.doc.set_history([])  # the history is per image: the new one starts without results
         self.show_image(image, path)
         h, w = image.shape[:2]
         win.statusBar().showMessage(f"Opened {path.name} ({w}×{h})", 5000)
@@ -100,6 +100,7 @@ class OpenController(QObject):
         doc.image_path = path
         doc.image_name = path.name if path is not None else name
         win.canvas.set_image(image)
+        doc.set_image(win.canvas.image())
         win.empty_hint.hide()
         win.segments.forget()
         win.automasks.forget()  # its prompts and masks belong to the previous image

@@ -17,7 +17,6 @@ from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.ui import folders
 from maskpix_desktop.ui.canvas import Prompts
 from maskpix_desktop.ui.document import check_params, check_session
-from maskpix_desktop.ui.document_model import freeze
 from maskpix_desktop.ui.file_jobs import FileJob
 
 __all__ = ["PROJECT_FILTER", "SIDECAR_FILTER", "ProjectController"]
@@ -47,9 +46,7 @@ class ProjectController(QObject):
         doc.new_document()
         doc.restoring = True
         try:
-            for result in s.history:
-                freeze(result)
-            win.results.set_history(s.history)
+            doc.set_history(s.history)
             if 0 <= s.current < len(s.history):
                 win.results.show_result(s.current)
             if s.image is not None:
@@ -107,6 +104,7 @@ class ProjectController(QObject):
         s: sessions.Session = st["session"]
         if s.image is None:
             win.canvas.clear_image()
+            doc.set_image(None)
             win.empty_hint.setVisible(win.isVisible())
         self.restore_session(s)
         doc.project_path, doc.image_path = st["project_path"], st["image_path"]

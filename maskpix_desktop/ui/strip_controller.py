@@ -77,6 +77,20 @@ class StripController(QObject):
         if item.text() != d.label():
             item.setText(d.label())
 
+    def keep_all_before(self, action: str) -> bool:
+        """Save / Discard / Cancel for every open image with unsaved work, each shown while it is asked
+        about (e.g. before quitting); True means go ahead, False (Cancel) stops at that image."""
+        if not self.win.opener.keep_work_before(action):
+            return False
+        for doc in self.workspace.unsaved():
+            if doc not in self.workspace.documents:
+                continue
+            if not self.switch_to(self.workspace.documents.index(doc)):
+                return False
+            if not self.win.opener.keep_work_before(action):
+                return False
+        return True
+
     def documents(self) -> list[OpenDocument]:
         return list(self.workspace.documents)
 

@@ -63,6 +63,43 @@ def test_session_snapshot_reads_the_views(window, rng_image) -> None:
     assert s.history == [] and s.points == [] and s.box is None
 
 
+def _not_asked(name: str):
+    def ask(*_args):
+        raise AssertionError(f"the snapshot asked the view for its {name}")
+
+    return ask
+
+
+def test_widgets_write_into_the_document_and_the_snapshot_reads_only_it(
+    window, rng_image, monkeypatch
+) -> None:
+    from maskpix_desktop.ui.canvas import Prompts
+
+    doc = window.document
+    image = rng_image(16, 24, seed=4)
+    window.opener.show_image(image, None, name="red")
+    window.canvas.set_prompts(Prompts(((3.0, 4.0), (9.0, 2.0)), (1, 0), (1.0, 1.0, 8.0, 9.0)))
+    window.segments.timer.stop()
+    window.edit_panel.instruction.setText("make it blue")
+    window.edit_panel.steps.setValue(7)
+    # The user's edits are in the document's data as they happen, not only when a snapshot is taken.
+    assert doc.data.points == [(3.0, 4.0), (9.0, 2.0)] and doc.data.labels == [1, 0]
+    assert doc.data.box == (1.0, 1.0, 8.0, 9.0)
+    assert doc.data.params.instruction == "make it blue" and doc.data.params.steps == 7
+    assert doc.data.image is window.canvas.image()
+    # The snapshot reads the document: the views are not asked (only the mask still lives in the canvas).
+    for widget, name in (
+        (window.canvas, "prompts"),
+        (window.edit_panel, "params"),
+        (window.results, "history"),
+    ):
+        monkeypatch.setattr(widget, name, _not_asked(name))
+    s = doc.session()
+    assert s.points == [(3.0, 4.0), (9.0, 2.0)] and s.labels == [1, 0] and s.params.steps == 7
+    np.testing.assert_array_equal(s.image, image)
+    assert s.history == [] and s.current == -1
+
+
 def test_browse_buttons_put_the_chosen_file_or_folder_in_their_field(
     qtbot, tmp_path: Path, monkeypatch
 ) -> None:

@@ -110,6 +110,7 @@ def test_a_job_of_the_image_put_away_never_changes_the_one_on_show(window, qtbot
     win = window
     paths = _pngs(tmp_path, 2)
     assert win.open_images(paths)
+    qtbot.waitUntil(lambda: win.client._worker._service is not None, timeout=10_000)  # built on first use
     editor = win.client._worker._service.editor()
     real = editor.run
     entered, release = threading.Event(), threading.Event()
@@ -156,3 +157,21 @@ def test_the_strip_shows_only_from_two_images_on(window, tmp_path, n):
     win = window
     assert win.open_images(_pngs(tmp_path, n))
     assert win.filmstrip.isVisible() == (n > 1) and win.filmstrip.count() == n
+
+
+def test_quitting_asks_for_every_image_with_unsaved_work(window, tmp_path):
+    win = window
+    paths = _pngs(tmp_path, 3)
+    assert win.open_images(paths)
+    mask = np.zeros((40, 60), np.uint8)
+    mask[1:5, 1:5] = 255
+    win.canvas.set_mask(mask)
+    assert win.switch_image(1)  # image 2 has nothing to lose; image 1 is in the strip with its mask
+    asked: list[tuple[Path, str]] = []
+    answers = ["cancel", "discard"]
+    win.ask_save_changes = lambda parent, action: asked.append((win.image_path, action)) or answers.pop(0)
+    assert not win.close() and win.isVisible()  # Cancel: nothing closed, the mask still there
+    assert asked == [(paths[0], "quitting")]
+    assert win.image_path == paths[0] and np.array_equal(win.canvas.mask(), mask)
+    assert win.close()  # Discard: asked once more for that image only
+    assert asked == [(paths[0], "quitting")] * 2
