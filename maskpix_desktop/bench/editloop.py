@@ -27,7 +27,8 @@ from maskpix_desktop.bench.ui import qapp
 def bench_editloop(cfg: BenchConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     """What a user waits for after the last denoising step, per photo size, today's code vs before."""
     out: dict[str, Any] = {
-        "what": "resize to full size (Pillow lanczos), composite, Poisson seam, metrics of both views"
+        "what": "resize to full size (Pillow lanczos; new: core/resample.py, same bits), composite,"
+        " Poisson seam, metrics of both views"
         " (compute_metrics x2 via compare, no CLIP), display (old: 4 full-size views to QPixmap + the"
         " full-size mask overlay; new: ResultsPanel.show_result, display pyramid levels, 1600x900 panel);"
         " old = the code before issue 20 (metrics: reference=True) in the same run, interleaved",
@@ -81,7 +82,13 @@ def _loop_size(hw: tuple[int, int], repeats: int, seam_repeats: int) -> dict[str
     def resize() -> Any:
         return images.resize_image(inp["work_out"], (h, w), resample="lanczos")
 
-    pair("resize_to_full", resize, resize, repeats)  # unchanged code: the pair shows the noise level
+    def pillow_resize() -> Any:  # before issue 20: Pillow's Image.resize for every size
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(inp["work_out"]).resize((w, h), Image.LANCZOS))
+
+    pair("resize_to_full", pillow_resize, resize, repeats)
+    row["resize_identical"] = bool(np.array_equal(baseline, pillow_resize()))
     pair(
         "composite",
         lambda: _old_composite(orig, baseline, m_used),

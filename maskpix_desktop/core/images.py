@@ -24,6 +24,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from maskpix_desktop.core import masks
 from maskpix_desktop.core.errors import ImageLoadError, ImageSaveError
+from maskpix_desktop.core.resample import lanczos_upscale, use_fast_lanczos
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -269,7 +270,8 @@ def load_mask(
 def resize_image(arr: np.ndarray, size: tuple[int, int], *, resample: str = "lanczos") -> np.ndarray:
     """Resize a uint8 ``HxW``/``HxWxC`` image to ``size = (h, w)``; same size returns ``arr`` itself.
 
-    ``"lanczos"`` and ``"bilinear"`` use Pillow (antialiased when shrinking); ``"area"`` uses
+    ``"lanczos"`` and ``"bilinear"`` use Pillow (antialiased when shrinking; a large Lanczos upscale takes
+    :func:`~maskpix_desktop.core.resample.lanczos_upscale`, the same bits); ``"area"`` uses
     ``cv2.INTER_AREA``; ``"nearest"`` samples pixel centres (``cv2.INTER_NEAREST_EXACT``).
     """
     a = np.asarray(arr)
@@ -280,7 +282,9 @@ def resize_image(arr: np.ndarray, size: tuple[int, int], *, resample: str = "lan
         raise ValueError(f"size must be positive (h, w), got {tuple(size)}")
     if a.shape[:2] == (h, w):
         return arr
-    if resample in _RESAMPLE:
+    if resample == "lanczos" and use_fast_lanczos(a.shape, (h, w)):  # Pillow's bits, less CPU
+        out = lanczos_upscale(np.ascontiguousarray(a), (h, w))
+    elif resample in _RESAMPLE:
         out = np.asarray(to_pil(a).resize((w, h), _RESAMPLE[resample]))
     elif resample in _CV2_RESAMPLE:
         out = cv2.resize(np.ascontiguousarray(a), (w, h), interpolation=_CV2_RESAMPLE[resample])

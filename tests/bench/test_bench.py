@@ -102,6 +102,7 @@ def test_editloop_section_compares_each_stage_with_the_old_code(report):
         for st in stages.values():
             assert st["new"]["n"] == st["old"]["n"] >= 1 and st["ratio"] > 0
         assert row["composite_identical"] is True and row["poisson_identical"] is True
+        assert row["resize_identical"] is True
         assert row["ssim_working_factor"] == 1  # small sizes: SSIM at full size, so only float32 rounding
         assert max(row["metrics_max_rel_diff"].values()) < 1e-4
         assert row["total_new_s"] > 0 and row["total_old_with_poisson_s"] >= row["total_old_s"]
