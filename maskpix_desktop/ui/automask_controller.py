@@ -81,7 +81,7 @@ class AutomaskController(QObject):
     def run(self) -> None:
         """Propose a mask from the image and the instruction on the worker (relevance, grounding, SAM)."""
         win = self.win
-        image = win.canvas.image()
+        image = self.doc.data.image
         if image is None:
             win.banner.show_message("Open an image first.", "info")
             return
@@ -169,7 +169,7 @@ class AutomaskController(QObject):
 
     def apply_tau(self) -> None:
         """Re-threshold the current proposal at the slider's tau: SAM decoding on the worker, no UNet."""
-        r, image = self.doc.automask_result, self.win.canvas.image()
+        r, image = self.doc.automask_result, self.doc.data.image
         if r is None or r.relevance is None or image is None or self.job:
             return
         if abs(r.params.tau - self.tau()) < 1e-9:

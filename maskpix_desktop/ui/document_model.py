@@ -1,10 +1,10 @@
 """The open document as one observable object: what the user would lose, and the signals widgets bind to.
 
 The document's data is a Qt-free :class:`~maskpix_desktop.core.session.Session` (``DocumentModel.data``):
-image, prompts, parameters and the result history. Widgets bind to it: the canvas and the edit panel
-write the user's prompts and parameters into it through their signals; results enter through
-:meth:`~DocumentModel.add_result` / :meth:`~DocumentModel.set_history`, which update the results panel.
-Only the mask is still read from the canvas (it lives there with its undo stack). The model also owns
+image, mask, prompts, parameters and the result history. Widgets bind to it: the canvas and the edit panel
+write the user's mask, prompts and parameters into it through their signals (the mask's undo stack
+stays in the canvas); results enter through :meth:`~DocumentModel.add_result` /
+:meth:`~DocumentModel.set_history`, which update the results panel. The model also owns
 file names, project path, modified flag, document id, the SAM candidates and the auto mask on show;
 :meth:`~DocumentModel.session` is a snapshot of ``data``.
 """
@@ -70,9 +70,10 @@ class DocumentModel(QObject):
         self.candidates: Any = None  # the SAM result whose masks the candidate list shows
         self.chosen_logits: np.ndarray | None = None  # the chosen candidate's logits refine the next click
         self.automask_result: Any = None  # the AutoMaskResult on the canvas (None after a new image)
-        #: The document's data (the mask excepted: see the module's note); widgets write into it.
+        #: The document's data; widgets write the user's edits into it.
         self.data = sessions.Session(params=self._panel_params())
         canvas.promptsChanged.connect(self._take_prompts)
+        canvas.maskEdited.connect(self._take_mask)
         edit_panel.paramsChanged.connect(self._take_params)
         results.resultShown.connect(self._take_current)
 
@@ -92,13 +93,20 @@ class DocumentModel(QObject):
         self.data.labels = list(prompts.labels)
         self.data.box = prompts.box
 
+    def _take_mask(self) -> None:
+        """A stroke, an undo, a SAM candidate...: the mask as it now is (a read-only copy)."""
+        mask = self.canvas.mask()
+        mask.flags.writeable = False
+        self.data.mask = mask
+
     def _take_current(self, _result: Any = None) -> None:
         self.data.current = self.results.current_index()
 
     # ------------------------------------------------------------------ data (model -> widgets)
     def set_image(self, image: np.ndarray | None) -> None:
-        """The image on show (the canvas's read-only array, shared: not a copy)."""
+        """The image on show (the canvas's read-only array, shared: not a copy); its mask starts empty."""
         self.data.image = image
+        self.data.mask = None if image is None else np.zeros(image.shape[:2], np.uint8)
 
     def add_result(self, result: Any) -> None:
         """A finished edit joins the history (and is shown)."""
@@ -159,7 +167,7 @@ class DocumentModel(QObject):
             points=list(d.points),
             labels=list(d.labels),
             box=d.box,
-            mask=self.canvas.mask() if d.image is not None else None,
+            mask=d.mask.copy() if d.image is not None and d.mask is not None else None,
             params=d.params,
             history=list(d.history),
             current=d.current,
@@ -175,7 +183,7 @@ class DocumentModel(QObject):
         return bool(
             self.project_path is not None
             or self.image_path is None
-            or self.canvas.mask().any()
+            or (self.data.mask is not None and self.data.mask.any())
             or self.data.points
             or self.data.box is not None
             or self.data.history

@@ -46,7 +46,7 @@ class EditController(QObject):
 
     def run(self) -> None:
         win = self.win
-        image = win.canvas.image()
+        image = win.document.data.image
         if image is None:
             win.banner.show_message("Open an image first.", "info")
             return
@@ -61,7 +61,7 @@ class EditController(QObject):
             win.banner.show_message("Type an instruction first, e.g. “make the jacket red leather”.", "info")
             win.edit_panel.instruction.setFocus()
             return
-        mask = win.canvas.mask()
+        mask = win.document.data.mask
         if not mask.any():
             if not win.hook("ask_run_without_mask")(win):
                 win.statusBar().showMessage("Not run: click the object to edit, then Run.", 6000)

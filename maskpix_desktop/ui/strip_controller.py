@@ -35,7 +35,7 @@ class StripController(QObject):
         self._switching = False
         win.filmstrip.chosen.connect(self.switch_to)
         win.results.resultShown.connect(
-            lambda _r: set_history_icons(win.results.history_list, win.results.history())
+            lambda _r: set_history_icons(win.results.history_list, self.doc.data.history)
         )
         self.doc.titleChanged.connect(self.refresh)
         self.doc.changed.connect(self._relabel_current)
@@ -46,7 +46,7 @@ class StripController(QObject):
         if self._switching:
             return
         i = self.workspace.show(path, name)
-        self._icons[id(self.workspace.documents[i])] = thumbnail_icon(self.win.canvas.image(), STRIP_ICON)
+        self._icons[id(self.workspace.documents[i])] = thumbnail_icon(self.doc.data.image, STRIP_ICON)
         self.refresh()
 
     def queue(self, paths: Iterable[str | Path]) -> int:
@@ -122,7 +122,7 @@ class StripController(QObject):
                     self.refresh()
                     return False
                 target.opened = True
-                self._icons[id(target)] = thumbnail_icon(win.canvas.image(), STRIP_ICON)
+                self._icons[id(target)] = thumbnail_icon(doc.data.image, STRIP_ICON)
             else:
                 win.projects.restore_session(kept)
                 doc.project_path, doc.recovered = target.project_path, target.recovered

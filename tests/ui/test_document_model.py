@@ -87,8 +87,16 @@ def test_widgets_write_into_the_document_and_the_snapshot_reads_only_it(
     assert doc.data.box == (1.0, 1.0, 8.0, 9.0)
     assert doc.data.params.instruction == "make it blue" and doc.data.params.steps == 7
     assert doc.data.image is window.canvas.image()
-    # The snapshot reads the document: the views are not asked (only the mask still lives in the canvas).
+    mask = np.zeros((16, 24), np.uint8)
+    mask[2:6, 3:9] = 200
+    window.canvas.set_mask(mask)
+    np.testing.assert_array_equal(doc.data.mask, mask)
+    window.canvas.undo_stack.undo()
+    assert not doc.data.mask.any()  # an undo reaches the document too
+    window.canvas.undo_stack.redo()
+    # The snapshot reads the document: the views are not asked.
     for widget, name in (
+        (window.canvas, "mask"),
         (window.canvas, "prompts"),
         (window.edit_panel, "params"),
         (window.results, "history"),
@@ -97,6 +105,7 @@ def test_widgets_write_into_the_document_and_the_snapshot_reads_only_it(
     s = doc.session()
     assert s.points == [(3.0, 4.0), (9.0, 2.0)] and s.labels == [1, 0] and s.params.steps == 7
     np.testing.assert_array_equal(s.image, image)
+    np.testing.assert_array_equal(s.mask, mask)
     assert s.history == [] and s.current == -1
 
 
