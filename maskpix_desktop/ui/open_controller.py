@@ -86,6 +86,7 @@ class OpenController(QObject):
         if ask and not self.keep_work_before(f"opening {path.name}"):
             return False
         self.doc.set_history([])  # the history is per image: the new one starts without results
+        self.doc.project_path, self.doc.recovered = None, False  # Ctrl+S must not write it into a project
         self.show_image(image, path)
         h, w = image.shape[:2]
         win.statusBar().showMessage(f"Opened {path.name} ({w}×{h})", 5000)

@@ -60,6 +60,8 @@ class StripController(QObject):
 
     def refresh(self) -> None:
         """Labels (``*`` on modified documents), tooltips and icons of the strip."""
+        if self._switching:  # half-way: the document model still holds the previous image's flags
+            return
         ws = self.workspace
         entries = []
         for i, d in enumerate(ws.documents):

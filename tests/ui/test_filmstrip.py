@@ -175,3 +175,15 @@ def test_quitting_asks_for_every_image_with_unsaved_work(window, tmp_path):
     assert win.image_path == paths[0] and np.array_equal(win.canvas.mask(), mask)
     assert win.close()  # Discard: asked once more for that image only
     assert asked == [(paths[0], "quitting")] * 2
+
+
+def test_each_image_keeps_its_own_project(window, tmp_path):
+    win = window
+    paths = _pngs(tmp_path, 2)
+    assert win.open_images(paths)
+    project = tmp_path / "first.maskpix"
+    assert win.write_project(project)
+    assert win.switch_image(1)
+    assert win.project_path is None  # Ctrl+S here must not overwrite the first image's project
+    assert win.switch_image(0)
+    assert win.project_path == project and "first.maskpix" in win.windowTitle()
