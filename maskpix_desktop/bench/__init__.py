@@ -11,6 +11,8 @@ prints a table plus JSON (``--json PATH``):
 - ``edit``: ``Editor.run`` vs diffusers' own pipeline call (same components and seed), each mask mode's
   overhead, and on CUDA a full-size random-weight SD1.5 UNet (fp16, SDPA, channels_last, optional
   ``torch.compile``) against the compute limit.
+- ``families``: per editor family (ip2p, ip2p_xl, kontext, qwen_edit) on the tiny models, ``Editor.run``
+  (baseline, pixel, latent) vs diffusers' own pipeline call, with the bit-equality and mask checks.
 - ``ui``: longest GUI event-loop stall during an edit, brush segment update on a 4000x3000 mask, time
   to first window (in a fresh process, which must not have imported torch by then).
 - ``editloop``: what a user waits for after the last denoising step at 1, 12 and 24 MP (resize to full
@@ -23,9 +25,9 @@ ratios are medians of per-pair ratios. ``--quick`` runs tiny models and sizes (a
 harness, seconds; its figures are not comparable with the targets).
 
 Modules: :mod:`.common` (configuration, interleaved timing, inputs), one module per section (:mod:`.sam`,
-:mod:`.encoder`, :mod:`.edit` with :mod:`.cuda` and :mod:`.models`, :mod:`.automask`, :mod:`.ui`,
-:mod:`.editloop`, :mod:`.memory`), :mod:`.report` (targets, table) and :mod:`.run` (driver, options).
-The engines are driven through their public API only (``tests/bench/test_bench.py`` checks it).
+:mod:`.encoder`, :mod:`.edit` with :mod:`.cuda` and :mod:`.models`, :mod:`.families`, :mod:`.automask`,
+:mod:`.ui`, :mod:`.editloop`, :mod:`.memory`), :mod:`.report` (targets, table) and :mod:`.run` (driver,
+options). The engines are driven through their public API only (``tests/bench/test_bench.py`` checks it).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-SECTIONS = ("sam", "encoder", "edit", "automask", "ui", "editloop", "firstmask", "memory")
+SECTIONS = ("sam", "encoder", "edit", "families", "automask", "ui", "editloop", "firstmask", "memory")
 INSTRUCTION = "make it look like winter"
 
 

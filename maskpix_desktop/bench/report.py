@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from maskpix_desktop.bench.common import SECTIONS
+from maskpix_desktop.bench.families import families_rows
 
 # The targets: (section, metric key, comparison, bound, unit).
 TARGETS: tuple[tuple[str, str, str, float, str], ...] = (
@@ -24,6 +25,7 @@ TARGETS: tuple[tuple[str, str, str, float, str], ...] = (
     ("edit", "baseline_vs_diffusers", "<=", 1.03, "x"),
     ("edit", "pixel_overhead", "<=", 1.02, "x"),
     ("edit", "latent_overhead", "<=", 1.10, "x"),
+    ("families", "worst_baseline_vs_diffusers", "<=", 1.03, "x (tiny models, every family)"),
     ("ui", "event_loop_stall_ms", "<", 50.0, "ms"),
     ("ui", "brush_segment_ms", "<", 8.0, "ms"),
     ("editloop", "post_edit_s_largest", "<=", 1.5, "s (24 MP, no seam)"),
@@ -246,6 +248,7 @@ def format_table(report: dict[str, Any]) -> str:
             if isinstance(row, dict):
                 cells = ", ".join(f"K={k.split('_')[1]}: {v['median_ms']} ms" for k, v in row.items())
                 rows.append(("automask", f"relevance map {size} px", cells))
+    rows.extend(families_rows(report.get("families")))
     rows.extend(editloop_rows(report.get("editloop")))
     rows.extend(firstmask_rows(report.get("firstmask")))
     mem = report.get("memory")

@@ -23,6 +23,7 @@ from maskpix_desktop.bench.common import (
 from maskpix_desktop.bench.edit import bench_edit
 from maskpix_desktop.bench.editloop import bench_editloop
 from maskpix_desktop.bench.encoder import bench_encoder
+from maskpix_desktop.bench.families import bench_families
 from maskpix_desktop.bench.firstmask import bench_firstmask
 from maskpix_desktop.bench.memory import bench_memory
 from maskpix_desktop.bench.report import evaluate_targets, format_table, machine_info
@@ -33,6 +34,7 @@ RUNNERS: dict[str, Callable[[BenchConfig, dict[str, Any]], dict[str, Any]]] = {
     "sam": bench_sam,
     "encoder": bench_encoder,
     "edit": bench_edit,
+    "families": bench_families,
     "automask": bench_automask,
     "ui": bench_ui,
     "editloop": bench_editloop,

@@ -116,6 +116,20 @@ def test_editloop_section_compares_each_stage_with_the_old_code(report):
     assert "editloop 320x240" in bench.format_table(report)
 
 
+def test_families_section_runs_every_family_against_diffusers(report):
+    fam = report["families"]
+    assert set(fam["families"]) == {"ip2p", "ip2p_xl", "kontext", "qwen_edit"}
+    for name, r in fam["families"].items():
+        assert r["baseline_identical_to_diffusers"] and r["pixel_exact_outside_mask"], name
+        assert r["latent_vs_diffusers"] > r["pixel_vs_diffusers"] > 0, name  # latent: two passes
+    assert fam["worst_baseline_vs_diffusers"] == max(
+        r["baseline_vs_diffusers"] for r in fam["families"].values()
+    )
+    table = bench.format_table(report)
+    assert "qwen_edit 128x96" in table
+    assert "worst_baseline_vs_diffusers" in table
+
+
 def test_table_lists_targets(report):
     text = bench.format_table(report)
     assert "targets:" in text and "click_ratio_1024" in text
