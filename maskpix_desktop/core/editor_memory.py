@@ -57,6 +57,11 @@ class MemorySettings:
         return " + ".join(parts)
 
 
+def installed(package: str) -> bool:
+    """True when ``package`` can be imported (checked without importing it)."""
+    return importlib.util.find_spec(package) is not None
+
+
 def quantization_config(family: str | None, quantize: str, dtype: Any, device: str) -> Any | None:
     """diffusers' ``PipelineQuantizationConfig`` quantising the family's denoiser, or None for "none".
 
@@ -69,7 +74,7 @@ def quantization_config(family: str | None, quantize: str, dtype: Any, device: s
     if not str(device).startswith("cuda"):
         raise WeightsError(f"Quantisation {quantize} needs a CUDA GPU; this run uses {device}. Choose none.")
     package = QUANT_PACKAGE[quantize]
-    if importlib.util.find_spec(package) is None:
+    if not installed(package):
         raise WeightsError(
             f"Quantisation {quantize} needs the package '{package}' (pip install {package}); "
             "choose none or install it."

@@ -82,7 +82,7 @@ def test_quantization_needs_cuda_and_its_package() -> None:
     assert editor_memory.quantization_config("kontext", "none", torch.bfloat16, "cpu") is None
     with pytest.raises(WeightsError, match="needs a CUDA GPU"):
         editor_memory.quantization_config("kontext", "int8", torch.bfloat16, "cpu")
-    if editor_memory.importlib.util.find_spec("torchao") is None:
+    if not editor_memory.installed("torchao"):
         with pytest.raises(WeightsError, match="pip install torchao"):
             editor_memory.quantization_config("kontext", "fp8", torch.bfloat16, "cuda")
 
@@ -90,7 +90,7 @@ def test_quantization_needs_cuda_and_its_package() -> None:
 def test_nf4_quantises_the_denoiser_with_bitsandbytes(monkeypatch: pytest.MonkeyPatch) -> None:
     import diffusers
 
-    monkeypatch.setattr(editor_memory.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(editor_memory, "installed", lambda name: True)
     monkeypatch.setattr(diffusers, "BitsAndBytesConfig", lambda **kw: ("bnb", kw))
     monkeypatch.setattr(diffusers, "PipelineQuantizationConfig", lambda **kw: kw)
     cfg = editor_memory.quantization_config("qwen_edit", "nf4", torch.bfloat16, "cuda:0")
@@ -123,7 +123,7 @@ def test_int8_and_fp8_quantise_with_torchao(
     quant.Float8WeightOnlyConfig = lambda: "Float8WeightOnlyConfig"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "torchao", types.ModuleType("torchao"))
     monkeypatch.setitem(sys.modules, "torchao.quantization", quant)
-    monkeypatch.setattr(editor_memory.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(editor_memory, "installed", lambda name: True)
     monkeypatch.setattr(diffusers, "TorchAoConfig", lambda q: ("torchao", q))
     monkeypatch.setattr(diffusers, "PipelineQuantizationConfig", lambda **kw: kw)
     cfg = editor_memory.quantization_config("kontext", quantize, torch.bfloat16, "cuda")
