@@ -16,6 +16,7 @@ it was grown from computes, whatever the mask. Conditioning types: ``concat`` (t
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from maskpix_desktop.core.errors import WeightsError
 from maskpix_desktop.core.maskcond import CONDITIONING_FILE
 
 FORMAT_VERSION = 1
+LORA_FILE = "maskpix_lora.safetensors"
+"""A LoRA checkpoint's weights: the adapter (``lora.*``), ``conv_in.*`` and the attention branch, if any."""
 TYPES = ("concat", "attention", "both")
 ENCODINGS = ("signed",)
 
@@ -43,6 +46,7 @@ class MaskConditioning:
     format: int = FORMAT_VERSION
     base_model: str = ""
     training: dict | None = None
+    lora: dict | None = None  # a LoRA checkpoint: {"rank", "alpha", "targets", "vae_scaling_factor"}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -82,6 +86,14 @@ def read_conditioning(folder: str | Path) -> MaskConditioning:
             raise _bad(path, name, f"is {value!r}; expected a positive integer")
     if cond.base_channels != 8:
         raise _bad(path, "base_channels", f"is {cond.base_channels!r}; expected 8 (an IP2P UNet)")
+    if cond.lora is not None:
+        lora = cond.lora
+        ok = isinstance(lora, dict) and isinstance(lora.get("rank"), int) and lora["rank"] > 0
+        ok = ok and isinstance(lora.get("alpha"), int | float) and isinstance(lora.get("targets"), list)
+        if not ok or not isinstance(lora.get("vae_scaling_factor"), int | float):
+            raise _bad(path, "lora", "needs rank (> 0), alpha, targets (a list) and vae_scaling_factor")
+        if not cond.base_model:
+            raise _bad(path, "base_model", "is empty; a LoRA checkpoint loads on top of its base IP2P")
     return cond
 
 
@@ -91,9 +103,13 @@ def uses_attention(kind: str) -> bool:
 
 
 def is_mask_checkpoint(folder: str | Path) -> bool:
-    """True when ``folder`` is a diffusers folder carrying a ``maskpix_conditioning.json``."""
+    """True when ``folder`` carries a ``maskpix_conditioning.json`` and either a diffusers pipeline (a full
+    checkpoint) or ``maskpix_lora.safetensors`` (a LoRA checkpoint, loaded on top of its base IP2P; it
+    also carries the base's ``model_index.json`` so that it passes wherever an IP2P folder does)."""
     folder = Path(folder)
-    return (folder / CONDITIONING_FILE).is_file() and (folder / "model_index.json").is_file()
+    if not (folder / CONDITIONING_FILE).is_file():
+        return False
+    return (folder / "model_index.json").is_file() or (folder / LORA_FILE).is_file()
 
 
 def grow_conv_in(unet: Any, extra_channels: int = 1) -> Any:
@@ -180,6 +196,8 @@ def load_mask_pipeline(folder: str | Path, *, device: str = "cpu", dtype: Any = 
     from maskpix_desktop.core.maskcond.pipeline import MaskPix2PixPipeline
 
     folder = Path(folder)
+    if (folder / LORA_FILE).is_file():
+        return _load_lora_pipeline(folder, device=device, dtype=dtype)
     if not (folder / "model_index.json").is_file():
         raise WeightsError(f"{folder / 'model_index.json'}: missing (not a diffusers folder)")
     cond = read_conditioning(folder)
@@ -251,5 +269,99 @@ def mask_pipeline_from_ip2p(
         requires_safety_checker=False,
     )
     pipe.mask_in_uncond = mask_in_uncond
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_lora_checkpoint(unet: Any, folder: str | Path, cond: MaskConditioning) -> Path:
+    """A LoRA checkpoint of a mask UNet still carrying its (unmerged) peft adapter:
+    ``maskpix_lora.safetensors`` (adapter, ``conv_in``, attention branch) plus the conditioning JSON
+    (``cond.lora`` and ``cond.base_model`` set). Megabytes instead of a whole pipeline;
+    :func:`load_mask_pipeline` applies it to the base at run time."""
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from maskpix_desktop.core.maskcond.attention import ATTR, has_mask_attention
+
+    if cond.lora is None or not cond.base_model:
+        raise ValueError("a LoRA checkpoint needs cond.lora and cond.base_model")
+    state = {f"lora.{k}": v for k, v in get_peft_model_state_dict(unet).items()}
+    state.update({f"conv_in.{k}": v for k, v in unet.conv_in.state_dict().items()})
+    if has_mask_attention(unet):
+        state.update({f"{ATTR}.{k}": v for k, v in getattr(unet, ATTR).state_dict().items()})
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (LORA_FILE + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+    tmp.replace(folder / LORA_FILE)
+    # The base's model_index.json too: every place that takes an IP2P folder (the Models dialog, --ip2p,
+    # load_editor's family check) then takes this one; load_mask_pipeline sees LORA_FILE and applies it.
+    shutil.copyfile(Path(cond.base_model) / "model_index.json", folder / "model_index.json")
+    (folder / CONDITIONING_FILE).write_text(cond.to_json(), encoding="utf-8")
+    return folder
+
+
+def _load_lora_pipeline(folder: Path, *, device: str, dtype: Any) -> Any:
+    """Base IP2P (``base_model``) + grown ``conv_in`` + branch + the adapter, unmerged (run-time LoRA)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from maskpix_desktop.core.maskcond.attention import ATTR
+
+    cond = read_conditioning(folder)
+    path, base = folder / CONDITIONING_FILE, cond.base_model
+    if cond.lora is None:
+        raise _bad(path, "lora", f"is missing, but {LORA_FILE} is there")
+    try:
+        from peft import LoraConfig
+        from peft.utils import set_peft_model_state_dict
+    except ImportError as exc:
+        raise WeightsError(f"{folder}: a LoRA checkpoint needs the peft package (pip install peft)") from exc
+    if not (Path(base) / "model_index.json").is_file():
+        raise _bad(path, "base_model", f"is {base!r}, not a diffusers folder here")
+    ip2p = _from_pretrained(base, torch.float32)
+    if ip2p.unet.config.in_channels != 8:
+        raise _bad(path, "base_model", f"is {base!r}, whose UNet has {ip2p.unet.config.in_channels} channels")
+    pipe = mask_pipeline_from_ip2p(
+        ip2p,
+        copy_unet=False,
+        mask_in_uncond=cond.mask_in_uncond,
+        conditioning=cond.type,
+        attention_tokens=cond.attention_tokens,
+        attention_dim=cond.attention_dim,
+    )
+    unet, lora = pipe.unet, cond.lora
+    try:
+        state = load_file(str(folder / LORA_FILE))
+        unet.add_adapter(LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], target_modules=lora["targets"]))
+        adapter = {k[5:]: v for k, v in state.items() if k.startswith("lora.")}
+        result = set_peft_model_state_dict(unet, adapter)
+        if getattr(result, "unexpected_keys", None):
+            raise ValueError(f"unexpected adapter keys {result.unexpected_keys[:3]}")
+        unet.conv_in.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("conv_in.")})
+        if cond.type in ("attention", "both"):
+            prefix = ATTR + "."
+            getattr(unet, ATTR).load_state_dict(
+                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            )
+    except Exception as exc:  # safetensors, peft and shape errors
+        raise WeightsError(f"{folder / LORA_FILE}: does not fit the base {base} ({exc})") from exc
+    unet.requires_grad_(False)
+    pipe.vae.register_to_config(scaling_factor=float(lora["vae_scaling_factor"]))
+    pipe.conditioning = cond
+    return pipe.to(device=device, dtype=dtype or torch.float32)
+
+
+def _from_pretrained(folder: str, dtype: Any) -> Any:
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+    from diffusers.pipelines import pipeline_utils
+
+    key = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"  # renamed
+    try:
+        pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
+            folder, **{key: dtype}, safety_checker=None, requires_safety_checker=False
+        )
+    except Exception as exc:  # diffusers raises many types for broken folders
+        raise WeightsError(f"Could not load the base InstructPix2Pix {folder}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe

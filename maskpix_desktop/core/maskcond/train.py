@@ -22,7 +22,7 @@ import math
 import shutil
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -353,28 +353,38 @@ def _save_checkpoint(acc: Any, out: Path, step: int, keep: int) -> Path:
 
 
 def _save_final(acc: Any, pipe: Any, unet: Any, ema: Any, cfg: TrainConfig, final: Path) -> None:
-    """The trained pipeline as a diffusers folder (+ ``maskpix_conditioning.json`` for a mask UNet)."""
+    """The trained pipeline as a diffusers folder (+ ``maskpix_conditioning.json`` for a mask UNet); a LoRA
+    mask run also writes ``output_dir/lora`` (the unmerged adapter, loaded on top of the base)."""
+    from maskpix_desktop.core.maskcond.model import mask_pipeline_from_ip2p, save_lora_checkpoint
+
     model = acc.unwrap_model(unet)
     if ema is not None:
         ema.copy_to(model.parameters())
-    if cfg.lora_rank > 0:
-        merge_lora(model)
     model.eval()
+    keys = ("steps", "batch_size", "lr", "consistency_weight", "seed", "lora_rank", "p_mask_drop")
+    base = str(Path(cfg.base).resolve()) if Path(cfg.base).is_dir() else cfg.base
+    cond = MaskConditioning(
+        type=cfg.conditioning if cfg.conditioning != "none" else "concat",
+        attention_tokens=cfg.attention_tokens,
+        attention_dim=cfg.attention_dim,
+        base_model=base,
+        training={k: getattr(cfg, k) for k in keys},
+    )
+    if cfg.lora_rank > 0:
+        if cfg.conditioning != "none":
+            scale = float(pipe.vae.config.scaling_factor)
+            lora = {
+                "rank": cfg.lora_rank,
+                "alpha": cfg.lora_alpha or cfg.lora_rank,
+                "targets": list(LORA_TARGETS),
+            }
+            save_lora_checkpoint(
+                model, final.parent / "lora", replace(cond, lora={**lora, "vae_scaling_factor": scale})
+            )
+        merge_lora(model)
     pipe.unet = model
     if cfg.conditioning != "none":
-        from maskpix_desktop.core.maskcond.model import mask_pipeline_from_ip2p
-
-        mp = mask_pipeline_from_ip2p(pipe, copy_unet=False)
-        keys = ("steps", "batch_size", "lr", "consistency_weight", "seed", "lora_rank", "p_mask_drop")
-        summary = {k: getattr(cfg, k) for k in keys}
-        cond = MaskConditioning(
-            type=cfg.conditioning,
-            attention_tokens=cfg.attention_tokens,
-            attention_dim=cfg.attention_dim,
-            base_model=cfg.base,
-            training=summary,
-        )
-        save_mask_checkpoint(mp, final, cond)
+        save_mask_checkpoint(mask_pipeline_from_ip2p(pipe, copy_unet=False), final, cond)
     else:
         pipe.save_pretrained(final, safe_serialization=True)
 
