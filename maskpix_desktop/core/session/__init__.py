@@ -1,7 +1,8 @@
 """The document and everything that keeps it: ``.maskpix`` project files, autosave, crash recovery, re-run.
 
-No Qt here (the main window snapshots its widgets into a :class:`Session` and restores from one).
-Modules: ``document`` (:class:`Session`), ``arrays`` and ``codec`` (the project file), ``reader`` and
+No Qt here (the window's document model holds a :class:`Session` its widgets write into).
+Modules: ``document`` (:class:`Session`), ``workspace`` (the open images of the filmstrip), ``arrays``
+and ``codec`` (the project file), ``reader`` and
 ``records`` (reading a project from anywhere, budgeted and type-checked), ``rerun`` (exported results),
 ``locks`` (OS locks, markers), ``autosave`` (:class:`Autosaver`) and ``recovery`` (autosaves a crash left).
 """
