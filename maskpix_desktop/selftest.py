@@ -362,7 +362,7 @@ def check_gui(ctx: _Context) -> str:
             raise RuntimeError(f"canvas shows {window.canvas.image().shape}, expected {expected}")
 
         def segment_done() -> list[Any]:
-            return [m for m in messages if m.task is Task.SEGMENT and m.final]
+            return [m for m in messages if m.task in (Task.ENCODE, Task.SEGMENT) and m.final]
 
         if not pump(lambda: bool(segment_done()), GUI_TIMEOUT_S):
             raise RuntimeError(f"no answer from the model-service thread in {GUI_TIMEOUT_S:.0f} s")

@@ -9,44 +9,19 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from project_files import _result, _rewrite
 
 from maskpix_desktop.core import export, images
 from maskpix_desktop.core import session as sessions
 from maskpix_desktop.core.errors import ImageSaveError, ProjectError
-from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
+from maskpix_desktop.core.jobs import EditParams
 from maskpix_desktop.core.session import Session, load_project, save_project, sessions_equal
 
 H, W = 40, 56
-
-
-def _result(image: np.ndarray, *, seed: int, mask: np.ndarray | None, mask_used: np.ndarray) -> EditResult:
-    rng = np.random.default_rng(seed)
-    baseline = rng.integers(0, 256, image.shape, dtype=np.uint8)
-    blended = rng.integers(0, 256, image.shape, dtype=np.uint8)
-    params = EditParams(
-        "make it gold", steps=7, text_scale=7.25, image_scale=1.35, seed=seed, mask_mode="latent",
-        feather=1.5, negative_prompt="blurry", crop_pad=0.2,
-    )  # fmt: skip
-    return EditResult(
-        request=EditRequest(image=image, mask=mask, params=params, job_id=seed),
-        baseline=baseline,
-        blended=blended,
-        edit=baseline,
-        mask_used=mask_used,
-        working_size=(40, 56),
-        timings={"baseline_s": 0.125, "total_s": 0.5},
-        model={"ip2p": "tiny", "ip2p_fingerprint": "abc123", "device": "cpu"},
-        nsfw=seed % 2 == 1,
-        metrics={
-            "baseline": {"leakage_mean": 3.5, "bg_psnr": 21.25, "miou": None},
-            "blended": {"leakage_mean": 0.0, "bg_psnr": math.inf, "bg_ssim": math.nan, "pie_mse": 0},
-        },
-    )
 
 
 @pytest.fixture
@@ -137,18 +112,6 @@ def test_newer_format_is_refused_with_a_clear_message(tmp_path, session):
     msg = str(info.value)
     assert "made by a newer MaskPix (format 2); this version reads format 1" in msg
     assert "new.maskpix" in msg
-
-
-def _rewrite(path: Path, member: str, change) -> None:
-    """Rewrite one member of a zip (``change(bytes) -> bytes | None``; None drops it)."""
-    with zipfile.ZipFile(path) as zf:
-        items = [(info.filename, zf.read(info)) for info in zf.infolist()]
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in items:
-            if name == member:
-                data = change(data)
-            if data is not None:
-                zf.writestr(name, data)
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from fakes import FakeService
 from PIL import Image
+from project_files import _result, _rewrite
 from PySide6.QtCore import QSettings
-from test_session import _result, _rewrite
 
 from maskpix_desktop.core import export
 from maskpix_desktop.core import session as sessions
