@@ -3,8 +3,10 @@
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 
 Runs the real window on tiny random-weight models (``maskpix_desktop.testing``), so the edited pixels
-are noise: the screenshots show the layout and the states (start, mask, running, results, models
-dialog), not what real weights produce. No network, no display, no weights needed.
+and the SAM candidates are noise: the screenshots show the layout and the states (start, mask with the
+SAM candidate thumbnails and three images in the filmstrip, running, results, the before/after split
+view, models dialog), not what real weights produce. The mask shown is the sample's own mask, set after
+the click's candidates arrived. No network, no display, no weights needed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (1366, 768)
 SAMPLE = "dog"
+OTHERS = ("car", "person")  # queued in the filmstrip
 
 
 def _wait(app, done: Callable[[], bool], timeout_s: float = 120.0) -> None:
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from maskpix_desktop.paths import resources_dir
     from maskpix_desktop.testing.tiny_models import make_tiny_models
     from maskpix_desktop.ui.app import create_app
+    from maskpix_desktop.ui.canvas import Prompts
     from maskpix_desktop.ui.main_window import MainWindow
     from maskpix_desktop.ui.model_dialog import ModelDialog
 
@@ -77,9 +81,13 @@ def main(argv: list[str] | None = None) -> int:
 
     shot("start")
 
-    sample = resources_dir() / "samples" / f"{SAMPLE}.jpg"
-    if not win.open_image(sample, ask=False):
+    samples = resources_dir() / "samples"
+    sample = samples / f"{SAMPLE}.jpg"
+    if not win.opener.open_images([sample, *(samples / f"{n}.jpg" for n in OTHERS)], ask=False):
         raise RuntimeError(f"could not open {sample}")
+    _wait(app, lambda: not win.segments.preparing())
+    win.canvas.set_prompts(Prompts(points=((320.0, 290.0),), labels=(1,)))  # a click on the dog
+    _wait(app, lambda: win.segments.strip.isVisible())
     win.canvas.set_mask(images.load_mask(sample.with_name(f"{SAMPLE}_mask.png")))
     win.edit_panel.instruction.setText("turn the dog into a tiger")
     shot("mask")
@@ -91,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     _wait(app, lambda: win.edits.job == 0)
     win.tabs.setCurrentIndex(1)
     shot("results")
+    win.results.set_compare_visible(True)
+    shot("compare")
+    win.results.set_compare_visible(False)
 
     os.environ.pop("HF_HUB_OFFLINE", None)  # the dialog only looks: no "offline" notice in the picture
     dialog = ModelDialog(win.choice, win, source=win.models_source)
