@@ -361,12 +361,12 @@ def check_gui(ctx: _Context) -> str:
         if window.canvas.image().shape != expected:
             raise RuntimeError(f"canvas shows {window.canvas.image().shape}, expected {expected}")
 
-        def segment_done() -> list[Any]:
-            return [m for m in messages if m.task in (Task.ENCODE, Task.SEGMENT) and m.final]
+        def encode_done() -> list[Any]:  # opening an image starts its SAM encode (Task.ENCODE)
+            return [m for m in messages if m.task is Task.ENCODE and m.final]
 
-        if not pump(lambda: bool(segment_done()), GUI_TIMEOUT_S):
+        if not pump(lambda: bool(encode_done()), GUI_TIMEOUT_S):
             raise RuntimeError(f"no answer from the model-service thread in {GUI_TIMEOUT_S:.0f} s")
-        done = segment_done()
+        done = encode_done()
         if done[-1].kind is not MessageKind.FINISHED:
             raise RuntimeError(f"SAM encode on the worker thread {done[-1].kind}: {done[-1].error}")
     finally:

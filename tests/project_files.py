@@ -11,7 +11,10 @@ import numpy as np
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 
 
-def _result(image: np.ndarray, *, seed: int, mask: np.ndarray | None, mask_used: np.ndarray) -> EditResult:
+def sample_result(
+    image: np.ndarray, *, seed: int, mask: np.ndarray | None, mask_used: np.ndarray
+) -> EditResult:
+    """A deterministic result (noise images from ``seed``, fixed params, timings and metrics)."""
     rng = np.random.default_rng(seed)
     baseline = rng.integers(0, 256, image.shape, dtype=np.uint8)
     blended = rng.integers(0, 256, image.shape, dtype=np.uint8)
@@ -36,7 +39,7 @@ def _result(image: np.ndarray, *, seed: int, mask: np.ndarray | None, mask_used:
     )
 
 
-def _rewrite(path: Path, member: str, change) -> None:
+def rewrite_member(path: Path, member: str, change) -> None:
     """Rewrite one member of a zip (``change(bytes) -> bytes | None``; None drops it)."""
     with zipfile.ZipFile(path) as zf:
         items = [(info.filename, zf.read(info)) for info in zf.infolist()]

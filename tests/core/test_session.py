@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
-from project_files import _result, _rewrite
+from project_files import rewrite_member, sample_result
 
 from maskpix_desktop.core import export, images
 from maskpix_desktop.core import session as sessions
@@ -43,8 +43,8 @@ def session(rng_image) -> Session:
         mask=mask,
         params=EditParams("turn it blue", steps=12, seed=77, feather=0.5, latent_dilate=3),
         history=[
-            _result(image, seed=1, mask=soft, mask_used=feathered),
-            _result(other_image, seed=2, mask=None, mask_used=np.ones((H, W), bool)),
+            sample_result(image, seed=1, mask=soft, mask_used=feathered),
+            sample_result(other_image, seed=2, mask=None, mask_used=np.ones((H, W), bool)),
         ],
         current=0,
     )
@@ -106,7 +106,7 @@ def test_empty_and_minimal_sessions(tmp_path):
 
 def test_newer_format_is_refused_with_a_clear_message(tmp_path, session):
     path = save_project(tmp_path / "new.maskpix", session)
-    _rewrite(path, "manifest.json", lambda raw: json.dumps({**json.loads(raw), "version": 2}).encode())
+    rewrite_member(path, "manifest.json", lambda raw: json.dumps({**json.loads(raw), "version": 2}).encode())
     with pytest.raises(ProjectError) as info:
         load_project(path)
     msg = str(info.value)
@@ -138,17 +138,17 @@ def test_damaged_projects_raise_project_error(tmp_path, session, damage):
     elif damage == "empty":
         path.write_bytes(b"")
     elif damage == "no_manifest":
-        _rewrite(path, "manifest.json", lambda raw: None)
+        rewrite_member(path, "manifest.json", lambda raw: None)
     elif damage == "no_mask":
-        _rewrite(path, "layers/mask.png", lambda raw: None)
+        rewrite_member(path, "layers/mask.png", lambda raw: None)
     elif damage == "bad_json":
-        _rewrite(path, "params.json", lambda raw: raw[:10])
+        rewrite_member(path, "params.json", lambda raw: raw[:10])
     elif damage == "not_ours":
-        _rewrite(path, "manifest.json", lambda raw: b'{"format": "something-else", "version": 1}')
+        rewrite_member(path, "manifest.json", lambda raw: b'{"format": "something-else", "version": 1}')
     elif damage == "bad_png":
-        _rewrite(path, "history/001/blended.png", lambda raw: raw[:40])
+        rewrite_member(path, "history/001/blended.png", lambda raw: raw[:40])
     else:
-        _rewrite(path, "params.json", lambda raw: b'{"instruction": "x", "steps": 0}')
+        rewrite_member(path, "params.json", lambda raw: b'{"instruction": "x", "steps": 0}')
     with pytest.raises(ProjectError) as info:
         load_project(path)
     assert "p.maskpix" in str(info.value)
@@ -262,7 +262,7 @@ def test_bad_blob_reference_is_refused(tmp_path, session):
         manifest["image"]["blob"] = "../../etc/passwd"
         return json.dumps(manifest).encode()
 
-    _rewrite(saver.path, "manifest.json", escape)
+    rewrite_member(saver.path, "manifest.json", escape)
     with pytest.raises(ProjectError, match="bad image reference"):
         load_project(saver.path)
 

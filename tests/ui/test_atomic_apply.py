@@ -5,11 +5,12 @@ project file stay as they were, and the banner names the file and the field."""
 from __future__ import annotations
 
 import json
-import zipfile
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from project_files import rewrite_member
 from test_reliability import _busy_session, _photo
 
 from maskpix_desktop.core import images
@@ -22,12 +23,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 def _patched(src: Path, dst: Path, member: str, edit) -> Path:
     """A copy of project ``src`` with one JSON member rewritten as text by ``edit(dict) -> str``."""
-    with zipfile.ZipFile(src) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
-    members[member] = edit(json.loads(members[member])).encode()
-    with zipfile.ZipFile(dst, "w") as zf:
-        for name, blob in members.items():
-            zf.writestr(name, blob)
+    shutil.copyfile(src, dst)
+    rewrite_member(dst, member, lambda raw: edit(json.loads(raw)).encode())
     return dst
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fakes import FakeService
 from PIL import Image
-from project_files import _result, _rewrite
+from project_files import rewrite_member, sample_result
 from PySide6.QtCore import QSettings
 
 from maskpix_desktop.core import export
@@ -48,7 +48,7 @@ def session(rng_image) -> Session:
         box=(4.0, 3.5, 50.0, 33.0),
         mask=mask,
         params=EditParams("turn it blue", steps=12, seed=77),
-        history=[_result(image, seed=1, mask=mask.astype(np.float32) / 255.0, mask_used=mask > 0)],
+        history=[sample_result(image, seed=1, mask=mask.astype(np.float32) / 255.0, mask_used=mask > 0)],
         current=0,
     )
 
@@ -66,7 +66,7 @@ def _edit_json(path: Path, member: str, change) -> None:
         out = change(obj)
         return (out if isinstance(out, str) else json.dumps(obj)).encode()
 
-    _rewrite(path, member, apply)
+    rewrite_member(path, member, apply)
 
 
 def _refused(path: Path, *needles: str) -> str:
@@ -99,7 +99,7 @@ def _refused(path: Path, *needles: str) -> str:
     ],
 )
 def test_mistyped_prompts_are_refused(project, case, text, field):
-    _rewrite(project, "prompts.json", lambda raw: text.encode())
+    rewrite_member(project, "prompts.json", lambda raw: text.encode())
     _refused(project, "prompts.json", field)
 
 
@@ -216,7 +216,7 @@ def test_duplicated_member_is_refused(project):
 
 
 def test_deeply_nested_json_is_refused(project):
-    _rewrite(project, "prompts.json", lambda raw: b"[" * 100_000 + b"]" * 100_000)
+    rewrite_member(project, "prompts.json", lambda raw: b"[" * 100_000 + b"]" * 100_000)
     _refused(project, "prompts.json", "nested too deeply")
 
 
@@ -226,7 +226,7 @@ def test_deeply_nested_json_is_refused(project):
 def test_project_referring_many_times_to_one_image_decodes_it_once(tmp_path, rng_image):
     image = rng_image(600, 800, seed=2)  # 1.4 MB decoded
     mask = np.zeros((600, 800), np.uint8)
-    s = Session(image=image, mask=mask, history=[_result(image, seed=3, mask=None, mask_used=mask > 0)])
+    s = Session(image=image, mask=mask, history=[sample_result(image, seed=3, mask=None, mask_used=mask > 0)])
     path = save_project(tmp_path / "many.maskpix", s, compress_level=1)
     # 160 history records (160 members), each referring to the same image files.
     with zipfile.ZipFile(path) as zf:
@@ -271,7 +271,8 @@ def test_total_budget_refuses_a_project_that_unpacks_past_it(project, session):
 
 def test_json_member_past_the_cap_is_refused(project, monkeypatch):
     monkeypatch.setattr(project_reader, "MAX_JSON_BYTES", 1 << 20)
-    _rewrite(project, "params.json", lambda raw: b" " * (2 << 20) + raw)  # ~2 KB compressed, 2 MiB inflated
+    # ~2 KB compressed, 2 MiB inflated
+    rewrite_member(project, "params.json", lambda raw: b" " * (2 << 20) + raw)
     _refused(project, "params.json", "at most 1,048,576")
 
 
@@ -289,7 +290,7 @@ def _patch_sizes(path: Path, member: str, size: int) -> None:
 
 
 def test_json_member_that_inflates_past_its_header_is_refused(project):
-    _rewrite(project, "params.json", lambda raw: b" " * (4 << 20) + raw)
+    rewrite_member(project, "params.json", lambda raw: b" " * (4 << 20) + raw)
     _patch_sizes(project, "params.json", 100)  # claims 100 bytes, inflates to 4 MiB
     _refused(project, "params.json")
 
@@ -321,7 +322,7 @@ def test_npz_header_is_checked_before_decompressing(tmp_path, session):
     member, ref = _npz_member(path)
     assert member.endswith(".npz") and ref["shape"] == [H, W]
     # The header lies about the shape; the data is absent: refused from the header alone.
-    _rewrite(path, member, lambda raw: _npz((4000, 5600), "<f4", b""))
+    rewrite_member(path, member, lambda raw: _npz((4000, 5600), "<f4", b""))
     _refused(path, member, "holds float32 (4000, 5600), expected float32 (40, 56)")
     # Header and reference agree on a 40 GB array: refused by the budget before any allocation.
     _edit_json(
@@ -329,7 +330,7 @@ def test_npz_header_is_checked_before_decompressing(tmp_path, session):
         "history/000/metadata.json",
         lambda m: m["arrays"]["request_mask"].__setitem__("shape", [100_000, 100_000]),
     )
-    _rewrite(path, member, lambda raw: _npz((100_000, 100_000), "<f4", b"\0" * 64))
+    rewrite_member(path, member, lambda raw: _npz((100_000, 100_000), "<f4", b"\0" * 64))
     _refused(path, "too large to open", member)
 
 
@@ -337,7 +338,7 @@ def test_npz_member_larger_than_its_header_is_refused(tmp_path, session):
     session.history[0].request.mask[0, 0] = 0.123
     path = save_project(tmp_path / "npz.maskpix", session)
     member, _ = _npz_member(path)
-    _rewrite(path, member, lambda raw: _npz((H, W), "<f4", b"\0" * (H * W * 4 + (8 << 20))))
+    rewrite_member(path, member, lambda raw: _npz((H, W), "<f4", b"\0" * (H * W * 4 + (8 << 20))))
     _refused(path, member, "larger than its header says")
 
 
@@ -347,7 +348,7 @@ def test_png_header_is_checked_before_decoding(project):
         struct.pack_into(">II", data, 16, 20_000, 20_000)  # IHDR: 400 megapixels
         return bytes(data)
 
-    _rewrite(project, "history/000/baseline.png", lie)
+    rewrite_member(project, "history/000/baseline.png", lie)
     _refused(project, "history/000/baseline.png", "8-bit PNG of 20000x20000x3")
     _edit_json(
         project,
@@ -414,7 +415,7 @@ def test_malformed_autosave_never_stops_the_start_up(qtbot, tmp_path, monkeypatc
     monkeypatch.delenv("MASKPIX_RESTORE", raising=False)
     path = _crashed_autosave(data / "autosave", session)
     member, change = AUTOSAVE_DAMAGE[damage]
-    _rewrite(path, member, change)
+    rewrite_member(path, member, change)
     damaged = path.read_bytes()
     asked = []
     win = _launch(qtbot, tmp_path, ask=lambda w, text: asked.append(text) or answer)
@@ -452,7 +453,7 @@ def test_bad_autosave_notice_survives_the_command_line_image(qtbot, tmp_path, mo
     monkeypatch.setenv("MASKPIX_DATA_DIR", str(data))
     monkeypatch.delenv("MASKPIX_RESTORE", raising=False)
     path = _crashed_autosave(data / "autosave", session)
-    _rewrite(path, *AUTOSAVE_DAMAGE["current_text"])
+    rewrite_member(path, *AUTOSAVE_DAMAGE["current_text"])
     win = _launch(qtbot, tmp_path, ask=lambda w, text: True, image=str(photo))
     try:
         assert win.canvas.image() is not None  # the restore failed, so the photo opened
@@ -588,5 +589,5 @@ def test_png_of_the_wrong_kind_is_refused(project):
         Image.open(io.BytesIO(raw)).convert("P").save(buf, format="PNG")
         return buf.getvalue()
 
-    _rewrite(project, "history/000/blended.png", paletted)
+    rewrite_member(project, "history/000/blended.png", paletted)
     _refused(project, "history/000/blended.png", "not an 8-bit grey, RGB or RGBA PNG")

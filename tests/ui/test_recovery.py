@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fakes import FakeService
+from project_files import rewrite_member
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
 from test_reliability import _busy_session, _photo, _run_edit
@@ -337,16 +338,7 @@ def test_save_and_open_project_in_the_window(qtbot, tmp_path, rng_image, monkeyp
     # A project made by a newer MaskPix is refused with the reason, and the session stays as it was.
     newer = tmp_path / "newer.maskpix"
     sessions.save_project(newer, sessions.Session())
-    import zipfile
-
-    with zipfile.ZipFile(newer) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
-    manifest = json.loads(members["manifest.json"])
-    manifest["version"] = 2
-    members["manifest.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(newer, "w") as zf:
-        for name, blob in members.items():
-            zf.writestr(name, blob)
+    rewrite_member(newer, "manifest.json", lambda raw: json.dumps({**json.loads(raw), "version": 2}).encode())
     assert not other.open_image(newer)  # .maskpix files go to open_project
     assert "newer MaskPix (format 2); this version reads format 1" in other.banner.label.text()
     assert sessions.sessions_equal(after, other.session())
