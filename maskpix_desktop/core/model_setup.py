@@ -22,6 +22,10 @@ from maskpix_desktop.core.service import ModelChoice
 APPROX_SIZES = {
     "ip2p": "~2 GB",
     "grounding_dino": "~690 MB",
+    "sam2.1_hiera_tiny": "~160 MB",
+    "sam2.1_hiera_small": "~185 MB",
+    "sam2.1_hiera_base_plus": "~325 MB",
+    "sam2.1_hiera_large": "~900 MB",
     "sdxl-instructpix2pix": "~7 GB+",
     "flux-kontext-dev": "~34 GB",
     "qwen-image-edit": "~55 GB",

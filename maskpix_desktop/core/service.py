@@ -71,7 +71,7 @@ class ModelChoice:
     editor's memory settings (core/editor_memory, :meth:`memory_settings`)."""
 
     models_dir: str | None = None
-    sam: str = "vit_h"
+    sam: str = SAM_AUTO
     ip2p: str | None = None
     clip: dict[str, str] | None = None
     grounding: str | None = None

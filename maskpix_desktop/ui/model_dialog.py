@@ -42,6 +42,7 @@ from maskpix_desktop.core.errors import WeightsError
 from maskpix_desktop.core.model_setup import format_size, missing_message, missing_models
 from maskpix_desktop.core.service import (
     SAM2_VARIANTS,
+    SAM_AUTO,
     SAM_VARIANTS,
     SOURCE_CLI,
     SOURCE_DEFAULT,
@@ -62,6 +63,7 @@ CUSTOM = "custom"
 DEVICES = ("auto", "cuda", "cpu", "mps")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 SAM_LABELS = {
+    SAM_AUTO: "Automatic (ViT-H with CUDA, SAM 2.1 tiny without)",
     "vit_h": "ViT-H (vit_h, best)",
     "vit_l": "ViT-L (vit_l)",
     "vit_b": "ViT-B (vit_b)",
@@ -70,7 +72,7 @@ SAM_LABELS = {
     "sam2.1_hiera_base_plus": "SAM 2.1 base+",
     "sam2.1_hiera_large": "SAM 2.1 large",
 }
-ALL_SAM = (*SAM_VARIANTS, *SAM2_VARIANTS)
+ALL_SAM = (SAM_AUTO, *SAM_VARIANTS, *SAM2_VARIANTS)
 SOURCE_TEXT = {
     SOURCE_CLI: "set by --models-dir on the command line (the field is locked)",
     SOURCE_ENV: f"set by the environment variable {models.ENV_MODELS_DIR}, which comes before a folder "
@@ -254,7 +256,7 @@ class ModelDialog(DownloadsMixin, QDialog):
     # public ----------------------------------------------------------------------------------------
     def choice(self) -> ModelChoice:
         """The edited choice (fields the dialog does not show are kept from the one given)."""
-        sam = self._initial.sam if self._initial.sam not in ALL_SAM else "vit_h"
+        sam = self._initial.sam if self._initial.sam not in ALL_SAM else SAM_AUTO
         data = self.sam_combo.currentData()
         if data != CUSTOM:
             sam = data

@@ -11,7 +11,7 @@ import pytest
 
 from maskpix_desktop.core import models
 from maskpix_desktop.core.errors import MissingWeightsError, WeightsError
-from maskpix_desktop.core.service import MANIFEST, ModelChoice, ModelService
+from maskpix_desktop.core.service import MANIFEST, SAM_AUTO, ModelChoice, ModelService
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +79,27 @@ def test_no_manifest_changes_nothing(empty: Path) -> None:
     assert choice.with_manifest() == choice
 
 
+def test_default_sam_follows_the_device(monkeypatch) -> None:
+    """No choice made: vit_h with CUDA, SAM 2.1 hiera tiny (the best quality per CPU second) without."""
+    assert ModelChoice().sam == SAM_AUTO
+    assert ModelChoice(device="cpu").sam_name() == "sam2.1_hiera_tiny"
+    assert ModelChoice(device="mps").sam_name() == "sam2.1_hiera_tiny"
+    assert ModelChoice(device="cpu", sam="vit_b").sam_name() == "vit_b"  # a choice made stays
+    monkeypatch.setattr(models, "resolve_device", lambda device: "cuda:0")  # as on a CUDA machine
+    assert ModelChoice(device="cuda").sam_name() == "vit_h"
+
+
+def test_auto_sam_on_a_cpu_asks_for_sam2_tiny(tmp_path: Path) -> None:
+    with pytest.raises(MissingWeightsError) as info:
+        ModelChoice(models_dir=str(tmp_path), device="cpu").sam_checkpoint()
+    assert info.value.path == models.local_path("sam2.1_hiera_tiny", tmp_path)
+    assert "maskpix-cli models download sam2.1_hiera_tiny" in str(info.value)
+
+
 def test_partial_manifest(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_text(json.dumps({"ip2p": "folder"}), encoding="utf-8")
     choice = ModelChoice(models_dir=str(tmp_path)).with_manifest()
-    assert (choice.sam, choice.ip2p, choice.clip) == ("vit_h", str(tmp_path / "folder"), None)
+    assert (choice.sam, choice.ip2p, choice.clip) == (SAM_AUTO, str(tmp_path / "folder"), None)
 
 
 def test_broken_manifest_is_a_weights_error(tmp_path: Path) -> None:
@@ -128,7 +145,7 @@ def test_registry_clip_missing(empty: Path) -> None:
 
 def test_check_reports_missing_weights_before_any_work(empty: Path) -> None:
     service = ModelService(ModelChoice(models_dir=str(empty), device="cpu"))
-    with pytest.raises(MissingWeightsError, match="sam_vit_h_4b8939.pth"):
+    with pytest.raises(MissingWeightsError, match="sam2.1-hiera-tiny"):  # SAM_AUTO on a CPU
         service.check()
     with pytest.raises(MissingWeightsError) as info:
         service.check(sam=False)

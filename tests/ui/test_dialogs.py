@@ -211,7 +211,7 @@ def test_model_table_present_and_missing(qtbot, tmp_path: Path) -> None:
 
 def test_choice_reflects_edits(qtbot, tmp_path: Path) -> None:
     dlg = make_dialog(qtbot, tmp_path, sam="vit_h", extra={"keep": 1})
-    assert dlg.choice() == ModelChoice(models_dir=str(tmp_path), extra={"keep": 1})
+    assert dlg.choice() == ModelChoice(models_dir=str(tmp_path), sam="vit_h", extra={"keep": 1})
     dlg.sam_combo.setCurrentIndex(dlg.sam_combo.findData("vit_b"))
     ip2p = tmp_path / "my-ip2p"
     dlg.ip2p_edit.setText(str(ip2p))

@@ -14,9 +14,13 @@ from PySide6.QtWidgets import QDialog
 from maskpix_desktop.core import models
 from maskpix_desktop.core.errors import ErrorKind, JobError
 from maskpix_desktop.core.job_protocol import JobMessage, MessageKind, Task
+from maskpix_desktop.core.model_setup import registry_size
 from maskpix_desktop.core.service import SOURCE_CLI, SOURCE_ENV, SOURCE_SAVED, ModelChoice
 from maskpix_desktop.ui.main_window import MainWindow
 from maskpix_desktop.ui.model_dialog import MISSING, NOT_NEEDED, PRESENT, ModelDialog
+
+#: The SAM a default ``ModelChoice`` needs here: vit_h with CUDA, SAM 2.1 tiny without.
+DEFAULT_SAM = models.default_sam_for(models.resolve_device("auto"))
 
 
 @pytest.fixture(autouse=True)
@@ -40,9 +44,9 @@ def test_missing_models_are_named_in_one_message_with_sizes_and_one_command(qtbo
     qtbot.waitUntil(lambda: win.model_label.text() == "models: missing", timeout=60_000)
     text = win.banner.label.text()
     assert win.banner.isVisible()
-    for name, size in (("sam_vit_h", "2.4 GB"), ("ip2p", "~2 GB"), ("clip", "577 MB")):
+    for name, size in ((DEFAULT_SAM, registry_size(DEFAULT_SAM)), ("ip2p", "~2 GB"), ("clip", "577 MB")):
         assert f"{name} ({size}, expected at {empty}" in text
-    assert f"maskpix-cli models download sam_vit_h ip2p clip --models-dir {empty}" in text
+    assert f"maskpix-cli models download {DEFAULT_SAM} ip2p clip --models-dir {empty}" in text
     assert win.banner.action_button.isVisible() and win.banner.action_button.text() == "Model settings…"
     win.close()
 
@@ -65,14 +69,14 @@ def test_dialog_lists_every_missing_model_and_copies_the_command(qtbot, tmp_path
     dlg = ModelDialog(ModelChoice(models_dir=str(tmp_path)))
     qtbot.addWidget(dlg)
     text = dlg.missing_text()
-    assert text.startswith(f"3 models are missing in {tmp_path}: sam_vit_h (2.4 GB")
+    assert text.startswith(f"3 models are missing in {tmp_path}: {DEFAULT_SAM} ({registry_size(DEFAULT_SAM)}")
     dlg.copy_button.click()
     from PySide6.QtGui import QGuiApplication
 
-    expected = f"maskpix-cli models download sam_vit_h ip2p clip --models-dir {tmp_path}"
+    expected = f"maskpix-cli models download {DEFAULT_SAM} ip2p clip --models-dir {tmp_path}"
     assert QGuiApplication.clipboard().text() == expected
     dlg.sam_combo.setCurrentIndex(dlg.sam_combo.findData("vit_b"))  # the list follows the choice
-    assert "sam_vit_b (358 MB" in dlg.missing_text() and "sam_vit_h" not in dlg.missing_text()
+    assert "sam_vit_b (358 MB" in dlg.missing_text() and DEFAULT_SAM not in dlg.missing_text()
 
 
 def test_banner_clears_when_the_models_load(qtbot, tmp_path, tiny_models_dir, monkeypatch):
@@ -152,7 +156,7 @@ def test_download_with_nothing_selected_fetches_every_missing_model(qtbot, tmp_p
     assert dlg.download_button.isEnabled() and dlg.download_button.text() == "Download missing (3)"
     dlg.download_button.click()
     qtbot.waitUntil(lambda: len(fake.names) == 3 and not dlg.is_downloading(), timeout=10_000)
-    assert fake.names == ["sam_vit_h", "ip2p", "clip"]
+    assert fake.names == [DEFAULT_SAM, "ip2p", "clip"]
 
 
 def test_cancel_stops_the_rest_of_the_queue(qtbot, tmp_path, monkeypatch):
@@ -165,7 +169,7 @@ def test_cancel_stops_the_rest_of_the_queue(qtbot, tmp_path, monkeypatch):
     dlg.cancel_download()
     qtbot.waitUntil(lambda: not dlg.is_downloading(), timeout=10_000)
     qtbot.wait(50)
-    assert fake.names == ["sam_vit_h"]
+    assert fake.names == [DEFAULT_SAM]
 
 
 @pytest.mark.parametrize(
@@ -189,4 +193,4 @@ def test_a_missing_model_at_edit_time_lists_them_all(tiny_window, monkeypatch, t
     error = JobError("Model weights for 'ip2p' are missing", ErrorKind.MISSING_WEIGHTS, "ip2p")
     win._on_message(JobMessage(7, Task.EDIT, MessageKind.FAILED, error=error))
     text = win.banner.label.text()
-    assert text.startswith("The edit failed: 3 models are missing") and "sam_vit_h" in text and "clip" in text
+    assert text.startswith("The edit failed: 3 models are missing") and DEFAULT_SAM in text and "clip" in text

@@ -20,6 +20,7 @@ import pytest
 from fakes import FakeEditor, FakeSegmenter, FakeService
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal
 
+from maskpix_desktop.core import models
 from maskpix_desktop.core.errors import (
     Cancelled,
     ErrorKind,
@@ -366,8 +367,9 @@ def test_load_missing_weights_then_switch_models(make_client, qtbot, models_dir,
     rec = Recorder(client)
     msg = rec.wait(qtbot, client.load_models(), timeout=30000)
     assert msg.kind == "failed" and msg.error is not None
-    assert msg.error.kind is ErrorKind.MISSING_WEIGHTS and msg.error.model == "sam_vit_h"
-    assert msg.error.fetch_command.startswith("maskpix-cli models download sam_vit_h --models-dir")
+    sam = models.default_sam_for("cpu")  # SAM_AUTO on a CPU: SAM 2.1 tiny
+    assert msg.error.kind is ErrorKind.MISSING_WEIGHTS and msg.error.model == sam
+    assert msg.error.fetch_command.startswith(f"maskpix-cli models download {sam} --models-dir")
     assert msg.error.fetch_command in msg.error.message and "missing" in msg.error.message
     client.set_service_factory(_tiny_factory(models_dir))
     msg = rec.wait(qtbot, client.load_models(clip=False), timeout=60000)
