@@ -209,6 +209,15 @@ def test_model_table_present_and_missing(qtbot, tmp_path: Path) -> None:
     assert format_size(2_564_550_879) == "2.4 GB" and format_size(None) == "?"
 
 
+def test_default_choice_is_the_automatic_sam(qtbot, tmp_path: Path) -> None:
+    dlg = make_dialog(qtbot, tmp_path)
+    assert dlg.sam_combo.currentData() == "auto" and dlg.sam_combo.currentIndex() == 0
+    assert dlg.sam_combo.currentText() == "Automatic (ViT-H with CUDA, SAM 2.1 tiny without)"
+    assert dlg.choice().sam == "auto"
+    dlg.sam_combo.setCurrentIndex(dlg.sam_combo.findData("sam2.1_hiera_small"))
+    assert dlg.choice().sam == "sam2.1_hiera_small"
+
+
 def test_choice_reflects_edits(qtbot, tmp_path: Path) -> None:
     dlg = make_dialog(qtbot, tmp_path, sam="vit_h", extra={"keep": 1})
     assert dlg.choice() == ModelChoice(models_dir=str(tmp_path), sam="vit_h", extra={"keep": 1})
