@@ -94,19 +94,22 @@ def make_pie_folder(root: str | Path, n: int = 8, *, bad: bool = True) -> Path:
 
 
 def make_magicbrush_folder(root: str | Path, size: int = 128) -> Path:
-    """A MagicBrush-test-style folder: ``edit_sessions.json``, ``global_descriptions.json`` and
-    ``images/<id>/<id>-input.png``, ``-maskK.png`` (RGBA, the edit region transparent, at half the
-    image's resolution as some MagicBrush masks are), ``-outputK.png``. Three turns over two images."""
+    """A MagicBrush-test-style folder: ``edit_sessions.json``, ``global_descriptions.json`` (captions
+    ``a picture after: <instruction>``), ``local_descriptions.json`` (other captions, ``the edited part:
+    <instruction>``; CLIP-T's) and ``images/<id>/<id>-input.png``, ``-maskK.png`` (RGBA, the edit region
+    transparent, at half the image's resolution as some MagicBrush masks are), ``-outputK.png``. Three turns
+    over two images."""
     root = Path(root)
     sessions: dict[str, list] = {}
     captions: dict[str, dict] = {}
+    local: dict[str, dict] = {}
     specs = {"327726": ["put a hat on the man", "make the hat red"], "242679": ["turn the sky pink"]}
     for s, (img_id, instructions) in enumerate(specs.items()):
         folder = root / "images" / img_id
         folder.mkdir(parents=True, exist_ok=True)
         source = synthetic_image(size, size, 50 + s)
         images.save_image(folder / f"{img_id}-input.png", source)
-        turns, caps = [], {}
+        turns, caps, local_caps = [], {}, {}
         current = source
         for k, instr in enumerate(instructions, start=1):
             m = ellipse_mask(size, size, 60 + 10 * s + k)
@@ -126,9 +129,12 @@ def make_magicbrush_folder(root: str | Path, size: int = 128) -> Path:
                 }
             )
             caps[f"{img_id}-output{k}.png"] = f"a picture after: {instr}"
+            local_caps[f"{img_id}-output{k}.png"] = f"the edited part: {instr}"
             current = target
         sessions[img_id] = turns
         captions[img_id] = caps
+        local[img_id] = local_caps
     (root / "edit_sessions.json").write_text(json.dumps(sessions, indent=1), encoding="utf-8")
     (root / "global_descriptions.json").write_text(json.dumps(captions, indent=1), encoding="utf-8")
+    (root / "local_descriptions.json").write_text(json.dumps(local, indent=1), encoding="utf-8")
     return root

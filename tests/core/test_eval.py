@@ -135,7 +135,7 @@ def test_readers_parse_both_layouts(pie_dir: Path, mb_dir: Path, tmp_path: Path)
     assert [it.id for it in items] == ["242679-1", "327726-1", "327726-2"]
     second = items[2]
     assert second.image.name == "327726-output1.png" and second.target.name == "327726-output2.png"
-    assert second.prompt == "a picture after: make the hat red"
+    assert second.prompt == "the edited part: make the hat red"  # the local description (CLIP-T)
 
     # The Hugging Face column layout as metadata.jsonl.
     rec = {"img_id": "9", "turn_index": 1, "source_img": "a.png", "mask_img": "m.png", "target_img": "t.png"}

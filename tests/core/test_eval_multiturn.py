@@ -31,7 +31,7 @@ def test_multi_turn_items_chain_a_session(mb_dir: Path) -> None:
     two = multi[1]
     assert [t.id for t in two.chain] == ["327726-1", "327726-2"] and two.edit_type == ev.MULTI_TURN
     assert two.image.name == "327726-input.png" and two.target.name == "327726-output2.png"
-    assert two.prompt == "a picture after: make the hat red"  # the final output's caption (CLIP-T)
+    assert two.prompt == "the edited part: make the hat red"  # the final output's local caption (CLIP-T)
     _, both = ev.read_dataset(mb_dir, "magicbrush", "both")
     assert len(both) == 5 and {it.id for it in both} >= {"327726-1", "327726-2", "242679-1"}
     loaded = ev.load_item(two)

@@ -56,6 +56,77 @@ def test_rows_are_compared_with_the_plain_baseline_and_the_csv_keeps_exact_float
     assert float(parsed[1]["outside_reduction"]) == rows[1]["outside_reduction"]
 
 
+def test_report_step_writes_the_exact_csv_markdown_and_plot_through_the_evaluation_modules(
+    tmp_path: Path, monkeypatch
+):
+    from PIL import Image
+
+    from maskpix_desktop.core.evaluation import plots, report
+
+    calls = []
+    for mod, name in ((report, "write_table"), (plots, "plot_bars")):
+        real = getattr(mod, name)
+
+        def spy(*a, _real=real, _name=name, **k):
+            calls.append(_name)
+            return _real(*a, **k)
+
+        monkeypatch.setattr(mod, name, spy)
+    rows = [
+        _row({"conditioning": "none", "lora_rank": 0}, 0.8, 20.0),
+        _row({"conditioning": "concat", "lora_rank": 4}, 0.2, 21.5),
+        _row({"conditioning": "attention", "lora_rank": 0}, 0.4, 19.25),
+    ]
+    rows[2]["n_items"] = 2
+    ablate._vs_baseline(rows)
+    paths = ablate.write_report(rows, tmp_path / "out")
+    assert calls == ["write_table", "write_table", "plot_bars"]  # one report path: evaluation's modules
+    assert paths == {k: tmp_path / "out" / f"ablation.{k}" for k in ("csv", "md", "png")}
+    cols = "outside_change,inside_psnr,change_miou,final_loss,train_s,outside_reduction,psnr_gain"
+    assert paths["csv"].read_text(encoding="utf-8").splitlines() == [
+        f"name,conditioning,lora_rank,{cols},outside_floor,n_items",
+        "cond-none_lora-0,none,0,0.8,20.0,0.5,1.0,3.0,0.0,0.0,0.1,4",
+        "cond-concat_lora-4,concat,4,0.2,21.5,0.5,1.0,3.0,0.75,1.5,0.1,4",
+        "cond-attention_lora-0,attention,0,0.4,19.25,0.5,1.0,3.0,0.5,-0.75,0.1,2",
+    ]
+    parsed = list(csv.DictReader(io.StringIO(paths["csv"].read_text(encoding="utf-8"))))
+    assert [float(r["outside_reduction"]) for r in parsed] == [r["outside_reduction"] for r in rows]
+    head = (
+        "| conditioning | lora_rank | outside change ↓ | vs plain | inside PSNR dB | vs plain | mIoU | loss"
+    )
+    assert paths["md"].read_text(encoding="utf-8") == "\n".join(
+        [
+            head + " | train s |",
+            "|---|---|---|---|---|---|---|---|---|",
+            "| none | 0 | 0.8000 | baseline | 20.00 | baseline | 0.500 | 1.0000 | 3 |",
+            "| concat | 4 | 0.2000 | -75.0% | 21.50 | +1.50 | 0.500 | 1.0000 | 3 |",
+            "| attention | 0 | 0.4000 | -50.0% | 19.25 | -0.75 | 0.500 | 1.0000 | 3 |",
+            "",
+        ]
+    )
+    assert paths["md"].read_text(encoding="utf-8") == ablate.to_markdown(rows) + "\n"
+    assert paths["csv"].read_text(encoding="utf-8") == ablate.to_csv(rows)
+    assert paths["png"].stat().st_size > 1000
+    with Image.open(paths["png"]) as im:
+        assert im.format == "PNG" and im.size == (600, 650)  # 6 x 6.5 inches at 100 dpi (3 bars, 2 panels)
+        low, high = im.convert("L").getextrema()
+        assert low < high  # drawn, not blank
+
+
+def test_report_without_matplotlib_writes_the_tables(tmp_path: Path, monkeypatch):
+    from maskpix_desktop.core.evaluation import plots
+
+    def no_matplotlib(*a, **k):
+        raise ImportError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(plots, "plot_bars", no_matplotlib)
+    rows = [_row({"conditioning": "none"}, 0.8, 20.0)]
+    ablate._vs_baseline(rows)
+    paths = ablate.write_report(rows, tmp_path)
+    assert set(paths) == {"csv", "md"} and not (tmp_path / "ablation.png").exists()
+    assert paths["csv"].read_text().splitlines()[1] == "cond-none,none,0.8,20.0,0.5,1.0,3.0,0.0,0.0,0.1,4"
+
+
 def test_grid_runs_train_and_score_each_setting_and_a_second_call_reuses_them(
     tiny_ip2p_dir: Path, tmp_path: Path, monkeypatch
 ):

@@ -29,7 +29,12 @@ FORMATS = ("pie", "magicbrush")
 PIE_SIZE = (512, 512)
 PIE_MAPPING = "mapping_file.json"
 MB_SESSIONS = "edit_sessions.json"
+#: The output's global description (``{img_id: {output file: caption}}``): CLIP-T's fallback caption.
 MB_CAPTIONS = "global_descriptions.json"
+#: The output's local description (same layout), the caption MagicBrush's CLIP-T uses: its evaluation
+#: README runs ``image_eval.py --caption_path ./test/local_captions.json``, which reads
+#: ``caption_dict[img_id][output file]``. The test release's name first, then the README's.
+MB_LOCAL_CAPTIONS = ("local_descriptions.json", "local_captions.json")
 MB_JSONL = "metadata.jsonl"
 #: MagicBrush settings (its ``image_eval.py``): ``single`` = every turn edited from its ground-truth input
 #: ("all turn"), ``multi`` = each session edited turn after turn from the model's own outputs, scored on
@@ -64,7 +69,7 @@ class EvalItem:
     dataset: str
     image: Path
     instruction: str
-    prompt: str | None = None  # the description of the wanted result (CLIP score text)
+    prompt: str | None = None  # the description of the wanted result (CLIP score and CLIP-T text)
     source_prompt: str | None = None
     edit_type: str = ""
     mask_rle: tuple[int, ...] | None = None  # PIE-Bench: (start, length) pairs at 512x512
@@ -216,13 +221,58 @@ def _mb_item(
     )
 
 
+def magicbrush_caption_file(root: str | Path) -> Path | None:
+    """The caption file a MagicBrush test folder's items take their CLIP text from: the first of
+    :data:`MB_LOCAL_CAPTIONS` that exists (MagicBrush's CLIP-T), else :data:`MB_CAPTIONS`, else None."""
+    root = Path(root)
+    for name in (*MB_LOCAL_CAPTIONS, MB_CAPTIONS):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def magicbrush_caption_source(root: str | Path) -> str:
+    """What the CLIP-T caption (``prompt``) of a MagicBrush folder's items is, in words (the report's
+    definitions)."""
+    root = Path(root)
+    if not (root / MB_SESSIONS).is_file():
+        return f"the `caption` column of {MB_JSONL} (used as given)"
+    path = magicbrush_caption_file(root)
+    if path is None:
+        return f"none: no {' / '.join(MB_LOCAL_CAPTIONS)} or {MB_CAPTIONS}, so no CLIP-T or CLIP score"
+    if path.name == MB_CAPTIONS:
+        return (
+            f"the global descriptions, {MB_CAPTIONS} (no {' / '.join(MB_LOCAL_CAPTIONS)}): "
+            "not MagicBrush's CLIP-T caption, so CLIP-T is not comparable with the paper"
+        )
+    return f"the local descriptions, {path.name}, as MagicBrush's image_eval.py CLIP-T"
+
+
+def _load_captions(root: Path) -> dict[str, Any]:
+    """``{img_id: {output file: caption}}`` from :func:`magicbrush_caption_file` (empty without one). An
+    unreadable file or one that is not a JSON object is an error; an entry of the wrong shape only leaves
+    its items without a caption."""
+    path = magicbrush_caption_file(root)
+    if path is None:
+        return {}
+    captions = _load_index(path)
+    if not isinstance(captions, dict):
+        raise MaskPixError(
+            f"{path} must map image ids to {{output file: caption}} objects, not a {json_kind(captions)}"
+        )
+    return captions
+
+
 def read_magicbrush(root: Path, setting: str = "single") -> list[EvalItem]:
     """Items of a MagicBrush folder in ``setting`` (:data:`MB_SETTINGS`; multi-turn items: id
     ``<img_id>-multi``, edit type ``multi-turn``, their turns in ``chain``).
 
     Either the official test layout: ``edit_sessions.json`` (``{img_id: [{"input", "mask", "instruction",
-    "output"}, ...]}``) with files in ``images/<img_id>/`` and optional ``global_descriptions.json``
-    (``{img_id: {output file: caption}}``) for the CLIP score; one item per turn, id ``<img_id>-<turn>``.
+    "output"}, ...]}``) with files in ``images/<img_id>/``; one item per turn, id ``<img_id>-<turn>``. The
+    item's ``prompt`` (CLIP-T's caption, also the CLIP score's text) is its output's entry in the local
+    descriptions (``local_descriptions.json`` or ``local_captions.json``, ``{img_id: {output file:
+    caption}}``, as MagicBrush's ``image_eval.py`` reads them), or in ``global_descriptions.json`` (same
+    layout) only when there is no local file (:func:`magicbrush_caption_source` says which).
     Or ``metadata.jsonl`` with the Hugging Face columns ``img_id``, ``turn_index``, ``source_img``,
     ``mask_img``, ``instruction``, ``target_img`` (paths relative to the folder) and optional ``caption``.
     A session, turn or line of the wrong shape becomes an item with a ``problem`` (an error row).
@@ -238,14 +288,14 @@ def read_magicbrush(root: Path, setting: str = "single") -> list[EvalItem]:
             raise MaskPixError(
                 f"{root / MB_SESSIONS} must map image ids to lists of turns, not a {json_kind(sessions)}"
             )
-        captions = _load_index(root / MB_CAPTIONS) if (root / MB_CAPTIONS).is_file() else {}
+        captions = _load_captions(root)
         for img_id in sorted(sessions):
             folder, turns, sid = root / "images" / img_id, sessions[img_id], _clean(img_id)
             if not isinstance(turns, list):
                 why = f"is {json_kind(turns)}, not a list of turns"
                 items.append(_mb_item(sid, folder, {}, [why], f"session {sid!r}", MB_TURN_KEYS))
                 continue
-            caps = captions.get(img_id) if isinstance(captions, dict) else None
+            caps = captions.get(img_id)
             for turn, rec in enumerate(turns, start=1):
                 problems = [] if isinstance(rec, dict) else [f"is {json_kind(rec)}, not a record"]
                 rec = rec if isinstance(rec, dict) else {}

@@ -1,10 +1,11 @@
-"""The report's images: per-item metric distributions (matplotlib, imported when used) and the grid."""
+"""The report's images: per-item metric distributions and bar panels (matplotlib, imported when used)
+and the grid."""
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,48 @@ def plot_distributions(rows: list[dict[str, Any]], modes: Sequence[str], path: P
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close("all")
+    images.atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_bars(
+    path: Path,
+    labels: Sequence[str],
+    panels: Sequence[tuple[str, Sequence[float] | Mapping[str, Sequence[float]]]],
+    *,
+    title: str | None = None,
+) -> None:
+    """One bar chart per panel, stacked, over the same ``labels`` (tick labels on the last panel only).
+
+    A panel is ``(title, values)`` with one value per label, or ``(title, {series: values})`` for grouped
+    bars with a legend. The figure is ``max(6, 0.6 * len(labels) + 2)`` by ``3.25 * len(panels)`` inches
+    at 100 dpi; written atomically (Agg backend; ImportError without matplotlib).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    n = len(labels)
+    fig = Figure(figsize=(max(6.0, 0.6 * n + 2), 3.25 * len(panels)), dpi=100, layout="constrained")
+    x = np.arange(n, dtype=np.float64)
+    for i, (panel_title, values) in enumerate(panels):
+        ax = fig.add_subplot(len(panels), 1, i + 1)
+        series = dict(values) if isinstance(values, Mapping) else {"": values}
+        width = 0.8 / max(len(series), 1)
+        for j, (name, vals) in enumerate(series.items()):
+            if len(vals) != n:
+                raise ValueError(f"panel {panel_title!r}: {len(vals)} values for {n} labels")
+            offset = (j - (len(series) - 1) / 2) * width
+            ax.bar(x + offset, [float(v) for v in vals], width=width, label=name or None)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+        ax.set_title(panel_title)
+        last = i == len(panels) - 1
+        ax.set_xticks(x, list(labels) if last else [], rotation=60, ha="right", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     images.atomic_write_bytes(path, buf.getvalue())
 
 

@@ -18,7 +18,13 @@ import numpy as np
 import maskpix_desktop.core.evaluation.plots as plots
 from maskpix_desktop.core import images, metric_catalog
 from maskpix_desktop.core.errors import MaskPixError
-from maskpix_desktop.core.evaluation.datasets import MODE_LABELS, MODES, MULTI_TURN, PIE_EDIT_TYPES
+from maskpix_desktop.core.evaluation.datasets import (
+    MODE_LABELS,
+    MODES,
+    MULTI_TURN,
+    PIE_EDIT_TYPES,
+    magicbrush_caption_source,
+)
 from maskpix_desktop.core.evaluation.scoring import BACKGROUND_KEYS, MB_KEYS, PIE_KEYS, SSIM_KEYS, WHOLE_MASK
 from maskpix_desktop.core.evaluation.store import (
     GRID_PNG,
@@ -117,24 +123,52 @@ def _table(
     agg: dict[str, Any], keys: Sequence[str], modes: Sequence[str], first: str = "Method"
 ) -> list[str]:
     specs = metric_catalog.specs(keys)
-    lines = [
-        "| " + " | ".join([first, "n", *(s.header for s in specs)]) + " |",
-        "|" + "---|" * (len(specs) + 2),
+    body = [
+        [MODE_LABELS[mode], str(agg[mode]["items"]), *(_cell(agg[mode].get(s.key), s) for s in specs)]
+        for mode in modes
+        if mode in agg
     ]
-    for mode in modes:
-        if mode not in agg:
-            continue
-        cells = [MODE_LABELS[mode], str(agg[mode]["items"]), *(_cell(agg[mode].get(s.key), s) for s in specs)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    return markdown_table([first, "n", *(s.header for s in specs)], body)
+
+
+# ============================================================================================ tables
 
 
 def _fmt_csv(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, float):
+    if isinstance(value, float):  # numpy floats too: written as the Python float they equal
+        value = float(value)
         return repr(value) if math.isfinite(value) else str(value)
     return str(value)
+
+
+def table_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A CSV table (newline line ends): floats as ``repr`` (exact; ``inf`` / ``nan`` as text), None blank."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([_fmt_csv(v) for v in row] for row in rows)
+    return buf.getvalue()
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A Markdown table's lines: the header, the ``|---|`` rule, one line per row (cells as ``str``)."""
+    lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def write_table(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """Write a table atomically, as CSV (:func:`table_csv`) or, for a ``.md`` path, Markdown
+    (:func:`markdown_table`, newline-terminated); returns ``path``."""
+    path = Path(path)
+    if path.suffix.lower() == ".md":
+        text = "\n".join(markdown_table(header, rows)) + "\n"
+    else:
+        text = table_csv(header, rows)
+    images.atomic_write_text(path, text)
+    return path
 
 
 def _present_keys(rows: list[dict[str, Any]]) -> list[str]:
@@ -144,27 +178,22 @@ def _present_keys(rows: list[dict[str, Any]]) -> list[str]:
 
 def results_csv(rows: list[dict[str, Any]]) -> str:
     keys = _present_keys(rows)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(
-        ["item", "mode", "status", "edit_type", *keys, "missing", "error", "output", "instruction"]
-    )
-    for r in rows:
-        missing = "; ".join(f"{k}: {v}" for k, v in sorted((r.get("missing") or {}).items()))
-        writer.writerow(
-            [
-                r["item"],
-                r["mode"],
-                r.get("status", ""),
-                r.get("edit_type", ""),
-                *(_fmt_csv(r.get("metrics", {}).get(k)) for k in keys),
-                missing,
-                r.get("error") or "",
-                (r.get("files") or {}).get("output", ""),
-                r.get("instruction", ""),
-            ]
-        )
-    return buf.getvalue()
+    header = ["item", "mode", "status", "edit_type", *keys, "missing", "error", "output", "instruction"]
+    body = [
+        [
+            r["item"],
+            r["mode"],
+            r.get("status", ""),
+            r.get("edit_type", ""),
+            *(r.get("metrics", {}).get(k) for k in keys),
+            "; ".join(f"{k}: {v}" for k, v in sorted((r.get("missing") or {}).items())),
+            r.get("error") or "",
+            (r.get("files") or {}).get("output", ""),
+            r.get("instruction", ""),
+        ]
+        for r in rows
+    ]
+    return table_csv(header, body)
 
 
 def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
@@ -217,8 +246,12 @@ def load_results(path: str | Path) -> tuple[Path, list[dict[str, Any]], dict[str
     return folder, rows, summary
 
 
-def definitions(keys: Sequence[str], variant: str, models: dict[str, Any]) -> dict[str, Any]:
-    """Which definition each reported metric used (written into summary.json and summary.md)."""
+def definitions(
+    keys: Sequence[str], variant: str, models: dict[str, Any], clip_t_caption: str | None = None
+) -> dict[str, Any]:
+    """Which definition each reported metric used (written into summary.json and summary.md).
+    ``clip_t_caption``: where a MagicBrush run's CLIP-T captions came from
+    (:func:`~maskpix_desktop.core.evaluation.datasets.magicbrush_caption_source`)."""
     return {
         "metrics": {k: metric_catalog.spec(k).summary for k in keys},
         "ssim_layout": f"{variant}: "
@@ -233,6 +266,7 @@ def definitions(keys: Sequence[str], variant: str, models: dict[str, Any]) -> di
         "clip_edited_crop is MaskPix's padded, mean-filled box crop (older results: clip_score_region)",
         "clip_model": models.get("clip"),
         "dino_model": models.get("dino"),
+        **({"clip_t_caption": clip_t_caption} if clip_t_caption else {}),
     }
 
 
@@ -242,6 +276,8 @@ def _definitions_md(defs: dict[str, Any]) -> list[str]:
         md.append(f"- **{metric_catalog.spec(key).name}** (`{key}`): {text}.")
     md.append(f"- SSIM layout {defs['ssim_layout']} (`--ssim-variant`).")
     md.append(f"- CLIP edited: {defs['clip_edited']}.")
+    if defs.get("clip_t_caption"):
+        md.append(f"- CLIP-T caption (also the CLIP score's text): {defs['clip_t_caption']}.")
     if defs.get("dino_model"):
         md.append(f"- DINO model: `{defs['dino_model']}`.")
     return md
@@ -268,6 +304,16 @@ def _retrieval_md(ret: dict[str, Any]) -> list[str]:
         md.append("| " + " | ".join(cells) + " |")
     md += ["", "Chance level: top-k = k / candidates."]
     return md
+
+
+def _caption_source(meta: dict[str, Any], fmt: str) -> str | None:
+    """MagicBrush only: ``meta["clip_t_caption"]`` if given, else read off the dataset folder in ``meta``."""
+    if fmt != "magicbrush":
+        return None
+    if meta.get("clip_t_caption"):
+        return str(meta["clip_t_caption"])
+    dataset = meta.get("dataset")
+    return magicbrush_caption_source(dataset) if dataset and Path(dataset).is_dir() else None
 
 
 def _mode_settings(cfg: dict[str, Any], modes: Sequence[str]) -> str:
@@ -328,7 +374,7 @@ def write_report(
             t: _aggregate([r for r in ok if r.get("edit_type", "") == t], all_keys, modes) for t in edit_types
         },
         "throughput": throughput or {},
-        "definitions": definitions(keys, variant, meta.get("models", {})),
+        "definitions": definitions(keys, variant, meta.get("models", {}), _caption_source(meta, fmt)),
         "retrieval": retrieval or {},
     }
     images.atomic_write_text(out_dir / SUMMARY_JSON, json.dumps(json_safe(summary), indent=2, sort_keys=True))

@@ -6,12 +6,12 @@ A setting is a dict of :class:`~.train.TrainConfig` overrides. The default axes:
 plain IP2P UNet (``conditioning="none"``) as the baseline every row is compared with. Outputs in the grid
 folder: ``ablation.csv``, ``ablation.md``, ``ablation.png`` (when matplotlib is there) and per run
 ``<name>/metrics.json``; a run whose ``metrics.json`` exists with the same settings is reused (resume).
+The tables and the plot are written through the evaluation's report path
+(:mod:`maskpix_desktop.core.evaluation.report`, :mod:`maskpix_desktop.core.evaluation.plots`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import math
@@ -20,6 +20,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from maskpix_desktop.core.evaluation import plots, report
 from maskpix_desktop.core.maskcond.proof import EvalConfig, evaluate
 
 DEFAULT_AXES: dict[str, list[Any]] = {
@@ -102,69 +103,69 @@ def _axes(rows: list[dict[str, Any]]) -> list[str]:
     return names
 
 
+#: the CSV's columns after the name and the axes
+CSV_COLUMNS = (*METRICS, "outside_reduction", "psnr_gain", "outside_floor", "n_items")
+#: the Markdown table's columns after the axes
+MD_COLUMNS = ("outside change ↓", "vs plain", "inside PSNR dB", "vs plain", "mIoU", "loss", "train s")
+#: the plot's panels: (row key, title)
+PLOT_PANELS = (("outside_change", "outside change ↓"), ("inside_psnr", "inside PSNR ↑"))
+
+
+def csv_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """``(header, rows)`` of the CSV: the name, the axes, then every metric (a missing one blank)."""
+    axes = _axes(rows)
+    body = [
+        [r["name"], *(r["setting"].get(a, "") for a in axes), *(r.get(c, "") for c in CSV_COLUMNS)]
+        for r in rows
+    ]
+    return ["name", *axes, *CSV_COLUMNS], body
+
+
+def markdown_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)`` of the Markdown table (the baseline's row says "baseline" in the comparisons)."""
+    axes = _axes(rows)
+    body = []
+    for r in rows:
+        plain = r["setting"].get("conditioning") == "none"
+        body.append(
+            [str(r["setting"].get(a, "")) for a in axes]
+            + [
+                f"{r['outside_change']:.4f}",
+                "baseline" if plain else f"{-100 * r['outside_reduction']:+.1f}%",
+                f"{r['inside_psnr']:.2f}",
+                "baseline" if plain else f"{r['psnr_gain']:+.2f}",
+                f"{r['change_miou']:.3f}",
+                f"{r['final_loss']:.4f}",
+                f"{r['train_s']:.0f}",
+            ]
+        )
+    return [*axes, *MD_COLUMNS], body
+
+
 def to_csv(rows: list[dict[str, Any]]) -> str:
     """One line per setting: the axes, then every metric (floats as ``repr``: exact)."""
-    axes = _axes(rows)
-    cols = [*METRICS, "outside_reduction", "psnr_gain", "outside_floor", "n_items"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", *axes, *cols])
-    for r in rows:
-        vals = [r["setting"].get(a, "") for a in axes] + [r.get(c, "") for c in cols]
-        w.writerow([r["name"], *(repr(v) if isinstance(v, float) else v for v in vals)])
-    return buf.getvalue()
+    return report.table_csv(*csv_table(rows))
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
     """The grid as a Markdown table (the baseline's row says "baseline" in the comparison columns)."""
-    axes = _axes(rows)
-    head = [*axes, "outside change ↓", "vs plain", "inside PSNR dB", "vs plain", "mIoU", "loss", "train s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        plain = r["setting"].get("conditioning") == "none"
-        red = "baseline" if plain else f"{-100 * r['outside_reduction']:+.1f}%"
-        gain = "baseline" if plain else f"{r['psnr_gain']:+.2f}"
-        cells = [str(r["setting"].get(a, "")) for a in axes] + [
-            f"{r['outside_change']:.4f}",
-            red,
-            f"{r['inside_psnr']:.2f}",
-            gain,
-            f"{r['change_miou']:.3f}",
-            f"{r['final_loss']:.4f}",
-            f"{r['train_s']:.0f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def plot(rows: list[dict[str, Any]], path: Path) -> bool:
-    """Outside change and inside PSNR per setting as bars (matplotlib, Agg); False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=True)
-        from matplotlib.figure import Figure
-    except ImportError:
-        return False
-    fig = Figure(figsize=(max(6.0, 0.6 * len(rows) + 2), 6.5), dpi=100, layout="constrained")
-    labels = [r["name"] for r in rows]
-    for i, (key, title) in enumerate(
-        (("outside_change", "outside change ↓"), ("inside_psnr", "inside PSNR ↑"))
-    ):
-        ax = fig.add_subplot(2, 1, i + 1)
-        ax.bar(range(len(rows)), [r[key] for r in rows], color="tab:blue")
-        ax.set_title(title)
-        ax.set_xticks(range(len(rows)), labels if i else [], rotation=60, ha="right", fontsize=7)
-    fig.savefig(path)
-    return True
+    return "\n".join(report.markdown_table(*markdown_cells(rows)))
 
 
 def write_report(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
-    """``ablation.csv``, ``ablation.md`` and (with matplotlib) ``ablation.png`` in ``folder``."""
+    """``ablation.csv``, ``ablation.md`` and (with matplotlib) ``ablation.png`` in ``folder``, through the
+    evaluation's report and plot modules (:func:`~maskpix_desktop.core.evaluation.report.write_table`,
+    :func:`~maskpix_desktop.core.evaluation.plots.plot_bars`: outside change and inside PSNR per setting)."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out = {"csv": folder / "ablation.csv", "md": folder / "ablation.md"}
-    out["csv"].write_text(to_csv(rows), encoding="utf-8")
-    out["md"].write_text(to_markdown(rows) + "\n", encoding="utf-8")
-    if plot(rows, folder / "ablation.png"):
-        out["png"] = folder / "ablation.png"
+    out = {
+        "csv": report.write_table(folder / "ablation.csv", *csv_table(rows)),
+        "md": report.write_table(folder / "ablation.md", *markdown_cells(rows)),
+    }
+    panels = [(title, [r[key] for r in rows]) for key, title in PLOT_PANELS]
+    try:
+        plots.plot_bars(folder / "ablation.png", [r["name"] for r in rows], panels)
+    except ImportError:  # matplotlib is optional: the tables are the result
+        return out
+    out["png"] = folder / "ablation.png"
     return out

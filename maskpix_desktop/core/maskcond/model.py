@@ -16,8 +16,9 @@ it was grown from computes, whatever the mask. Conditioning types: ``concat`` (t
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,10 @@ class MaskConditioning:
     attention_tokens: int = 16  # attention / both: mask tokens (a square number)
     attention_dim: int = 64  # attention / both: token width
     format: int = FORMAT_VERSION
-    base_model: str = ""
+    base_model: str = ""  # the base IP2P folder, absolute (or a hub id)
+    # a LoRA checkpoint: the base folder relative to the checkpoint folder ("/"-separated; empty when
+    # there is none, e.g. another drive); the fallback when base_model is gone (folders moved together)
+    base_model_rel: str = ""
     training: dict | None = None
     lora: dict | None = None  # a LoRA checkpoint: {"rank", "alpha", "targets", "vae_scaling_factor"}
 
@@ -94,6 +98,8 @@ def read_conditioning(folder: str | Path) -> MaskConditioning:
             raise _bad(path, "lora", "needs rank (> 0), alpha, targets (a list) and vae_scaling_factor")
         if not cond.base_model:
             raise _bad(path, "base_model", "is empty; a LoRA checkpoint loads on top of its base IP2P")
+    if not isinstance(cond.base_model_rel, str):
+        raise _bad(path, "base_model_rel", f"is {cond.base_model_rel!r}; expected a relative path")
     return cond
 
 
@@ -276,8 +282,9 @@ def mask_pipeline_from_ip2p(
 def save_lora_checkpoint(unet: Any, folder: str | Path, cond: MaskConditioning) -> Path:
     """A LoRA checkpoint of a mask UNet still carrying its (unmerged) peft adapter:
     ``maskpix_lora.safetensors`` (adapter, ``conv_in``, attention branch) plus the conditioning JSON
-    (``cond.lora`` and ``cond.base_model`` set). Megabytes instead of a whole pipeline;
-    :func:`load_mask_pipeline` applies it to the base at run time."""
+    (``cond.lora`` and ``cond.base_model`` set; ``base_model_rel``, the base relative to ``folder``, is
+    filled in here). Megabytes instead of a whole pipeline; :func:`load_mask_pipeline` applies it to the
+    base at run time, found at ``base_model`` or else at ``base_model_rel`` (:func:`find_base`)."""
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
@@ -291,6 +298,7 @@ def save_lora_checkpoint(unet: Any, folder: str | Path, cond: MaskConditioning) 
         state.update({f"{ATTR}.{k}": v for k, v in getattr(unet, ATTR).state_dict().items()})
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    cond = replace(cond, base_model_rel=relative_base(cond.base_model, folder))
     tmp = folder / (LORA_FILE + ".tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
     tmp.replace(folder / LORA_FILE)
@@ -301,15 +309,53 @@ def save_lora_checkpoint(unet: Any, folder: str | Path, cond: MaskConditioning) 
     return folder
 
 
+def relative_base(base: str, folder: str | Path) -> str:
+    """``base`` relative to ``folder``, "/"-separated (portable between systems); "" when ``base`` is not
+    a folder or has no relative path from ``folder`` (another Windows drive)."""
+    if not base or not Path(base).is_dir():
+        return ""
+    try:
+        rel = os.path.relpath(os.path.abspath(base), os.path.abspath(folder))
+    except ValueError:  # Windows: base and folder on different drives
+        return ""
+    return Path(rel).as_posix()
+
+
+def find_base(folder: str | Path, cond: MaskConditioning) -> str:
+    """The base IP2P of the LoRA checkpoint in ``folder``: ``cond.base_model`` when it is a diffusers folder
+    there, else ``cond.base_model_rel`` resolved against ``folder`` (the two folders moved together, e.g.
+    a project copied to another machine). :class:`WeightsError` naming both paths when neither is."""
+    folder = Path(folder)
+    base = cond.base_model
+    if (Path(base) / "model_index.json").is_file():
+        return base
+    tried = f"field 'base_model' is {base!r}"
+    if cond.base_model_rel:
+        moved = (folder / cond.base_model_rel).resolve()
+        if (moved / "model_index.json").is_file():
+            return str(moved)
+        tried += f" and field 'base_model_rel' {cond.base_model_rel!r} resolves to {str(moved)!r}"
+        where = "at one of these paths (move or copy the adapter and base folders together, keeping "
+        where += "their relative layout)"
+    else:
+        tried += " (no 'base_model_rel': written before MaskPix stored the base's relative path)"
+        where = "there"
+    raise WeightsError(
+        f"{folder / CONDITIONING_FILE}: the LoRA adapter's base InstructPix2Pix is missing: {tried}, "
+        f"and no diffusers folder (model_index.json) is there. Put the base folder {where}, or set "
+        "'base_model' in that file to the base folder's path on this machine."
+    )
+
+
 def _load_lora_pipeline(folder: Path, *, device: str, dtype: Any) -> Any:
-    """Base IP2P (``base_model``) + grown ``conv_in`` + branch + the adapter, unmerged (run-time LoRA)."""
+    """Base IP2P (:func:`find_base`) + grown ``conv_in`` + branch + the adapter, unmerged (run-time LoRA)."""
     import torch
     from safetensors.torch import load_file
 
     from maskpix_desktop.core.maskcond.attention import ATTR
 
     cond = read_conditioning(folder)
-    path, base = folder / CONDITIONING_FILE, cond.base_model
+    path = folder / CONDITIONING_FILE
     if cond.lora is None:
         raise _bad(path, "lora", f"is missing, but {LORA_FILE} is there")
     try:
@@ -317,11 +363,11 @@ def _load_lora_pipeline(folder: Path, *, device: str, dtype: Any) -> Any:
         from peft.utils import set_peft_model_state_dict
     except ImportError as exc:
         raise WeightsError(f"{folder}: a LoRA checkpoint needs the peft package (pip install peft)") from exc
-    if not (Path(base) / "model_index.json").is_file():
-        raise _bad(path, "base_model", f"is {base!r}, not a diffusers folder here")
+    base = find_base(folder, cond)
     ip2p = _from_pretrained(base, torch.float32)
     if ip2p.unet.config.in_channels != 8:
-        raise _bad(path, "base_model", f"is {base!r}, whose UNet has {ip2p.unet.config.in_channels} channels")
+        n = ip2p.unet.config.in_channels
+        raise _bad(path, "base_model", f"names {base!r}, whose UNet has {n} input channels, not 8 (IP2P)")
     pipe = mask_pipeline_from_ip2p(
         ip2p,
         copy_unet=False,
