@@ -31,12 +31,12 @@ from maskpix_desktop.bench.common import (
     torch_threads,
 )
 
-#: family -> (saver in maskpix_desktop.testing, text_scale as each family's examples use it).
-FAMILIES: dict[str, tuple[str, float]] = {
-    "ip2p": ("tiny_ip2p.save_tiny_ip2p", 7.5),
-    "ip2p_xl": ("tiny_ip2p_xl.save_tiny_ip2p_xl", 7.5),
-    "kontext": ("tiny_kontext.save_tiny_kontext", 2.5),
-    "qwen_edit": ("tiny_qwen_edit.save_tiny_qwen_edit", 4.0),
+#: family -> (saver in maskpix_desktop.testing, the family's guidance parameter as its examples set it).
+FAMILIES: dict[str, tuple[str, dict[str, float]]] = {
+    "ip2p": ("tiny_ip2p.save_tiny_ip2p", {"text_scale": 7.5}),
+    "ip2p_xl": ("tiny_ip2p_xl.save_tiny_ip2p_xl", {"text_scale": 7.5}),
+    "kontext": ("tiny_kontext.save_tiny_kontext", {"guidance": 2.5}),
+    "qwen_edit": ("tiny_qwen_edit.save_tiny_qwen_edit", {"true_cfg_scale": 4.0}),
 }
 
 
@@ -65,9 +65,9 @@ def plain_call(family: str, pipe: Any, image: np.ndarray, params: Any) -> np.nda
         if family == "ip2p_xl":
             kwargs.update(height=h, width=w)
     elif family == "kontext":
-        kwargs.update(height=h, width=w, guidance_scale=params.text_scale, max_area=h * w, _auto_resize=False)
+        kwargs.update(height=h, width=w, guidance_scale=params.guidance, max_area=h * w, _auto_resize=False)
     else:
-        kwargs.update(height=h, width=w, true_cfg_scale=params.text_scale, negative_prompt=" ")
+        kwargs.update(height=h, width=w, true_cfg_scale=params.true_cfg_scale, negative_prompt=" ")
     out = pipe(
         prompt=params.instruction,
         image=images.to_pil(image),
@@ -87,7 +87,7 @@ def family_ratios(family: str, cfg: BenchConfig, folder: Path) -> dict[str, Any]
     h, w = cfg.edit_size
     img = synthetic_image(h, w, seed=3)
     mask = ellipse_mask(h, w)
-    params = EditParams(instruction=INSTRUCTION, steps=cfg.edit_steps, seed=7, text_scale=FAMILIES[family][1])
+    params = EditParams(instruction=INSTRUCTION, steps=cfg.edit_steps, seed=7, **FAMILIES[family][1])
     pixel = replace(params, mask_mode="pixel", feather=0.0, dilate=0)
     latent = replace(params, mask_mode="latent", feather=0.0, dilate=0)
 

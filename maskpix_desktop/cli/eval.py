@@ -143,6 +143,15 @@ def _add_edit_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--crop-pad", type=float, default=d.crop_pad, help=f"crop mode's padding ({d.crop_pad})")
     p.add_argument("--negative-prompt", default=d.negative_prompt, help="negative prompt of every item")
+    p.add_argument(
+        "--guidance", type=float, default=d.guidance, help=f"FLUX.1 Kontext's guidance ({d.guidance})"
+    )
+    p.add_argument(
+        "--true-cfg-scale",
+        type=float,
+        default=d.true_cfg_scale,
+        help=f"Qwen-Image-Edit's true CFG scale ({d.true_cfg_scale})",
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -164,6 +173,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             negative_prompt=args.negative_prompt,
             latent_dilate=args.latent_dilate,
             crop_pad=args.crop_pad,
+            guidance=args.guidance,
+            true_cfg_scale=args.true_cfg_scale,
         )
     except ValueError as exc:
         from maskpix_desktop.core.errors import MaskPixError

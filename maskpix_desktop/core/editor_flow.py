@@ -9,9 +9,9 @@ replaced by ``(1 - sigma) * x0 + sigma * eps`` (``scheduler.scale_noise``'s form
 the last step by ``x0`` itself. ``x0`` is the pipeline's own normalised VAE latents of the working image
 (``_encode_vae_image``), packed with the pipeline's ``_pack_latents``; the mask is packed the same way.
 
-Family parameters (EditParams has no per-family fields; docs/MODELS.md): ``text_scale`` is Kontext's
-``guidance_scale`` (the distilled guidance input) and Qwen-Image-Edit's ``true_cfg_scale`` (with
-``negative_prompt``, or " " when empty, as Qwen's examples do); ``image_scale`` is not used.
+Family parameters (EditParams; docs/MODELS.md): ``guidance`` is Kontext's ``guidance_scale`` (the
+distilled guidance input), ``true_cfg_scale`` Qwen-Image-Edit's (with ``negative_prompt``, or " " when
+empty, as Qwen's examples do); ``text_scale`` and ``image_scale`` are the IP2P families' and not used.
 """
 
 from __future__ import annotations
@@ -109,9 +109,9 @@ class FlowEditor(Editor):
         h, w = work.shape[:2]
         kwargs: dict[str, Any] = {}
         if self.family == "kontext":
-            kwargs.update(guidance_scale=p.text_scale, max_area=h * w, _auto_resize=False)
+            kwargs.update(guidance_scale=p.guidance, max_area=h * w, _auto_resize=False)
         else:
-            kwargs.update(true_cfg_scale=p.text_scale, negative_prompt=p.negative_prompt or " ")
+            kwargs.update(true_cfg_scale=p.true_cfg_scale, negative_prompt=p.negative_prompt or " ")
         out = self.pipe(
             prompt=p.instruction,
             image=images.to_pil(work),

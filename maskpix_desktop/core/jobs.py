@@ -22,6 +22,10 @@ PARAM_RANGES: dict[str, tuple[float, float]] = {
     "text_scale": (0.0, 100.0),
     # Image guidance s_I: at least 1 (InstructPix2Pix requirement); the paper explores 1..2.5.
     "image_scale": (1.0, 100.0),
+    # FLUX.1 Kontext's distilled guidance (a model input, not CFG; its examples use 2.5) and
+    # Qwen-Image-Edit's true CFG scale (<= 1 turns CFG off; its examples use 4): bounded as text_scale.
+    "guidance": (0.0, 100.0),
+    "true_cfg_scale": (0.0, 100.0),
     # Seeds are shown by a Qt spin box (signed 32-bit); every seed a file holds can be shown and re-run.
     "seed": (0, 2**31 - 1),
     # Working long side: 4x SD 1.5's 512 training size; attention memory grows with its 4th power.
@@ -90,6 +94,10 @@ class EditParams:
 
     Built only from valid values: types (ints are ints, not bools; floats accept ints; strings are
     strings) and :data:`PARAM_RANGES` are checked here, and a :class:`ParamError` names the field.
+
+    Family parameters (core/editor_families): ``text_scale`` and ``image_scale`` drive the InstructPix2Pix
+    families (``ip2p``, ``ip2p_xl``), ``guidance`` FLUX.1 Kontext, ``true_cfg_scale`` Qwen-Image-Edit
+    (with ``negative_prompt``, which the IP2P families also take). Each family ignores the others'.
     """
 
     instruction: str
@@ -105,6 +113,8 @@ class EditParams:
     negative_prompt: str = ""
     latent_dilate: int = 8
     crop_pad: float = 0.15
+    guidance: float = 2.5
+    true_cfg_scale: float = 4.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

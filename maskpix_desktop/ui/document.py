@@ -25,7 +25,7 @@ __all__ = ["check_params", "check_session", "Limits"]
 Limits = Mapping[str, tuple[int, int]]
 
 _INT_FIELDS = ("steps", "seed", "long_side", "dilate", "latent_dilate")
-_FLOAT_FIELDS = ("text_scale", "image_scale", "feather", "crop_pad")
+_FLOAT_FIELDS = ("text_scale", "image_scale", "feather", "crop_pad", "guidance", "true_cfg_scale")
 _STR_FIELDS = ("instruction", "negative_prompt", "mask_mode", "seam")
 
 

@@ -1,8 +1,9 @@
-"""The edit panel: instruction, IP2P parameters, mask mode, Run / Cancel and step progress.
+"""The edit panel: instruction, the editor family's parameters, mask mode, Run / Cancel and step progress.
 
 Instruction, Run, Cancel and progress are laid out by :class:`PromptBar` (``panel.prompt_bar``), which the
 window keeps in view under the image; the panel itself shows the mask mode and a collapsible Advanced
-section (steps, guidance, seed, working size, dilate, feather, seam)."""
+section (steps, guidance, seed, working size, dilate, feather, seam). The guidance rows shown are the
+loaded editor family's (:data:`FAMILY_ROWS`); the others' values are kept and passed, and ignored."""
 
 from __future__ import annotations
 
@@ -39,6 +40,14 @@ MODE_TIPS = {
     "trained": "Give the mask to a mask-trained model (a MaskPix mask checkpoint), then composite as pixel.",
 }
 #: The ``trained`` item's tooltip while the loaded editor does not take a mask (the item is disabled).
+#: The family parameters each editor family uses (``EditParams`` fields; core/editor_families).
+FAMILY_ROWS: dict[str, tuple[str, ...]] = {
+    "ip2p": ("text_scale", "image_scale", "negative_prompt"),
+    "ip2p_xl": ("text_scale", "image_scale", "negative_prompt"),
+    "kontext": ("guidance",),
+    "qwen_edit": ("true_cfg_scale", "negative_prompt"),
+}
+_FAMILY_FIELDS = ("text_scale", "image_scale", "guidance", "true_cfg_scale", "negative_prompt")
 TRAINED_OFF_TIP = (
     "Needs a MaskPix mask checkpoint: choose one as the InstructPix2Pix folder in Models and load it "
     "(docs/TRAINING.md)."
@@ -77,6 +86,18 @@ class EditPanel(QWidget):
         self.text_scale.setToolTip("Text guidance s_T: how strongly the edit follows the instruction.")
         self.image_scale = _float_spin("image_scale", 1.5, singleStep=0.1, decimals=2)
         self.image_scale.setToolTip("Image guidance s_I: how strongly the result stays close to the photo.")
+        self.guidance = _float_spin("guidance", 2.5, singleStep=0.5, decimals=1)
+        self.guidance.setToolTip("FLUX.1 Kontext's guidance: how strongly the edit follows the instruction.")
+        self.true_cfg_scale = _float_spin("true_cfg_scale", 4.0, singleStep=0.5, decimals=1)
+        self.true_cfg_scale.setToolTip(
+            "Qwen-Image-Edit's true classifier-free guidance (1 or less: off, faster; "
+            "uses the negative prompt)."
+        )
+        self.negative_prompt = QLineEdit()
+        self.negative_prompt.setPlaceholderText("what the edit should avoid (optional)")
+        self.negative_prompt.setClearButtonEnabled(True)
+        self.negative_prompt.setToolTip("Negative prompt: text the guidance steers away from.")
+        self.family = "ip2p"
         self.seed = _int_spin("seed", 1234)
         self.seed_lock = QCheckBox("lock")
         self.seed_lock.setChecked(True)
@@ -120,6 +141,10 @@ class EditPanel(QWidget):
         form.addRow("Steps", self.steps)
         form.addRow("Text guidance", self.text_scale)
         form.addRow("Image guidance", self.image_scale)
+        form.addRow("Guidance", self.guidance)
+        form.addRow("True CFG scale", self.true_cfg_scale)
+        form.addRow("Negative prompt", self.negative_prompt)
+        self._form = form
         form.addRow("Seed", seed_row)
         form.addRow("Working size", self.long_side)
         form.addRow("Dilate", self.dilate)
@@ -152,17 +177,31 @@ class EditPanel(QWidget):
         layout.addWidget(self.advanced)
         layout.addWidget(self.status)
         layout.addStretch(1)
+        self.set_editor_family("ip2p")
 
         # Values set by set_params() that the widgets cannot show exactly (rounding, no widget at all):
         # params() returns them for as long as the user leaves the widget at what set_params() showed.
         self._exact: dict[str, tuple[object, object]] = {}
         self._hidden: dict[str, object] = {}
         self.instruction.textChanged.connect(self.paramsChanged)
-        for spin in (self.steps, self.text_scale, self.image_scale, self.seed, self.dilate, self.feather):
+        self.negative_prompt.textChanged.connect(self.paramsChanged)
+        spins = (self.steps, self.text_scale, self.image_scale, self.guidance, self.true_cfg_scale)
+        for spin in (*spins, self.seed, self.dilate, self.feather):
             spin.valueChanged.connect(self.paramsChanged)
         for combo in (self.long_side, self.mask_mode):
             combo.currentIndexChanged.connect(self.paramsChanged)
         self.poisson.toggled.connect(self.paramsChanged)
+
+    def set_editor_family(self, family: str) -> None:
+        """Show the loaded editor family's parameter rows (:data:`FAMILY_ROWS`; unknown: IP2P's)."""
+        self.family = family if family in FAMILY_ROWS else "ip2p"
+        shown = FAMILY_ROWS[self.family]
+        for name in _FAMILY_FIELDS:
+            self._form.setRowVisible(getattr(self, name), name in shown)
+
+    def family_rows(self) -> tuple[str, ...]:
+        """The family parameters shown now."""
+        return tuple(n for n in _FAMILY_FIELDS if self._form.isRowVisible(getattr(self, n)))
 
     def set_editor_takes_mask(self, takes_mask: bool) -> None:
         """Enable the ``trained`` mask mode only for an editor that takes a mask; tooltip says why not.
@@ -190,6 +229,8 @@ class EditPanel(QWidget):
             "instruction": self.instruction.text(),
             "text_scale": self.text_scale.value(),
             "image_scale": self.image_scale.value(),
+            "guidance": self.guidance.value(),
+            "true_cfg_scale": self.true_cfg_scale.value(),
             "feather": self.feather.value(),
         }
         exact = {k: v for k, (w, v) in self._exact.items() if shown.get(k) == w}
@@ -204,6 +245,9 @@ class EditPanel(QWidget):
             dilate=self.dilate.value(),
             feather=float(exact.get("feather", shown["feather"])),
             seam="poisson" if self.poisson.isChecked() else "none",
+            negative_prompt=self.negative_prompt.text(),
+            guidance=float(exact.get("guidance", shown["guidance"])),
+            true_cfg_scale=float(exact.get("true_cfg_scale", shown["true_cfg_scale"])),
             **self._hidden,
         )
 
@@ -218,6 +262,9 @@ class EditPanel(QWidget):
         self.steps.setValue(p.steps)
         self.text_scale.setValue(p.text_scale)
         self.image_scale.setValue(p.image_scale)
+        self.guidance.setValue(p.guidance)
+        self.true_cfg_scale.setValue(p.true_cfg_scale)
+        self.negative_prompt.setText(p.negative_prompt)
         self.seed.setValue(p.seed)
         self.mask_mode.setCurrentIndex(max(0, self.mask_mode.findData(p.mask_mode)))
         idx = self.long_side.findData(p.long_side)
@@ -232,9 +279,11 @@ class EditPanel(QWidget):
             "instruction": (self.instruction.text(), p.instruction),
             "text_scale": (self.text_scale.value(), p.text_scale),
             "image_scale": (self.image_scale.value(), p.image_scale),
+            "guidance": (self.guidance.value(), p.guidance),
+            "true_cfg_scale": (self.true_cfg_scale.value(), p.true_cfg_scale),
             "feather": (self.feather.value(), p.feather),
         }
-        self._hidden = {k: getattr(p, k) for k in ("negative_prompt", "latent_dilate", "crop_pad")}
+        self._hidden = {k: getattr(p, k) for k in ("latent_dilate", "crop_pad")}
 
     # ------------------------------------------------------------------ run state
     def _on_return(self) -> None:

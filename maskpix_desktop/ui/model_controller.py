@@ -125,6 +125,7 @@ class ModelController(QObject):
             win.model_label.setText(f"models: ready ({info.clip or 'no CLIP'})")
             if info.ip2p:
                 win.edit_panel.set_editor_takes_mask(info.editor_takes_mask)
+                win.edit_panel.set_editor_family(info.editor_family)
             if win.banner.isVisible() and win.banner.label.text() == self.banner_text:
                 win.banner.hide()  # the models are here now: the "missing" message is out of date
             if info.clip_error:

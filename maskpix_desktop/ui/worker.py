@@ -339,13 +339,15 @@ class _Worker(QObject):
         service = self._service_now(job)
         service.check(sam=wanted["sam"], ip2p=wanted["ip2p"])  # fail fast, before any slow load
         clip = None
-        takes_mask = False
+        takes_mask, family = False, ""
         for i, name in enumerate(names):
             self._check(job, "Loading")
             if name == "sam":
                 service.segmenter()
             elif name == "ip2p":
-                takes_mask = bool(getattr(service.editor(), "takes_mask", False))
+                editor = service.editor()
+                takes_mask = bool(getattr(editor, "takes_mask", False))
+                family = str(getattr(editor, "family", ""))
             else:
                 clip = service.clip()
             self._emit(job, MessageKind.PROGRESS, done=i + 1, total=len(names), stage=name)
@@ -359,6 +361,7 @@ class _Worker(QObject):
             clip=None if clip is None else str(clip.name),
             clip_error=getattr(service, "clip_error", None) if wanted["clip"] else None,
             editor_takes_mask=takes_mask,
+            editor_family=family,
         )
 
     def _segment(self, job: _Job, t0: float) -> SegmentResult | None:

@@ -53,7 +53,7 @@ def test_cli_run_kontext_by_name_is_exact_outside_the_mask(
     Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
     (tmp_path / "cases.toml").write_text(
         '[[case]]\nname = "winter"\nimage = "img.png"\nmask = "mask.png"\ninstruction = "make it winter"\n'
-        'seed = 5\nsteps = 2\ntext_scale = 2.5\nmask_mode = "pixel"\nfeather = 0.0\ndilate = 0\n',
+        'seed = 5\nsteps = 2\nguidance = 3.0\nmask_mode = "pixel"\nfeather = 0.0\ndilate = 0\n',
         encoding="utf-8",
     )
     out = tmp_path / "out"
@@ -72,6 +72,7 @@ def test_cli_run_kontext_by_name_is_exact_outside_the_mask(
     assert not np.array_equal(baseline[~mask], image[~mask])  # the plain edit leaked: the mask did the work
     meta = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
     assert meta["model"]["editor_family"] == "kontext"
+    assert meta["params"]["guidance"] == 3.0  # the family's parameter, in the sidecar as in the case
     assert meta["model"]["memory"] == "full (model_offload needs CUDA)"  # CPU: said, not pretended
 
 

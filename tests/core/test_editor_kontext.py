@@ -20,12 +20,12 @@ from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 H, W = 64, 96  # multiples of 16 (VAE 8x, 2x2 packing) below long_side 512: working size = image size
 STEPS = 3
 SEED = 5
-GUIDANCE = 2.5  # text_scale is Kontext's guidance_scale
+GUIDANCE = 3.0  # EditParams.guidance is Kontext's guidance_scale (not the default 2.5: it is passed)
 INSTRUCTION = "make it look like winter"
 
 
 def params(**kw) -> EditParams:
-    base = {"instruction": INSTRUCTION, "steps": STEPS, "seed": SEED, "text_scale": GUIDANCE}
+    base = {"instruction": INSTRUCTION, "steps": STEPS, "seed": SEED, "guidance": GUIDANCE}
     base.update(kw)
     return EditParams(**base)
 
@@ -117,9 +117,11 @@ def test_kontext_baseline_equals_plain_diffusers_bit_for_bit(kontext_dir, image,
     assert not np.array_equal(ref, image)
 
 
-def test_kontext_text_scale_is_the_guidance_input(kontext, image, base):
-    other = kontext.run(EditRequest(image, mask=None, params=params(text_scale=6.0)))
+def test_kontext_guidance_is_the_guidance_input_and_ip2p_scales_are_ignored(kontext, image, base):
+    other = kontext.run(EditRequest(image, mask=None, params=params(guidance=6.0)))
     assert not np.array_equal(other.baseline, base.baseline)
+    ip2p_only = kontext.run(EditRequest(image, mask=None, params=params(text_scale=11.0, image_scale=3.0)))
+    np.testing.assert_array_equal(ip2p_only.baseline, base.baseline)
 
 
 def test_kontext_source_latents_are_what_the_pipeline_conditions_on(kontext, image):

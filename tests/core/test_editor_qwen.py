@@ -19,13 +19,13 @@ from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
 H, W = 128, 160  # multiples of 32 (tiny VAE 16x, 2x2 packing): the working size is the image size
 STEPS = 2
 SEED = 3
-CFG = 4.0  # text_scale is Qwen's true_cfg_scale
+CFG = 3.5  # EditParams.true_cfg_scale is Qwen's (not the default 4.0: it is passed)
 NEGATIVE = "blurry"
 INSTRUCTION = "make it look like winter"
 
 
 def params(**kw) -> EditParams:
-    base = {"instruction": INSTRUCTION, "steps": STEPS, "seed": SEED, "text_scale": CFG}
+    base = {"instruction": INSTRUCTION, "steps": STEPS, "seed": SEED, "true_cfg_scale": CFG}
     base.update(negative_prompt=NEGATIVE, **kw)
     return EditParams(**base)
 
@@ -89,6 +89,13 @@ def test_qwen_baseline_equals_plain_diffusers_bit_for_bit(qwen_dir, image, base)
     np.testing.assert_array_equal(base.baseline, ref)
     np.testing.assert_array_equal(base.blended, ref)
     assert not np.array_equal(ref, image)
+
+
+def test_qwen_true_cfg_scale_is_used_and_ip2p_scales_are_ignored(qwen, image, base):
+    other = qwen.run(EditRequest(image, mask=None, params=params(true_cfg_scale=7.0)))
+    assert not np.array_equal(other.baseline, base.baseline)
+    ip2p_only = qwen.run(EditRequest(image, mask=None, params=params(text_scale=11.0, image_scale=3.0)))
+    np.testing.assert_array_equal(ip2p_only.baseline, base.baseline)
 
 
 def test_qwen_pixel_mode_hard_mask_is_exact(qwen, image, base):
