@@ -90,6 +90,10 @@ def test_window_shows_the_rows_of_the_editor_a_load_reports(tiny_window) -> None
     win = tiny_window
     assert win.edit_panel.family_rows() == FAMILY_ROWS["ip2p"]  # the tiny models: an IP2P folder
     job = win.models.load_job
-    info = LoadResult("cpu", "CPU", sam=True, ip2p=True, editor_family="kontext")
+    assert win.model_label.toolTip() == "Editor memory: full (auto, no CUDA)"  # the app's default: auto
+    memory = "model_offload + VAE tiling (auto: ~20.1 GiB estimated, 23.0 GiB free)"
+    info = LoadResult("cpu", "CPU", sam=True, ip2p=True, editor_family="kontext", editor_memory=memory)
     win._on_message(JobMessage(job, Task.LOAD, MessageKind.FINISHED, result=info))
     assert win.edit_panel.family_rows() == ("guidance",)
+    assert win.model_label.toolTip() == f"Editor memory: {memory}"
+    assert win.statusBar().currentMessage() == f"Models ready; editor memory: {memory}"

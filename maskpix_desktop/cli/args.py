@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from maskpix_desktop.core.editor_memory import MEMORY_MODES, QUANTIZE_MODES
+from maskpix_desktop.core.editor_memory import MEMORY_CHOICES, QUANTIZE_MODES
 
 #: ``--precision`` values (the long names are aliases, kept as typed).
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16")
@@ -58,10 +58,11 @@ def add_memory_args(p: argparse.ArgumentParser) -> None:
     """``--memory``, ``--vae-tiling``, ``--quantize`` (core/editor_memory)."""
     p.add_argument(
         "--memory",
-        default="full",
-        choices=MEMORY_MODES,
-        help="editor weights on the GPU: full (fastest), model_offload (one component at a time), "
-        "sequential_offload (layer by layer, least VRAM); offload needs CUDA",
+        default="auto",
+        choices=MEMORY_CHOICES,
+        help="editor weights on the GPU: auto (default: the fastest setting whose estimate fits the free "
+        "VRAM), full (fastest), model_offload (one component at a time), sequential_offload (layer by "
+        "layer, least VRAM); offload needs CUDA",
     )
     p.add_argument("--vae-tiling", action="store_true", help="VAE in tiles (large images, less VRAM)")
     p.add_argument(

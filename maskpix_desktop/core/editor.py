@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from maskpix_desktop.core import blend, editor_families, images, masks
+from maskpix_desktop.core.editor_memory import MemorySettings, next_lighter
 from maskpix_desktop.core.errors import (
     Cancelled,
     MaskPixError,
@@ -115,6 +116,8 @@ class Editor:
         self.device = str(getattr(pipe, "_execution_device", pipe.device))
         #: How the weights are kept (core/editor_memory.place_pipeline's answer); set by load_editor.
         self.memory = "full"
+        #: The concrete settings that text describes (None: placed by the caller, e.g. in tests).
+        self.memory_settings: MemorySettings | None = None
         self.dtype = (pipe.unet if hasattr(pipe, "unet") else pipe.transformer).dtype
         self.model_id = model_id
         self.fingerprint = fingerprint
@@ -269,9 +272,11 @@ class Editor:
                 if self.device.startswith("cuda"):
                     self._torch.cuda.empty_cache()
                 h, w = req.image.shape[:2]
+                lighter = next_lighter(self.memory_settings) if self.memory_settings else None
+                step = f", choose the memory setting {lighter.label()} (Model settings)" if lighter else ""
                 raise OutOfMemoryError(
                     f"The GPU ran out of memory editing a {w}x{h} image at working size "
-                    f"{req.params.long_side}. Lower the working size or close other GPU programs."
+                    f"{req.params.long_side}. Lower the working size{step} or close other GPU programs."
                 ) from exc
             raise
 

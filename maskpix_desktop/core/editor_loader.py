@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from maskpix_desktop.core import editor_families, models
+from maskpix_desktop.core import editor_families, models, vram_estimate
 from maskpix_desktop.core.editor import Editor, _is_oom
 from maskpix_desktop.core.editor_memory import (
+    AUTO,
     MemorySettings,
     next_lighter,
     place_pipeline,
@@ -21,6 +22,33 @@ def _diffusers_takes_dtype() -> bool:
     from diffusers.pipelines import pipeline_utils
 
     return hasattr(pipeline_utils, "_resolve_dtype")
+
+
+def resolve_auto(
+    settings: MemorySettings, family: str | None, folder: Path, device: str, precision: str
+) -> tuple[MemorySettings, str]:
+    """``settings`` with ``memory = "auto"`` made concrete, and why (appended to the editor's ``memory``
+    text in metadata and the status bar): on CUDA the fastest rung of ``vram_estimate.LADDER`` whose
+    estimate at the family's usual working size fits the free VRAM now (``torch.cuda.mem_get_info``);
+    elsewhere ``full``."""
+    if settings.memory != AUTO:
+        return settings, ""
+    if not str(device).startswith("cuda"):
+        return MemorySettings("full", settings.vae_tiling, settings.quantize), "auto, no CUDA"
+    import torch
+
+    fam = family or "ip2p"
+    try:
+        sizes = vram_estimate.sizes_of_folder(folder) if folder.is_dir() else vram_estimate.PUBLISHED[fam]
+    except WeightsError:
+        sizes = vram_estimate.PUBLISHED[fam]
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    side = vram_estimate.USUAL_SIZE[fam]
+    choice = vram_estimate.choose_memory(
+        sizes, (side, side), float(free), precision=precision, quantize=settings.quantize
+    )
+    tiling = choice.vae_tiling or settings.vae_tiling
+    return MemorySettings(choice.memory, tiling, settings.quantize), choice.describe()  # type: ignore[arg-type]
 
 
 def load_editor(
@@ -68,7 +96,8 @@ def load_editor(
         variants = ["fp16", None] if dtype == torch.float16 else [None]
     dtype_key = "dtype" if _diffusers_takes_dtype() else "torch_dtype"
     kwargs: dict[str, Any] = {dtype_key: dtype, "local_files_only": local_only}
-    settings = memory or MemorySettings()
+    precision_name = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, "fp16")
+    settings, auto_note = resolve_auto(memory or MemorySettings(), family, local, dev, precision_name)
     quant = quantization_config(family, settings.quantize, dtype, dev)
     if quant is not None:
         kwargs["quantization_config"] = quant
@@ -112,5 +141,6 @@ def load_editor(
         raise
     fingerprint = models.file_fingerprint(local) if local.exists() else str(path_or_id)
     editor = editor_cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
-    editor.memory = placed
+    editor.memory = f"{placed} ({auto_note})" if auto_note else placed
+    editor.memory_settings = settings
     return editor

@@ -17,11 +17,15 @@ from maskpix_desktop.core.errors import WeightsError
 
 log = logging.getLogger(__name__)
 
-Memory = Literal["full", "model_offload", "sequential_offload"]
+Memory = Literal["auto", "full", "model_offload", "sequential_offload"]
 Quantize = Literal["none", "int8", "fp8", "nf4"]
 
 #: Lightest VRAM last: every model on the GPU; one component at a time; one layer at a time.
 MEMORY_MODES: tuple[str, ...] = ("full", "model_offload", "sequential_offload")
+#: ``auto``: the fastest setting whose VRAM estimate fits the free VRAM, chosen when the editor loads
+#: (core/vram_estimate.choose_memory; without CUDA: ``full``).
+AUTO = "auto"
+MEMORY_CHOICES: tuple[str, ...] = (AUTO, *MEMORY_MODES)
 #: Weight quantisation of the denoiser: torchao int8 / fp8 weight-only, bitsandbytes 4-bit NF4.
 QUANTIZE_MODES: tuple[str, ...] = ("none", "int8", "fp8", "nf4")
 #: The package each quantisation needs (installed separately; CUDA only).
@@ -32,16 +36,17 @@ DENOISER = {"ip2p": "unet", "ip2p_xl": "unet", "kontext": "transformer", "qwen_e
 
 @dataclass(frozen=True)
 class MemorySettings:
-    """How an editor is kept in GPU memory: ``memory`` (``MEMORY_MODES``), ``vae_tiling`` (decode and
-    encode in tiles: large images at a bounded VAE cost), ``quantize`` (``QUANTIZE_MODES``)."""
+    """How an editor is kept in GPU memory: ``memory`` (``MEMORY_CHOICES``: ``auto`` is resolved at load),
+    ``vae_tiling`` (decode and encode in tiles: large images at a bounded VAE cost), ``quantize``
+    (``QUANTIZE_MODES``)."""
 
     memory: Memory = "full"
     vae_tiling: bool = False
     quantize: Quantize = "none"
 
     def __post_init__(self) -> None:
-        if self.memory not in MEMORY_MODES:
-            raise ValueError(f"memory {self.memory!r}: use one of {', '.join(MEMORY_MODES)}")
+        if self.memory not in MEMORY_CHOICES:
+            raise ValueError(f"memory {self.memory!r}: use one of {', '.join(MEMORY_CHOICES)}")
         if self.quantize not in QUANTIZE_MODES:
             raise ValueError(f"quantize {self.quantize!r}: use one of {', '.join(QUANTIZE_MODES)}")
         if not isinstance(self.vae_tiling, bool):
@@ -128,9 +133,10 @@ def place_pipeline(pipe: Any, settings: MemorySettings, device: str, family: str
 
 def next_lighter(settings: MemorySettings) -> MemorySettings | None:
     """The next setting to try after running out of memory (None when already the lightest)."""
+    memory = "full" if settings.memory == AUTO else settings.memory
     if not settings.vae_tiling:
-        return MemorySettings(settings.memory, True, settings.quantize)
-    i = MEMORY_MODES.index(settings.memory)
+        return MemorySettings(memory, True, settings.quantize)  # type: ignore[arg-type]
+    i = MEMORY_MODES.index(memory)
     if i + 1 < len(MEMORY_MODES):
         return MemorySettings(MEMORY_MODES[i + 1], True, settings.quantize)  # type: ignore[arg-type]
     return None

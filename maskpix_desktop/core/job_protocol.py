@@ -69,6 +69,7 @@ class LoadResult:
     clip_error: str | None = None  # why CLIP metrics are unavailable (CLIP was asked for but failed)
     editor_takes_mask: bool = False  # the loaded IP2P is a mask checkpoint: mask mode "trained" works
     editor_family: str = ""  # the loaded editor's family (core/editor_families; "" when none was loaded)
+    editor_memory: str = ""  # how its weights are kept, e.g. "model_offload + VAE tiling (auto: ...)"
 
 
 #: A finished job's result: load -> LoadResult; segment -> SegmentResult (None for an encode-only job);

@@ -77,7 +77,7 @@ class ModelChoice:
     grounding: str | None = None
     device: str = "auto"
     precision: str = "auto"
-    memory: str = "full"
+    memory: str = "auto"
     vae_tiling: bool = False
     quantize: str = "none"
     extra: dict[str, Any] = field(default_factory=dict)

@@ -207,6 +207,56 @@ def describe(est: VramEstimate, memory: str) -> str:
     return f"~{est.gib(memory):.1f} GiB peak with {memory} (weights {total:.1f} GiB in all; an estimate)"
 
 
+#: The settings ``memory = "auto"`` tries, fastest first: (memory, VAE tiling).
+LADDER: tuple[tuple[str, bool], ...] = (
+    ("full", False),
+    ("full", True),
+    ("model_offload", True),
+    ("sequential_offload", True),
+)
+#: Share of the free VRAM an estimate may fill: the estimate leaves out the CUDA context, the allocator's
+#: slack and the scheduler's buffers.
+HEADROOM = 0.85
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """The setting ``auto`` picked: ``memory`` and ``vae_tiling``, its estimated ``peak`` and the
+    ``free`` VRAM it was compared with (bytes); ``fits`` False when even the lightest did not fit."""
+
+    memory: str
+    vae_tiling: bool
+    peak: float
+    free: float
+    fits: bool
+
+    def describe(self) -> str:
+        """Why, for the text after the setting: ``auto: ~9.8 GiB estimated, 11.0 GiB free``."""
+        amounts = f"~{self.peak / GIB:.1f} GiB estimated, {self.free / GIB:.1f} GiB free"
+        return f"auto: {amounts}" if self.fits else f"auto: the lightest setting, may not fit: {amounts}"
+
+
+def choose_memory(
+    sizes: ModelSizes,
+    size_hw: tuple[int, int],
+    free_bytes: float,
+    *,
+    precision: str = "bf16",
+    quantize: str = "none",
+    headroom: float = HEADROOM,
+) -> AutoChoice:
+    """The first rung of :data:`LADDER` whose estimated peak fits ``headroom`` of ``free_bytes`` (the
+    fastest that fits), or the last one when none does."""
+    plain = estimate(sizes, size_hw, precision=precision, quantize=quantize, vae_tiling=False)
+    tiled = estimate(sizes, size_hw, precision=precision, quantize=quantize, vae_tiling=True)
+    for memory, tiling in LADDER:
+        peak = (tiled if tiling else plain).peak[memory]
+        if peak <= headroom * free_bytes:
+            return AutoChoice(memory, tiling, peak, float(free_bytes), True)
+    memory, tiling = LADDER[-1]
+    return AutoChoice(memory, tiling, tiled.peak[memory], float(free_bytes), False)
+
+
 #: Published parameter counts of the real models (model cards and papers, rounded; not read from weights,
 #: none of which are on this machine) and the largest single layer from their configs' shapes: the CLIP
 #: token embeddings (49408 x 768 / x 1280), T5-XXL's shared embedding (32128 x 4096), Qwen2.5-VL-7B's

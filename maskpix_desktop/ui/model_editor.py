@@ -13,7 +13,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QLineEdit, QWidget
 
 from maskpix_desktop.core import editor_families, models, vram_estimate
-from maskpix_desktop.core.editor_memory import MEMORY_MODES, QUANTIZE_MODES
+from maskpix_desktop.core.editor_memory import AUTO, MEMORY_CHOICES, QUANTIZE_MODES
 from maskpix_desktop.core.errors import MaskPixError
 
 __all__ = ["CUSTOM_EDITOR", "EditorRows", "editor_choices"]
@@ -21,6 +21,7 @@ __all__ = ["CUSTOM_EDITOR", "EditorRows", "editor_choices"]
 #: The editor combo's entry for a folder or hub id typed into the line edit.
 CUSTOM_EDITOR = "custom"
 MEMORY_LABELS = {
+    AUTO: "automatic: the fastest setting that fits the free VRAM (chosen at load)",
     "full": "full: every weight on the GPU (fastest)",
     "model_offload": "model offload: one component on the GPU at a time",
     "sequential_offload": "sequential offload: layer by layer (least VRAM, slowest)",
@@ -58,7 +59,7 @@ class EditorRows:
         self.family_label = QLabel()
         self.family_label.setWordWrap(True)
         self.memory_combo = QComboBox()
-        for mode in MEMORY_MODES:
+        for mode in MEMORY_CHOICES:
             self.memory_combo.addItem(MEMORY_LABELS[mode], mode)
         self.memory_combo.setCurrentIndex(max(self.memory_combo.findData(memory), 0))
         self.tiling_check = QCheckBox("VAE tiling")
@@ -143,6 +144,13 @@ class EditorRows:
             sizes, (side, side), quantize=str(s["quantize"]), vae_tiling=bool(s["vae_tiling"])
         )
         source = "this folder's weights" if folder else "published parameter counts"
+        if s["memory"] == AUTO:
+            peaks = ", ".join(f"{m} ~{est.gib(m):.1f}" for m in est.peak)
+            self.estimate_label.setText(
+                f"VRAM at {side}x{side} (GiB, an estimate from {source}): {peaks}. Automatic loads the "
+                "fastest that fits the free VRAM (without CUDA: full)."
+            )
+            return
         self.estimate_label.setText(
             f"VRAM at {side}x{side}: {vram_estimate.describe(est, str(s['memory']))}; from {source}."
         )

@@ -339,7 +339,7 @@ class _Worker(QObject):
         service = self._service_now(job)
         service.check(sam=wanted["sam"], ip2p=wanted["ip2p"])  # fail fast, before any slow load
         clip = None
-        takes_mask, family = False, ""
+        takes_mask, family, memory = False, "", ""
         for i, name in enumerate(names):
             self._check(job, "Loading")
             if name == "sam":
@@ -348,6 +348,7 @@ class _Worker(QObject):
                 editor = service.editor()
                 takes_mask = bool(getattr(editor, "takes_mask", False))
                 family = str(getattr(editor, "family", ""))
+                memory = str(getattr(editor, "memory", ""))
             else:
                 clip = service.clip()
             self._emit(job, MessageKind.PROGRESS, done=i + 1, total=len(names), stage=name)
@@ -362,6 +363,7 @@ class _Worker(QObject):
             clip_error=getattr(service, "clip_error", None) if wanted["clip"] else None,
             editor_takes_mask=takes_mask,
             editor_family=family,
+            editor_memory=memory,
         )
 
     def _segment(self, job: _Job, t0: float) -> SegmentResult | None:
