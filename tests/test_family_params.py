@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from project_files import rewrite_member
 
+from maskpix_desktop.core.automask.relevance import unsupported_reason
 from maskpix_desktop.core.errors import ProjectError
 from maskpix_desktop.core.job_protocol import JobMessage, LoadResult, MessageKind, Task
 from maskpix_desktop.core.jobs import EditParams, ParamError
 from maskpix_desktop.core.session import Session, load_project, save_project
 from maskpix_desktop.ui.edit_panel import FAMILY_ROWS, EditPanel
+from maskpix_desktop.ui.window_layout import AUTOMASK_TIP
 
 FAMILY = EditParams("make it winter", guidance=3.25, true_cfg_scale=5.75, negative_prompt="blurry")
 
@@ -97,3 +99,11 @@ def test_window_shows_the_rows_of_the_editor_a_load_reports(tiny_window) -> None
     assert win.edit_panel.family_rows() == ("guidance",)
     assert win.model_label.toolTip() == f"Editor memory: {memory}"
     assert win.statusBar().currentMessage() == f"Models ready; editor memory: {memory}"
+    assert not win.automask_button.isEnabled() and not win.automask_action.isEnabled()
+    assert win.automask_button.toolTip() == unsupported_reason("kontext") == win.automask_status.text()
+    assert "the loaded editor is kontext" in win.automask_button.toolTip()
+    back = LoadResult("cpu", "CPU", sam=True, ip2p=True, editor_family="ip2p")
+    win._on_message(JobMessage(job, Task.LOAD, MessageKind.FINISHED, result=back))
+    assert win.automask_button.isEnabled() and win.automask_action.isEnabled()
+    assert win.automask_button.toolTip() == AUTOMASK_TIP and win.automask_status.text() == ""
+    assert win.edit_panel.family_rows() == FAMILY_ROWS["ip2p"]

@@ -9,8 +9,10 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QMainWindow
 
+from maskpix_desktop.core.automask.relevance import unsupported_reason
 from maskpix_desktop.ui.canvas import Prompts
 from maskpix_desktop.ui.model_controller import error_text
+from maskpix_desktop.ui.window_layout import AUTOMASK_TIP
 from maskpix_desktop.ui.worker import AutoMaskJob, JobMessage, MessageKind
 
 __all__ = ["TAU_DELAY_MS", "AutomaskController", "proposal_prompts", "relevance_rgba"]
@@ -114,6 +116,15 @@ class AutomaskController(QObject):
         if self.job:
             self.win.client.cancel(self.job)
             self.win.automask_status.setText("Auto mask: cancelling…")
+
+    def set_editor_family(self, family: str) -> None:
+        """Auto mask on for the families its relevance map reads; off, with the reason, for the others."""
+        why = unsupported_reason(family) if family else None
+        win = self.win
+        for widget in (win.automask_button, win.automask_action):
+            widget.setEnabled(why is None)
+        win.automask_button.setToolTip(why or AUTOMASK_TIP)
+        win.automask_status.setText(why or "")
 
     def set_running(self, running: bool) -> None:
         self.win.automask_button.setText("Cancel auto mask" if running else "Auto mask")

@@ -126,6 +126,7 @@ class ModelController(QObject):
             if info.ip2p:
                 win.edit_panel.set_editor_takes_mask(info.editor_takes_mask)
                 win.edit_panel.set_editor_family(info.editor_family)
+                win.automasks.set_editor_family(info.editor_family)
                 memory = info.editor_memory
                 win.model_label.setToolTip(f"Editor memory: {memory}" if memory else "")
                 if info.editor_memory and not info.clip_error:

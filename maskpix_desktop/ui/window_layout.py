@@ -157,16 +157,20 @@ def build_tools_dock(win: QMainWindow) -> None:
     win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
 
 
+#: The Auto mask button's tooltip while the loaded editor supports it.
+AUTOMASK_TIP = (
+    "Propose the mask from the image and the instruction alone (Ctrl+M): the InstructPix2Pix "
+    "relevance map and text grounding, refined with SAM. Click or paint to refine it."
+)
+
+
 def build_automask_row(win: QMainWindow) -> None:
     """Auto mask controls, right under the instruction: button (Ctrl+M), tau slider, heatmap toggle."""
     win.automask_action = QAction("Auto mask", win, shortcut=QKeySequence("Ctrl+M"))
     win.automask_action.setToolTip("Propose the mask from the image and the instruction (Ctrl+M)")
     win.addAction(win.automask_action)
     win.automask_button = QPushButton("Auto mask")
-    win.automask_button.setToolTip(
-        "Propose the mask from the image and the instruction alone (Ctrl+M): the InstructPix2Pix "
-        "relevance map and text grounding, refined with SAM. Click or paint to refine it."
-    )
+    win.automask_button.setToolTip(AUTOMASK_TIP)
     win.tau_slider = QSlider(Qt.Orientation.Horizontal, minimum=5, maximum=95, value=50)
     win.tau_slider.setSingleStep(1)
     win.tau_slider.setPageStep(5)

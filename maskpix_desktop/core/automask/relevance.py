@@ -23,7 +23,23 @@ __all__ = [
     "default_draws",
     "normalise_relevance",
     "relevance_from_eps",
+    "unsupported_reason",
 ]
+
+#: Editor families whose denoiser the relevance map reads (SD 1.5 InstructPix2Pix's UNet and prompt
+#: encoder); core/editor_families names the others.
+RELEVANCE_FAMILIES = ("ip2p",)
+
+
+def unsupported_reason(family: str) -> str | None:
+    """Why auto mask cannot run with an editor of ``family`` (None when it can)."""
+    if family in RELEVANCE_FAMILIES:
+        return None
+    return (
+        f"Auto mask's relevance map reads the InstructPix2Pix (SD 1.5) UNet; the loaded editor is {family}. "
+        "Click or draw the mask instead, or load an InstructPix2Pix editor (docs/MODELS.md)."
+    )
+
 
 ProgressFn = Callable[[int, int, str], None]
 """on_step(done, total, stage) — stage is "relevance", "grounding" or "sam"."""
@@ -172,12 +188,9 @@ def compute_relevance(
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
-    family = getattr(editor, "family", "ip2p")
-    if family != "ip2p":  # the map reads the SD 1.5 IP2P UNet and prompt encoder directly
-        raise MaskPixError(
-            f"Auto mask's relevance map works with the ip2p editor family only; the loaded editor is "
-            f"{family}. Click or draw the mask instead (docs/MODELS.md)."
-        )
+    why = unsupported_reason(getattr(editor, "family", "ip2p"))
+    if why is not None:
+        raise MaskPixError(why)
     pipe = editor.pipe
     device = pipe.device
     k = int(draws) if draws is not None else default_draws(str(device))
