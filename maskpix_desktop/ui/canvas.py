@@ -22,6 +22,7 @@ from PySide6.QtGui import (
     QMouseEvent,
     QPainter,
     QPixmap,
+    QUndoGroup,
     QUndoStack,
 )
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPixmapItem, QGraphicsRectItem, QWidget
@@ -91,8 +92,10 @@ class ImageCanvas(ZoomPanView):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setAcceptDrops(True)
 
-        self.undo_stack = QUndoStack(self)
-        self.undo_stack.setUndoLimit(UNDO_LIMIT)
+        #: Every mask undo history of this canvas; actions made from it follow the active one.
+        self.undo_group = QUndoGroup(self)
+        self.undo_stack = self._new_undo_stack()
+        self.undo_group.setActiveStack(self.undo_stack)
 
         self._image: np.ndarray | None = None
         self._mask = np.zeros((0, 0), np.uint8)
@@ -128,6 +131,24 @@ class ImageCanvas(ZoomPanView):
         self._stroke: Stroke | None = None
         self._last_pixel: tuple[int, int] | None = None
         self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+
+    def _new_undo_stack(self) -> QUndoStack:
+        stack = QUndoStack(self)
+        stack.setUndoLimit(UNDO_LIMIT)
+        self.undo_group.addStack(stack)
+        return stack
+
+    def swap_undo_stack(self, stack: QUndoStack | None = None) -> QUndoStack:
+        """Take ``stack`` (None: a new empty one) as the mask's undo history and return the previous one.
+
+        Its commands write into this canvas: give a stack back only with the mask it was taken from.
+        """
+        self._finish_stroke()
+        old = self.undo_stack
+        self.undo_stack = stack if stack is not None else self._new_undo_stack()
+        self.undo_group.addStack(self.undo_stack)
+        self.undo_group.setActiveStack(self.undo_stack)
+        return old
 
     def content_rect(self) -> QRectF | None:
         return None if self._image is None else self._image_item.boundingRect()

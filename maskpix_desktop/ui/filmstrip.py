@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QPoint, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImageReader, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QMenu, QWidget
 
 from maskpix_desktop.ui.qimage import to_pixmap
 
@@ -50,9 +50,11 @@ def file_icon(path: Path, size: QSize) -> QIcon:
 
 
 class Filmstrip(QListWidget):
-    """A row of thumbnails, hidden until two images are open. ``chosen(index)`` on a click."""
+    """A row of thumbnails, hidden until two images are open. ``chosen(index)`` on a click,
+    ``closeRequested(index)`` from an item's context menu (Close image)."""
 
     chosen = Signal(int)
+    closeRequested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -66,9 +68,27 @@ class Filmstrip(QListWidget):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setFixedHeight(STRIP_ICON.height() + 22 + self.horizontalScrollBar().sizeHint().height() + 6)
-        self.setToolTip("Open images: click one to switch (each keeps its own mask, prompts and results)")
+        self.setToolTip(
+            "Open images: click one to switch (each keeps its own mask, undo, prompts and results);"
+            " right-click to close one (Ctrl+W closes the image on show)"
+        )
         self.itemClicked.connect(lambda item: self.chosen.emit(self.row(item)))
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._context_menu)
         self.hide()
+
+    def item_menu(self, row: int) -> QMenu:
+        """The context menu of item ``row``: Close image."""
+        menu = QMenu(self)
+        menu.addAction("Close image", lambda: self.closeRequested.emit(row))
+        return menu
+
+    def _context_menu(self, pos: QPoint) -> None:
+        item = self.itemAt(pos)
+        if item is not None:
+            menu = self.item_menu(self.row(item))
+            menu.exec(self.viewport().mapToGlobal(pos))
+            menu.deleteLater()
 
     def set_entries(self, entries: list[tuple[str, str, QIcon]], current: int) -> None:
         """Show ``(label, tooltip, icon)`` rows with ``current`` selected; visible from two rows on."""

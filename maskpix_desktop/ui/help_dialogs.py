@@ -26,6 +26,7 @@ SHORTCUTS: tuple[tuple[str, str, str], ...] = (
     ("Files", "Ctrl+O", "Open an image (or drop it on the canvas)"),
     ("Files", "Ctrl+Shift+O", "Open a project"),
     ("Files", "Ctrl+S / Ctrl+Shift+S", "Save the project / save it as"),
+    ("Files", "Ctrl+W", "Close the image (asks to save unsaved work; the start screen after the last)"),
     ("Files", "Ctrl+E", "Export the result"),
     ("Files", "Ctrl+Q", "Quit (asks to save unsaved work)"),
     ("Mask", "Click", "Add a point to keep"),

@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
     open_dropped = _Forward("opener", "open_dropped")
     open_images = _Forward("opener", "open_images")
     switch_image = _Forward("strip", "switch_to")
+    close_image = _Forward("strip", "close_current")
     keep_work_before = _Forward("opener", "keep_work_before")
     open_project_dialog = _Forward("projects", "open_project_dialog")
     open_project = _Forward("projects", "open_project")

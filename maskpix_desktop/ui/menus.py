@@ -25,7 +25,7 @@ def build_menus(win: QMainWindow) -> None:
 
 
 def build_file_menu(win: QMainWindow, mb: QMenuBar) -> QMenu:
-    """Open, recent, samples, save, export, re-run, evaluation results, rate a study, quit."""
+    """Open, recent, samples, close image, save, export, re-run, evaluation results, rate a study, quit."""
     file = mb.addMenu("&File")
     file.addAction("&Open image…", QKeySequence.StandardKey.Open, win.open_dialog)
     file.addAction("Open &project…", QKeySequence("Ctrl+Shift+O"), win.open_project_dialog)
@@ -33,6 +33,7 @@ def build_file_menu(win: QMainWindow, mb: QMenuBar) -> QMenu:
     win.samples_menu = file.addMenu("&Samples")
     for path in sorted(resources_dir().glob("samples/*.jpg")):
         win.samples_menu.addAction(path.stem, lambda p=path: win.open_image(p))
+    win.close_image_action = file.addAction("&Close image", QKeySequence("Ctrl+W"), win.close_image)
     file.addSeparator()
     win.save_project_action = file.addAction(
         "&Save project", QKeySequence.StandardKey.Save, lambda: win.save_project(wait=False)
@@ -60,10 +61,10 @@ def rate_study(win: QMainWindow) -> None:
 def build_edit_menu(win: QMainWindow, mb: QMenuBar) -> QMenu:
     """Undo / redo of the mask, clear prompts, run, auto mask."""
     edit = mb.addMenu("&Edit")
-    undo = win.canvas.undo_stack.createUndoAction(win, "&Undo")
+    undo = win.canvas.undo_group.createUndoAction(win, "&Undo")
     undo.setShortcut(QKeySequence.StandardKey.Undo)
     undo.setToolTip("Undo the last mask change (Ctrl+Z)")
-    redo = win.canvas.undo_stack.createRedoAction(win, "&Redo")
+    redo = win.canvas.undo_group.createRedoAction(win, "&Redo")
     # Exactly these two: StandardKey.Redo already holds Ctrl+Shift+Z on Linux, and a key bound
     # twice is an "ambiguous shortcut overload" that does nothing.
     redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])

@@ -94,26 +94,41 @@ class SegmentController(QObject):
             self.win.models.show_failure("Segmentation failed: ", msg)
 
     def show_candidates(self, res: Any) -> None:
+        """A SAM answer: list its candidates, best first, and choose the best (its mask is applied)."""
+        order = self._list(res)
+        self.win.candidate_list.setCurrentRow(0)
+        if len(order) == 1:
+            self.choose(0)
+        else:  # after the chosen mask is on screen: thumbnails cost a full-size mask each
+            QTimer.singleShot(0, lambda: self._show_thumbnails(res, order))
+
+    def restore_candidates(self, res: Any, row: int, logits: np.ndarray | None) -> None:
+        """An image's candidates shown again, ``row`` marked; the mask it kept stays (nothing applied)."""
+        order = self._list(res, row)
+        self.doc.chosen_logits = logits
+        if len(order) > 1:
+            QTimer.singleShot(0, lambda: self._show_thumbnails(res, order))
+
+    def _list(self, res: Any, row: int = -1) -> list[int]:
+        """Fill the candidate list with ``res`` (``row`` current, no signal); returns the rank order."""
         self.doc.candidates = res
         lst = self.win.candidate_list
         lst.blockSignals(True)
         lst.clear()
-        order = np.argsort(-np.asarray(res.scores))
+        order = [int(i) for i in np.argsort(-np.asarray(res.scores))]
         for rank, i in enumerate(order):
             # Area share from the low-res logits: full-size masks are computed only when chosen.
             share = float((np.asarray(res.logits[i]) > 0).mean())
             item = QListWidgetItem(
                 f"Mask {rank + 1} — IoU {float(res.scores[i]):.2f} · ~{share:.0%} of image"
             )
-            item.setData(Qt.ItemDataRole.UserRole, int(i))
+            item.setData(Qt.ItemDataRole.UserRole, i)
             lst.addItem(item)
+        if row >= 0:
+            lst.setCurrentRow(row)
         lst.blockSignals(False)
         self.strip.clear()
-        lst.setCurrentRow(0)
-        if len(order) == 1:
-            self.choose(0)
-        else:  # after the chosen mask is on screen: thumbnails cost a full-size mask each
-            QTimer.singleShot(0, lambda: self._show_thumbnails(res, [int(i) for i in order]))
+        return order
 
     def _show_thumbnails(self, res: Any, order: list[int]) -> None:
         image = self.win.canvas.image()

@@ -3,7 +3,10 @@
 Switching puts the document on show away as a :class:`~maskpix_desktop.core.session.Session` (its results
 moved to disk by a :class:`~maskpix_desktop.core.result_store.ResultStore` that keeps none in memory) and
 shows the chosen one: a new document id, so the jobs of the one put away are cancelled and their messages
-dropped, exactly as when another image is opened. A queued file is decoded when first chosen.
+dropped, exactly as when another image is opened. A queued file is decoded when first chosen. The
+mask's undo history and the SAM candidates of an image put away wait in a
+:class:`~maskpix_desktop.ui.kept_views.KeptViews`. Closing an image asks Save / Discard / Cancel first
+when it holds unsaved work; after the last one the start screen shows.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from PySide6.QtWidgets import QMainWindow
 from maskpix_desktop.core.result_store import ResultStore
 from maskpix_desktop.core.session.workspace import OpenDocument, Workspace
 from maskpix_desktop.ui.filmstrip import STRIP_ICON, file_icon, set_history_icons, thumbnail_icon
+from maskpix_desktop.ui.kept_views import KeptViews
 
 __all__ = ["StripController"]
 
@@ -32,8 +36,10 @@ class StripController(QObject):
         #: Results of the documents not on show: every one of them on disk (memory-mapped).
         self.store = store if store is not None else ResultStore(keep=0)
         self._icons: dict[int, QIcon] = {}
+        self.kept = KeptViews(win)
         self._switching = False
         win.filmstrip.chosen.connect(self.switch_to)
+        win.filmstrip.closeRequested.connect(self.close)
         win.results.resultShown.connect(
             lambda _r: set_history_icons(win.results.history_list, self.doc.data.history)
         )
@@ -63,6 +69,9 @@ class StripController(QObject):
         if self._switching:  # half-way: the document model still holds the previous image's flags
             return
         ws = self.workspace
+        live = [id(d) for d in ws.documents]  # a closed or replaced document's icon and history go
+        self._icons = {k: v for k, v in self._icons.items() if k in live}
+        self.kept.keep_only(live)
         entries = []
         for i, d in enumerate(ws.documents):
             if i == ws.current:  # its flags live in the document model while it is on show
@@ -102,7 +111,7 @@ class StripController(QObject):
 
         A queued file that cannot be decoded leaves everything as it was (the banner says why).
         """
-        ws, win, doc = self.workspace, self.win, self.doc
+        ws, doc = self.workspace, self.doc
         if index == ws.current or not 0 <= index < len(ws):
             return index == ws.current
         before = ws.current
@@ -115,13 +124,22 @@ class StripController(QObject):
             recovered=doc.recovered,
         )
         self.store.keep_newest(session.history)
+        self.kept.keep(id(ws.documents[before]))
+        if self._show(index):
+            return True
+        ws.take(before)  # nothing was replaced: the previous document is still on show
+        self.kept.give_back(id(ws.documents[before]))
+        self.refresh()
+        return False
+
+    def _show(self, index: int) -> bool:
+        """Put document ``index`` on the screen in place of what is there (False: its file is unreadable)."""
+        ws, win, doc = self.workspace, self.win, self.doc
         self._switching = True
         try:
             target, kept = ws.take(index)
             if kept is None:
                 if target.path is None or not win.opener.open_image(target.path, ask=False):
-                    ws.take(before)  # nothing was replaced: the previous document is still on show
-                    self.refresh()
                     return False
                 target.opened = True
                 self._icons[id(target)] = thumbnail_icon(doc.data.image, STRIP_ICON)
@@ -129,8 +147,59 @@ class StripController(QObject):
                 win.projects.restore_session(kept)
                 doc.project_path, doc.recovered = target.project_path, target.recovered
                 doc.modified = target.modified
+                self.kept.give_back(id(target))
         finally:
             self._switching = False
         win.update_title()
         self.refresh()
         return True
+
+    # ------------------------------------------------------------------ closing
+    def close_current(self) -> bool:
+        """File > Close image: close the image on show."""
+        return self.close(self.workspace.current) if self.workspace.current >= 0 else False
+
+    def close(self, index: int) -> bool:
+        """Close image ``index``; False if Cancel was chosen (then nothing is closed).
+
+        Unsaved work is asked about first (Save / Discard / Cancel), the image shown while it is asked.
+        The image on show gives way to its neighbour, another one leaves the screen as it was; after the
+        last one the start screen shows.
+        """
+        ws = self.workspace
+        if not 0 <= index < len(ws):
+            return False
+        target, back = ws.documents[index], ws.current_document()
+        if index == ws.current or target.unsaved:
+            action = f"closing {target.display_name()}"
+            if not self.switch_to(index) or not self.win.opener.keep_work_before(action):
+                if back is not None and back is not target:
+                    self.switch_to(ws.documents.index(back))
+                return False
+        on_show = target is ws.current_document()
+        nxt = ws.close(ws.documents.index(target))
+        if on_show:
+            if back is not None and back is not target:
+                nxt = ws.documents.index(back)
+            while nxt >= 0 and not self._show(nxt):  # an unreadable queued file: dropped (the banner says)
+                nxt = ws.close(nxt)
+            if nxt < 0:
+                self._show_start_screen()
+        self.refresh()
+        return True
+
+    def _show_start_screen(self) -> None:
+        """No image left: an empty document and the start screen."""
+        win, doc = self.win, self.doc
+        doc.new_document()  # the closed image's jobs are dropped
+        win.segments.forget()
+        win.automasks.forget()
+        win.canvas.clear_image()  # and its undo history
+        doc.set_image(None)
+        doc.set_history([])
+        doc.image_path, doc.image_name, doc.project_path = None, "", None
+        doc.modified = doc.recovered = False
+        win.tabs.setCurrentIndex(0)
+        win.empty_hint.resize(win.canvas.viewport().size())
+        win.empty_hint.setVisible(win.isVisible())
+        win.update_title()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from maskpix_desktop.core.session import Session
-from maskpix_desktop.core.session.workspace import Workspace
+from maskpix_desktop.core.session.workspace import OpenDocument, Workspace
 
 
 def test_show_queue_put_away_and_take_back():
@@ -42,3 +42,45 @@ def test_showing_a_listed_file_replaces_the_current_entry_without_a_duplicate():
     assert ws.current_document().path == Path("a.png")
     assert ws.show(None, "photo (re-run)") == 1
     assert ws.current_document().label() == "photo (re-run)"
+    assert ws.current_document().display_name() == "photo (re-run)"
+    ws.current_document().unsaved = True
+    assert ws.current_document().label() == "photo (re-run) *"
+    assert ws.documents[0].display_name() == "b.png" and OpenDocument(None).display_name() == "untitled"
+
+
+def _three(current: int) -> Workspace:
+    ws = Workspace()
+    ws.show(Path("a.png"))
+    ws.queue([Path("b.png"), Path("c.png")])
+    ws.take(current)
+    return ws
+
+
+def _names(ws: Workspace) -> list[str]:
+    return [d.path.name for d in ws.documents]
+
+
+def test_closing_before_the_current_one_keeps_it_on_show():
+    ws = _three(current=2)
+    assert ws.close(0) == 1
+    assert _names(ws) == ["b.png", "c.png"] and ws.current == 1
+    assert ws.current_document().path == Path("c.png")
+
+
+def test_closing_after_the_current_one_keeps_its_index():
+    ws = _three(current=1)
+    assert ws.close(2) == 1
+    assert _names(ws) == ["a.png", "b.png"] and ws.current_document().path == Path("b.png")
+
+
+def test_closing_the_current_one_offers_the_next_then_the_previous_then_none():
+    ws = _three(current=1)
+    assert ws.close(1) == 1  # c.png moved into its place
+    assert _names(ws) == ["a.png", "c.png"] and ws.current == -1 and ws.current_document() is None
+    ws.take(1)
+    assert ws.close(1) == 0  # the last one: its previous neighbour
+    assert _names(ws) == ["a.png"] and ws.current == -1
+    ws.take(0)
+    assert ws.close(0) == -1 and len(ws) == 0 and ws.current == -1
+    with pytest.raises(IndexError):
+        ws.close(0)

@@ -29,10 +29,13 @@ class OpenDocument:
     recovered: bool = False
     opened: bool = False  # shown at least once (a queued file has not been decoded yet)
 
+    def display_name(self) -> str:
+        """The image's name: the one given, else the file name ("untitled" without either)."""
+        return self.name or (self.path.name if self.path is not None else "untitled")
+
     def label(self) -> str:
         """The name the strip shows, ``*`` when it holds unsaved work."""
-        name = self.name or (self.path.name if self.path is not None else "untitled")
-        return name + (" *" if self.unsaved else "")
+        return self.display_name() + (" *" if self.unsaved else "")
 
 
 class Workspace:
@@ -99,6 +102,21 @@ class Workspace:
         doc = self.documents[index]
         session, doc.session = doc.session, None
         return doc, session
+
+    def close(self, index: int) -> int:
+        """Remove document ``index``; returns the index to show now (-1: none left).
+
+        Closing the one on show leaves none on show (``current`` -1) and returns its neighbour: the next
+        one, or the previous one when it was the last. Closing another keeps the one on show.
+        """
+        if not 0 <= index < len(self.documents):
+            raise IndexError(f"no document #{index} (the strip holds {len(self.documents)})")
+        del self.documents[index]
+        if index == self.current:
+            self.current = -1
+            return min(index, len(self.documents) - 1)
+        self.current -= index < self.current
+        return self.current
 
     def unsaved(self) -> list[OpenDocument]:
         """Documents not on show that hold changes saved nowhere."""
