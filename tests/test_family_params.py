@@ -19,6 +19,7 @@ from maskpix_desktop.core.job_protocol import JobMessage, LoadResult, MessageKin
 from maskpix_desktop.core.jobs import EditParams, ParamError
 from maskpix_desktop.core.session import Session, load_project, save_project
 from maskpix_desktop.ui.edit_panel import FAMILY_ROWS, EditPanel
+from maskpix_desktop.ui.model_editor import editor_choices
 from maskpix_desktop.ui.window_layout import AUTOMASK_TIP
 
 FAMILY = EditParams("make it winter", guidance=3.25, true_cfg_scale=5.75, negative_prompt="blurry")
@@ -107,3 +108,33 @@ def test_window_shows_the_rows_of_the_editor_a_load_reports(tiny_window) -> None
     assert win.automask_button.isEnabled() and win.automask_action.isEnabled()
     assert win.automask_button.toolTip() == AUTOMASK_TIP and win.automask_status.text() == ""
     assert win.edit_panel.family_rows() == FAMILY_ROWS["ip2p"]
+
+
+def test_editor_choice_in_the_edit_panel_switches_the_loaded_editor(tiny_window, qtbot) -> None:
+    win = tiny_window
+    combo = win.edit_panel.editor_combo
+    values = [combo.itemData(i) for i in range(combo.count())]
+    assert values == [value for _label, value in editor_choices()] and values[0] == "ip2p"
+    assert combo.currentData() == "ip2p"
+    chosen: list[str] = []
+    win.edit_panel.editorChosen.connect(chosen.append)
+    combo.activated.emit(values.index("flux-kontext-dev"))  # as the user picks it
+    assert chosen == ["flux-kontext-dev"] and win.models.choice.ip2p == "flux-kontext-dev"
+    assert json.loads(win.settings.value("models/choice"))["ip2p"] == "flux-kontext-dev"
+    qtbot.waitUntil(lambda: win.models.load_job == 0 or "missing" in win.model_label.text(), timeout=30_000)
+    assert win.model_label.text() == "models: missing"  # the tiny models folder has no Kontext
+    assert combo.currentData() == "flux-kontext-dev"
+    combo.activated.emit(0)
+    assert win.models.choice.ip2p is None  # the registry default again
+    qtbot.waitUntil(lambda: "ready" in win.model_label.text(), timeout=60_000)
+    assert win.edit_panel.family_rows() == FAMILY_ROWS["ip2p"]
+
+
+def test_set_editors_shows_a_folder_that_is_not_listed(qtbot) -> None:
+    panel = EditPanel()
+    qtbot.addWidget(panel)
+    chosen: list[str] = []
+    panel.editorChosen.connect(chosen.append)
+    panel.set_editors([("ip2p — ip2p", "ip2p")], "/data/my-editor")
+    assert [panel.editor_combo.itemData(i) for i in range(2)] == ["ip2p", "/data/my-editor"]
+    assert panel.editor_combo.currentText() == "folder: /data/my-editor" and chosen == []

@@ -71,6 +71,7 @@ class EditPanel(QWidget):
 
     runRequested = Signal()
     cancelRequested = Signal()
+    editorChosen = Signal(str)  # the user picked another editor (a registry name or a folder / hub id)
     paramsChanged = Signal()  # any parameter widget changed (autosave listens)
 
     def __init__(self, parent: QWidget | None = None):
@@ -116,6 +117,13 @@ class EditPanel(QWidget):
             self.long_side.addItem(f"{size} px", size)
         self.long_side.setCurrentIndex(WORKING_SIZES.index(512))
         self.long_side.setToolTip("The edit runs at this long side, then is resized back to the photo.")
+        self.editor_combo = QComboBox()
+        self.editor_combo.setToolTip(
+            "The instruction editor (its family's parameters show under Advanced); more in Model settings"
+        )
+        self.editor_combo.activated.connect(
+            lambda i: self.editorChosen.emit(str(self.editor_combo.itemData(i)))
+        )
         self.mask_mode = QComboBox()
         for mode in MASK_MODES:
             self.mask_mode.addItem(mode, mode)
@@ -133,6 +141,7 @@ class EditPanel(QWidget):
 
         main_form = QFormLayout()
         main_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        main_form.addRow("Editor", self.editor_combo)
         main_form.addRow("Mask mode", self.mask_mode)
         advanced = QWidget()
         form = QFormLayout(advanced)
@@ -191,6 +200,19 @@ class EditPanel(QWidget):
         for combo in (self.long_side, self.mask_mode):
             combo.currentIndexChanged.connect(self.paramsChanged)
         self.poisson.toggled.connect(self.paramsChanged)
+
+    def set_editors(self, choices: list[tuple[str, str]], current: str) -> None:
+        """The editor choices ``(label, value)``; ``current`` is selected (added as a folder when not
+        listed). Emits nothing: only the user's pick emits ``editorChosen``."""
+        combo = self.editor_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for label, value in choices:
+            combo.addItem(label, value)
+        if combo.findData(current) < 0:
+            combo.addItem(f"folder: {current}", current)
+        combo.setCurrentIndex(combo.findData(current))
+        combo.blockSignals(False)
 
     def set_editor_family(self, family: str) -> None:
         """Show the loaded editor family's parameter rows (:data:`FAMILY_ROWS`; unknown: IP2P's)."""

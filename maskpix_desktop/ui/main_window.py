@@ -33,6 +33,7 @@ from maskpix_desktop.ui.export_controller import ExportController
 from maskpix_desktop.ui.file_jobs import FileJobs
 from maskpix_desktop.ui.filmstrip import Filmstrip
 from maskpix_desktop.ui.model_controller import ModelController
+from maskpix_desktop.ui.model_editor import editor_choices
 from maskpix_desktop.ui.open_controller import OpenController
 from maskpix_desktop.ui.project_controller import ProjectController
 from maskpix_desktop.ui.results import ResultsPanel
@@ -224,6 +225,8 @@ class MainWindow(QMainWindow):
         self.automask_button.clicked.connect(self.automasks.clicked)
         self.tau_slider.valueChanged.connect(self.automasks.on_tau_changed)
         self.show_relevance.toggled.connect(self.automasks.update_heatmap)
+        self.edit_panel.set_editors(editor_choices(), self.models.editor_value())
+        self.edit_panel.editorChosen.connect(self.models.choose_editor)
         self.edit_panel.runRequested.connect(self.run_edit)
         self.edit_panel.cancelRequested.connect(self.cancel_edit)
         self.results.exportRequested.connect(self.export_current)

@@ -10,8 +10,10 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QMainWindow
 
+from maskpix_desktop.core import models
 from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.service import ModelChoice, models_dir_in_effect
+from maskpix_desktop.ui.model_editor import editor_choices
 from maskpix_desktop.ui.start_screen import models_state
 from maskpix_desktop.ui.worker import ErrorKind, JobMessage, LoadResult, MessageKind
 
@@ -96,17 +98,33 @@ class ModelController(QObject):
 
         dlg = ModelDialog(self.choice, self.win, source=self.source)
         if dlg.exec():
-            self.choice = dlg.choice()
+            choice = dlg.choice()
             if not dlg.locked:  # a folder chosen in the dialog: saved, in effect unless overridden
-                self.saved_models_dir = self.choice.models_dir
+                self.saved_models_dir = choice.models_dir
             folder, self.source = models_dir_in_effect(self.cli_models_dir, self.saved_models_dir)
-            self.choice = replace(self.choice, models_dir=folder)
-            self._save_choice()
-            self.win.client.set_service_factory(self.factory_for(self.choice))
-            self.want = True
-            self.ready = False
-            self.win.edit_panel.set_editor_takes_mask(False)  # until the new editor says it takes a mask
-            self.start()
+            self._apply(replace(choice, models_dir=folder))
+
+    def choose_editor(self, value: str) -> None:
+        """The edit panel's Editor pick: a registry name (the default IP2P: ``ip2p`` None) or a folder."""
+        ip2p = None if value == models.DEFAULT_IP2P else value
+        if ip2p != self.choice.ip2p:
+            self._apply(replace(self.choice, ip2p=ip2p))
+
+    def editor_value(self) -> str:
+        """The edit panel's value of the chosen editor."""
+        return self.choice.ip2p or models.DEFAULT_IP2P
+
+    def _apply(self, choice: ModelChoice) -> None:
+        """Save ``choice``, swap the service and load it."""
+        self.choice = choice
+        self._save_choice()
+        self.win.client.set_service_factory(self.factory_for(self.choice))
+        self.want = True
+        self.ready = False
+        panel = self.win.edit_panel
+        panel.set_editor_takes_mask(False)  # until the new editor says it takes a mask
+        panel.set_editors(editor_choices(), self.editor_value())
+        self.start()
 
     def on_message(self, msg: JobMessage) -> None:
         """A load job's progress, cancellation, success (device, CLIP, editor kind) or failure."""
