@@ -12,6 +12,7 @@ from pathlib import Path
 
 ENV_DATA_DIR = "MASKPIX_DATA_DIR"
 ENV_MODELS_DIR = "MASKPIX_MODELS"
+ENV_COMPILE_CACHE = "MASKPIX_COMPILE_CACHE"
 APP_NAME = "maskpix"
 
 
@@ -45,6 +46,16 @@ def models_dir(override: str | os.PathLike | None = None) -> Path:
     import platformdirs
 
     return platformdirs.user_data_path(APP_NAME, appauthor=False) / "models"
+
+
+def compile_cache_dir() -> Path:
+    """torch.compile's persistent cache (``$MASKPIX_COMPILE_CACHE`` overrides the per-user cache folder)."""
+    env = _env_path(ENV_COMPILE_CACHE)
+    if env is not None:
+        return env
+    import platformdirs
+
+    return platformdirs.user_cache_path(APP_NAME, appauthor=False) / "torch-compile"
 
 
 def log_dir() -> Path:

@@ -71,3 +71,9 @@ def add_memory_args(p: argparse.ArgumentParser) -> None:
         choices=QUANTIZE_MODES,
         help="quantise the editor's denoiser on CUDA: int8 / fp8 (torchao), nf4 (bitsandbytes)",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the editor's denoiser (the first run compiles; later runs reuse the cache in "
+        "$MASKPIX_COMPILE_CACHE or the user cache folder)",
+    )

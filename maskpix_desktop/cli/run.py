@@ -119,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         memory=args.memory,
         vae_tiling=args.vae_tiling,
         quantize=args.quantize,
+        compile=args.compile,
     )
     service = ModelService(choice)
     service.check(sam=any(c.uses_sam for c in cases), ip2p=True)

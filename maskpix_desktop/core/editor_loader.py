@@ -58,6 +58,7 @@ def load_editor(
     device: str = "auto",
     precision: str = "auto",
     memory: MemorySettings | None = None,
+    compile_denoiser: bool = False,
 ) -> Editor:
     """Load an editor from a diffusers folder, a registry editor name or a Hugging Face id (offline-safe).
 
@@ -65,6 +66,8 @@ def load_editor(
     does not run raises :class:`WeightsError` before diffusers is asked. A MaskPix mask checkpoint
     folder (``maskpix_conditioning.json``) loads as a mask pipeline. ``memory`` (core/editor_memory):
     quantisation at load time, then CPU offload or every weight on the device, and VAE tiling.
+    ``compile_denoiser``: ``torch.compile`` the UNet / transformer with a persistent cache
+    (core/editor_compile; the first run compiles, later starts reuse the cache).
     """
     import diffusers
     import torch
@@ -139,6 +142,11 @@ def load_editor(
                 f"Not enough {dev} memory to load {label} ({settings.label()}).{hint}"
             ) from exc
         raise
+    if compile_denoiser:
+        from maskpix_desktop import paths
+        from maskpix_desktop.core.editor_compile import compile_denoiser as compile_it
+
+        placed += " + " + compile_it(pipe, family, paths.compile_cache_dir())
     fingerprint = models.file_fingerprint(local) if local.exists() else str(path_or_id)
     editor = editor_cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
     editor.memory = f"{placed} ({auto_note})" if auto_note else placed

@@ -68,7 +68,8 @@ class ModelChoice:
     ``ip2p``: None (registry folder), a diffusers folder or a Hugging Face id; ``clip``: kwargs of
     ``ClipScorer.load`` or None for the registry CLIP; ``grounding``: None (registry GroundingDINO folder),
     a transformers folder or a cached Hugging Face id. ``memory``, ``vae_tiling``, ``quantize``: the
-    editor's memory settings (core/editor_memory, :meth:`memory_settings`)."""
+    editor's memory settings (core/editor_memory, :meth:`memory_settings`); ``compile``: torch.compile its
+    denoiser with a persistent cache (core/editor_compile)."""
 
     models_dir: str | None = None
     sam: str = SAM_AUTO
@@ -80,6 +81,7 @@ class ModelChoice:
     memory: str = "auto"
     vae_tiling: bool = False
     quantize: str = "none"
+    compile: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def memory_settings(self) -> MemorySettings:
@@ -203,6 +205,7 @@ class ModelService:
                     device=self.device,
                     precision=self.choice.precision,
                     memory=self.choice.memory_settings(),
+                    compile_denoiser=self.choice.compile,
                 )
             return self._editor
 

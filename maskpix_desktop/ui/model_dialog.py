@@ -135,7 +135,12 @@ class ModelDialog(DownloadsMixin, QDialog):
         self.ip2p_edit.setToolTip("Empty = the registry model; or a diffusers folder, or a Hugging Face id")
         self.ip2p_browse = picker(self, "ip2p", self.ip2p_edit, self.models_folder)
         self.editor_rows = EditorRows(
-            self.ip2p_edit, self.models_folder, choice.memory, choice.vae_tiling, choice.quantize
+            self.ip2p_edit,
+            self.models_folder,
+            choice.memory,
+            choice.vae_tiling,
+            choice.quantize,
+            choice.compile,
         )
         self.folder_edit.textChanged.connect(self.editor_rows.refresh)
 
@@ -179,6 +184,7 @@ class ModelDialog(DownloadsMixin, QDialog):
             "Editor memory", row(rows.memory_combo, rows.tiling_check, QLabel("Quantise"), rows.quant_combo)
         )
         form.addRow("", self.editor_rows.estimate_label)
+        form.addRow("", rows.compile_check)
         form.addRow("CLIP", row(self.clip_combo))
         form.addRow("CLIP model", row(self.clip_model_edit))
         form.addRow("CLIP weights", row(self.clip_weights_edit, self.clip_weights_browse))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QLineEdit, QWidget
 
+from maskpix_desktop import paths
 from maskpix_desktop.core import editor_families, models, vram_estimate
 from maskpix_desktop.core.editor_memory import AUTO, MEMORY_CHOICES, QUANTIZE_MODES
 from maskpix_desktop.core.errors import MaskPixError
@@ -45,7 +46,13 @@ class EditorRows:
     """The editor's widgets; ``ip2p_edit`` holds the value (empty = the registry default)."""
 
     def __init__(
-        self, ip2p_edit: QLineEdit, folder: Callable[[], Path], memory: str, vae_tiling: bool, quantize: str
+        self,
+        ip2p_edit: QLineEdit,
+        folder: Callable[[], Path],
+        memory: str,
+        vae_tiling: bool,
+        quantize: str,
+        compile_denoiser: bool = False,
     ):
         self.ip2p_edit = ip2p_edit
         self._folder = folder  # () -> the models folder in effect
@@ -70,6 +77,12 @@ class EditorRows:
         self.quant_combo.setToolTip(
             "Quantise the denoiser on CUDA: int8 / fp8 need torchao, nf4 bitsandbytes"
         )
+        self.compile_check = QCheckBox("Compile the denoiser (torch.compile; the first edit compiles)")
+        self.compile_check.setChecked(bool(compile_denoiser))
+        self.compile_check.setToolTip(
+            f"Faster steps after the first run: the compiled kernels are kept in {paths.compile_cache_dir()} "
+            "and reused by later starts of the same model and sizes."
+        )
         self.estimate_label = QLabel()
         self.estimate_label.setWordWrap(True)
         self.combo.currentIndexChanged.connect(self._combo_changed)
@@ -82,7 +95,14 @@ class EditorRows:
             signal.connect(self.refresh)
 
     def widgets(self) -> list[QWidget]:
-        return [self.combo, self.family_label, self.memory_combo, self.tiling_check, self.quant_combo]
+        return [
+            self.combo,
+            self.family_label,
+            self.memory_combo,
+            self.tiling_check,
+            self.quant_combo,
+            self.compile_check,
+        ]
 
     def settings(self) -> dict[str, object]:
         """The ``ModelChoice`` fields these rows edit (besides ``ip2p``)."""
@@ -90,6 +110,7 @@ class EditorRows:
             "memory": self.memory_combo.currentData(),
             "vae_tiling": self.tiling_check.isChecked(),
             "quantize": self.quant_combo.currentText(),
+            "compile": self.compile_check.isChecked(),
         }
 
     def _combo_changed(self) -> None:

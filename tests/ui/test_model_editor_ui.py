@@ -76,3 +76,23 @@ def test_a_folder_that_is_no_editor_says_so(qtbot, tmp_path: Path) -> None:
     assert "Not an editor MaskPix runs" in dlg.editor_rows.family_label.text()
     assert "Supported families" in dlg.editor_rows.family_label.text()
     assert "needs the model's family" in dlg.editor_rows.estimate_label.text()
+
+
+def test_compile_checkbox_round_trips_through_the_choice(qtbot, tmp_path: Path) -> None:
+    dlg = ModelDialog(ModelChoice(models_dir=str(tmp_path), compile=True))
+    qtbot.addWidget(dlg)
+    assert dlg.editor_rows.compile_check.isChecked() and dlg.choice().compile is True
+    dlg.editor_rows.compile_check.setChecked(False)
+    assert dlg.choice() == ModelChoice(models_dir=str(tmp_path), compile=False)
+
+
+def test_auto_memory_is_the_default_and_lists_every_settings_estimate(qtbot, tmp_path: Path) -> None:
+    dlg = ModelDialog(ModelChoice(models_dir=str(tmp_path)))
+    qtbot.addWidget(dlg)
+    rows = dlg.editor_rows
+    assert rows.memory_combo.currentData() == "auto" and dlg.choice().memory == "auto"
+    est = vram_estimate.estimate(vram_estimate.PUBLISHED["ip2p"], (512, 512), quantize="none")
+    text = rows.estimate_label.text()
+    for memory in ("full", "model_offload", "sequential_offload"):
+        assert f"{memory} ~{est.gib(memory):.1f}" in text
+    assert "Automatic loads the fastest that fits the free VRAM" in text
