@@ -95,19 +95,19 @@ def test_window_shows_the_rows_of_the_editor_a_load_reports(tiny_window) -> None
     job = win.models.load_job
     assert win.model_label.toolTip() == "Editor memory: full (auto, no CUDA)"  # the app's default: auto
     memory = "model_offload + VAE tiling (auto: ~20.1 GiB estimated, 23.0 GiB free)"
-    info = LoadResult("cpu", "CPU", sam=True, ip2p=True, editor_family="kontext", editor_memory=memory)
+    info = LoadResult("cpu", "CPU", sam=True, ip2p=True, editor_family="qwen_edit", editor_memory=memory)
     win._on_message(JobMessage(job, Task.LOAD, MessageKind.FINISHED, result=info))
-    assert win.edit_panel.family_rows() == ("guidance",)
+    assert win.edit_panel.family_rows() == ("true_cfg_scale", "negative_prompt")
     assert win.model_label.toolTip() == f"Editor memory: {memory}"
     assert win.statusBar().currentMessage() == f"Models ready; editor memory: {memory}"
     assert not win.automask_button.isEnabled() and not win.automask_action.isEnabled()
-    assert win.automask_button.toolTip() == unsupported_reason("kontext") == win.automask_status.text()
-    assert "the loaded editor is kontext" in win.automask_button.toolTip()
-    back = LoadResult("cpu", "CPU", sam=True, ip2p=True, editor_family="ip2p")
+    assert win.automask_button.toolTip() == unsupported_reason("qwen_edit") == win.automask_status.text()
+    assert "the loaded editor is qwen_edit" in win.automask_button.toolTip()
+    back = LoadResult("cpu", "CPU", sam=True, ip2p=True, editor_family="kontext")
     win._on_message(JobMessage(job, Task.LOAD, MessageKind.FINISHED, result=back))
     assert win.automask_button.isEnabled() and win.automask_action.isEnabled()
     assert win.automask_button.toolTip() == AUTOMASK_TIP and win.automask_status.text() == ""
-    assert win.edit_panel.family_rows() == FAMILY_ROWS["ip2p"]
+    assert win.edit_panel.family_rows() == ("guidance",)  # Kontext: its rows, and auto mask works
 
 
 def test_editor_choice_in_the_edit_panel_switches_the_loaded_editor(tiny_window, qtbot) -> None:

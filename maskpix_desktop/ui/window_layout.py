@@ -159,7 +159,7 @@ def build_tools_dock(win: QMainWindow) -> None:
 
 #: The Auto mask button's tooltip while the loaded editor supports it.
 AUTOMASK_TIP = (
-    "Propose the mask from the image and the instruction alone (Ctrl+M): the InstructPix2Pix "
+    "Propose the mask from the image and the instruction alone (Ctrl+M): the editor's "
     "relevance map and text grounding, refined with SAM. Click or paint to refine it."
 )
 

@@ -26,9 +26,9 @@ __all__ = [
     "unsupported_reason",
 ]
 
-#: Editor families whose denoiser the relevance map reads (SD 1.5 InstructPix2Pix's UNet and prompt
-#: encoder); core/editor_families names the others.
-RELEVANCE_FAMILIES = ("ip2p",)
+#: Editor families whose denoiser the relevance map reads: SD 1.5 InstructPix2Pix's UNet (here) and
+#: FLUX.1 Kontext's transformer (:mod:`.relevance_flow`); core/editor_families names the others.
+RELEVANCE_FAMILIES = ("ip2p", "kontext")
 
 
 def unsupported_reason(family: str) -> str | None:
@@ -36,8 +36,8 @@ def unsupported_reason(family: str) -> str | None:
     if family in RELEVANCE_FAMILIES:
         return None
     return (
-        f"Auto mask's relevance map reads the InstructPix2Pix (SD 1.5) UNet; the loaded editor is {family}. "
-        "Click or draw the mask instead, or load an InstructPix2Pix editor (docs/MODELS.md)."
+        f"Auto mask's relevance map reads an InstructPix2Pix (SD 1.5) or FLUX.1 Kontext denoiser; the loaded "
+        f"editor is {family}. Click or draw the mask instead, or load one of those (docs/MODELS.md)."
     )
 
 
@@ -188,9 +188,26 @@ def compute_relevance(
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
-    why = unsupported_reason(getattr(editor, "family", "ip2p"))
+    family = getattr(editor, "family", "ip2p")
+    why = unsupported_reason(family)
     if why is not None:
         raise MaskPixError(why)
+    if family == "kontext":
+        from maskpix_desktop.core.automask.relevance_flow import compute_kontext_relevance
+
+        return compute_kontext_relevance(
+            editor,
+            image,
+            instruction,
+            t_frac=t_frac,
+            draws=draws,
+            seed=seed,
+            long_side=long_side,
+            on_step=on_step,
+            cancel=cancel,
+            progress_offset=progress_offset,
+            progress_total=progress_total,
+        )
     pipe = editor.pipe
     device = pipe.device
     k = int(draws) if draws is not None else default_draws(str(device))
