@@ -4,8 +4,9 @@
 
 Runs the real window on tiny random-weight models (``maskpix_desktop.testing``), so the edited pixels
 and the SAM candidates are noise: the screenshots show the layout and the states (start, mask with the
-SAM candidate thumbnails and three images in the filmstrip, running, results, the before/after split
-view, models dialog), not what real weights produce. The mask shown is the sample's own mask, set after
+SAM candidate thumbnails and three images in the filmstrip, running, results with the before/after split
+view beside the grid, the split view zoomed in with its divider moved, models dialog), not what real
+weights produce. The mask shown is the sample's own mask, set after
 the click's candidates arrived. No network, no display, no weights needed.
 """
 
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE = (1366, 768)
 SAMPLE = "dog"
 OTHERS = ("car", "person")  # queued in the filmstrip
+COMPARE_AT = (440.0, 210.0)  # the split view's close-up: the dog's head (image pixels)
 
 
 def _wait(app, done: Callable[[], bool], timeout_s: float = 120.0) -> None:
@@ -98,10 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     shot("running")
     _wait(app, lambda: win.edits.job == 0)
     win.tabs.setCurrentIndex(1)
-    shot("results")
-    win.results.set_compare_visible(True)
+    shot("results")  # the grid and, beside it, the before/after split view
+    split = win.results.compare_view
+    split.zoom(2.0)
+    split.centerOn(*COMPARE_AT)
+    split.set_divider_x(COMPARE_AT[0])  # the divider across the head
     shot("compare")
-    win.results.set_compare_visible(False)
 
     os.environ.pop("HF_HUB_OFFLINE", None)  # the dialog only looks: no "offline" notice in the picture
     dialog = ModelDialog(win.choice, win, source=win.models_source)

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QToolButton,
@@ -29,6 +28,7 @@ from PySide6.QtWidgets import (
 from maskpix_desktop.core.blend import MASK_MODES
 from maskpix_desktop.core.jobs import PARAM_RANGES, EditParams
 from maskpix_desktop.ui.prompt_bar import PromptBar
+from maskpix_desktop.ui.step_progress import StepProgressBar
 from maskpix_desktop.ui.widgets import CollapsibleSection
 
 #: Offered working sizes (all inside PARAM_RANGES["long_side"]; set_params adds any other valid one).
@@ -169,10 +169,9 @@ class EditPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.cancel_button.setToolTip("Stop the running edit after the current step")
         self.cancel_button.clicked.connect(self.cancelRequested)
-        self.progress = QProgressBar()
+        self.progress = StepProgressBar()  # its text sits in a label above the bar, never on the fill
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setTextVisible(True)
         self.progress.setFormat("idle")
         self.status = QLabel("")
         self.status.setWordWrap(True)

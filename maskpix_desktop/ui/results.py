@@ -1,10 +1,10 @@
-"""Results panel: Original | Mask | Baseline | Blended in synced views (or one before/after split view),
+"""Results panel: Original | Mask | Baseline | Blended in synced views beside one before/after split view,
 the metrics (headline and table) and a run history.
 
 Views share zoom and pan through a :class:`ViewSync`; the Mask view can be swapped for a change-map heatmap
 (change against the original, mask outline in white) so edits leaking outside the mask stand out.
-"Compare" swaps the grid for :class:`CompareView`: the original and the blended result split by a
-divider, through the same display pyramids as the grid.
+:class:`CompareView` (the original and the blended result split by a divider, through the same display
+pyramids as the grid) sits right of the grid in a splitter; "Compare" shows or hides it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QSplitter,
-    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -75,7 +74,7 @@ def result_mask(result: EditResult) -> np.ndarray:
 
 
 class ResultsPanel(QWidget):
-    """Original | Mask (or change map) | Baseline | Blended (or a before/after split), metrics of both
+    """Original | Mask (or change map) | Baseline | Blended beside a before/after split, metrics of both
     variants and a run history."""
 
     resultShown = Signal(object)
@@ -114,9 +113,10 @@ class ResultsPanel(QWidget):
         self.fit_button.clicked.connect(self._fit)
         self.compare_button = QPushButton("Compare")
         self.compare_button.setCheckable(True)
+        self.compare_button.setChecked(True)
         self.compare_button.setToolTip(
-            "Before/after: the original and the blended result in one view, split by a divider "
-            "(drag it, or press ← →)"
+            "Show or hide the before/after view beside the grid: the original and the blended result "
+            "in one view, split by a divider (drag it, or press ← →)"
         )
         self.compare_button.toggled.connect(self.set_compare_visible)
 
@@ -136,9 +136,12 @@ class ResultsPanel(QWidget):
         self._arrange_views()
         row.installEventFilter(self)
         self.compare_view = CompareView("Original", "Blended")
-        self.view_stack = QStackedWidget()
-        self.view_stack.addWidget(row)
-        self.view_stack.addWidget(self.compare_view)
+        #: The grid left, the before/after view right (hidden by the Compare toggle); halves at first.
+        self.view_split = QSplitter(Qt.Orientation.Horizontal)
+        self.view_split.setChildrenCollapsible(False)
+        self.view_split.addWidget(row)
+        self.view_split.addWidget(self.compare_view)
+        self.view_split.setSizes([1000, 1000])
 
         self.metrics = MetricsView()
         self.metrics_table = self.metrics.table
@@ -158,7 +161,8 @@ class ResultsPanel(QWidget):
         bottom.setStretchFactor(1, 2)
 
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(self.view_stack)
+        split.setChildrenCollapsible(False)  # the metrics keep their minimum rows (MIN_VISIBLE_ROWS)
+        split.addWidget(self.view_split)
         split.addWidget(bottom)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
@@ -264,18 +268,18 @@ class ResultsPanel(QWidget):
         return self.change_map_toggle.isChecked()
 
     def set_compare_visible(self, on: bool) -> None:
-        """Show the before/after split view instead of the four-view grid (or the grid again)."""
+        """Show the before/after split view beside the four-view grid, or hide it (the grid stays)."""
         if self.compare_button.isChecked() != on:
             self.compare_button.setChecked(on)  # toggled calls back here
             return
-        self.view_stack.setCurrentWidget(self.compare_view if on else self._views_area)
-        self.change_map_toggle.setEnabled(not on)  # the change map replaces a grid view only
+        self.compare_view.setVisible(on)
         self._refresh_compare()
         if on:
             self.compare_view.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def compare_visible(self) -> bool:
-        return self.view_stack.currentWidget() is self.compare_view
+        """Whether the split view is shown (or will be, once the panel is)."""
+        return not self.compare_view.isHidden()
 
     # internals -------------------------------------------------------------------------------------
     def _history_item(self, index: int, result: EditResult) -> QListWidgetItem:

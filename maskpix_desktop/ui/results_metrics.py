@@ -25,6 +25,8 @@ VARIANTS = ("baseline", "blended")
 #: The table's column titles, one per variant.
 COLUMN_TITLES = ("Baseline", "Blended")
 NO_MASK_NOTE = "No mask was used: the whole image was edited, there is no leakage."
+#: Rows the table always shows in full (leakage, mIoU, the background kept), however small the window.
+MIN_VISIBLE_ROWS = 6
 
 
 def format_metric(value: object) -> str:
@@ -114,12 +116,19 @@ class MetricsView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         # compact rows: a laptop screen shows more metrics without scrolling
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self.table.setMinimumHeight(self.rows_height(MIN_VISIBLE_ROWS))
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.headline)
         layout.addWidget(self.table, 1)
         self.clear()
+
+    def rows_height(self, rows: int) -> int:
+        """The table height that shows its column titles and ``rows`` rows in full."""
+        t = self.table
+        rows_px = rows * t.verticalHeader().defaultSectionSize()
+        return rows_px + t.horizontalHeader().sizeHint().height() + 2 * t.frameWidth()
 
     def clear(self) -> None:
         self.table.setRowCount(0)
@@ -160,6 +169,7 @@ class MetricsView(QWidget):
 
 __all__ = [
     "COLUMN_TITLES",
+    "MIN_VISIBLE_ROWS",
     "MetricsView",
     "VARIANTS",
     "better_variant",

@@ -1,5 +1,5 @@
-"""Results panel: the before/after split view (exact pixels each side of the divider, drag, keys, new
-results) and the metrics headline ("Leakage outside the mask 48.5 → 1.3"; "—" without a mask)."""
+"""Results panel: the before/after split view beside the grid (exact pixels each side of the divider, drag,
+keys, new results) and the metrics headline ("Leakage outside the mask 48.5 → 1.3"; "—" without a mask)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QRectF, Qt
+from PySide6.QtCore import QPoint, QRect, QRectF, Qt
 from PySide6.QtGui import QImage, QPainter
 
 from maskpix_desktop.core import metric_catalog
@@ -70,22 +70,32 @@ def panel(qtbot) -> ResultsPanel:
     return p
 
 
-def test_compare_toggle_swaps_the_grid_for_the_split_view(panel: ResultsPanel) -> None:
+def _window_rect(widget) -> QRect:
+    return QRect(widget.mapTo(widget.window(), QPoint(0, 0)), widget.size())
+
+
+def test_split_view_sits_beside_the_grid_and_compare_hides_it(panel: ResultsPanel, qtbot) -> None:
     r = _result(1)
     panel.add_result(r)
     view = panel.compare_view
-    assert not panel.compare_visible() and panel.view_stack.currentWidget() is panel._views_area
-    # hidden: nothing converted
-    assert view.pixmap_item.pixmap().isNull() and view.after_item.pixmap().isNull()
-    panel.compare_button.click()
-    assert panel.compare_visible() and view.isVisible() and view.hasFocus()
-    assert not panel.change_map_toggle.isEnabled()
-    assert not panel.views["original"].isVisible()
+    grid = [panel.views[t.lower()] for t in panel.TITLES]
+    # shown from the start, right of the grid: all five views at once
+    assert panel.compare_visible() and panel.compare_button.isChecked() and view.isVisible()
+    assert all(v.isVisible() for v in grid) and panel.change_map_toggle.isEnabled()
+    right_of_grid = max(_window_rect(v).right() for v in grid)
+    assert _window_rect(view).left() > right_of_grid
+    assert panel.view_split.indexOf(panel._views_area) == 0 and panel.view_split.indexOf(view) == 1
     assert_split(view, r.request.image, r.blended, 32)  # the divider starts in the middle
-    panel.set_compare_visible(False)
-    assert not panel.compare_button.isChecked() and panel.views["original"].isVisible()
-    assert panel.change_map_toggle.isEnabled()
+    grid_width = panel._views_area.width()
+    panel.compare_button.click()  # hidden: the grid takes the room, nothing converted
+    assert not panel.compare_visible() and not view.isVisible()
+    assert all(v.isVisible() for v in grid)
+    qtbot.waitUntil(lambda: panel._views_area.width() > grid_width)
     assert view.pixmap_item.pixmap().isNull() and view.after_item.pixmap().isNull()
+    panel.set_compare_visible(True)  # back beside the grid, with the focus for the arrow keys
+    assert panel.compare_button.isChecked() and view.isVisible() and panel.focusWidget() is view
+    assert all(v.isVisible() for v in grid)
+    assert_split(view, r.request.image, r.blended, 32)
 
 
 @pytest.mark.parametrize("x", [0, 1, 23, 32, 63, 64])

@@ -30,6 +30,7 @@ def _main_path(win) -> dict[str, object]:
         "run": p.run_button,
         "cancel": p.cancel_button,
         "progress": p.progress,
+        "progress text": p.progress.label,
         "auto mask": win.automask_button,
         "mask mode": p.mask_mode,
         "advanced": p.advanced.header,
