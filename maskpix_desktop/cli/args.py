@@ -72,6 +72,13 @@ def add_memory_args(p: argparse.ArgumentParser) -> None:
         help="quantise the editor's denoiser on CUDA: int8 / fp8 (torchao), nf4 (bitsandbytes)",
     )
     p.add_argument(
+        "--gguf",
+        default=None,
+        metavar="FILE",
+        help="a GGUF file whose quantised weights replace the transformer of a Kontext / Qwen-Image-Edit "
+        "editor (needs: pip install gguf)",
+    )
+    p.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the editor's denoiser (the first run compiles; later runs reuse the cache in "

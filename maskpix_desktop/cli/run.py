@@ -120,6 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         vae_tiling=args.vae_tiling,
         quantize=args.quantize,
         compile=args.compile,
+        gguf=args.gguf,
     )
     service = ModelService(choice)
     service.check(sam=any(c.uses_sam for c in cases), ip2p=True)

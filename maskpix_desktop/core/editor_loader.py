@@ -59,6 +59,7 @@ def load_editor(
     precision: str = "auto",
     memory: MemorySettings | None = None,
     compile_denoiser: bool = False,
+    gguf: str | Path | None = None,
 ) -> Editor:
     """Load an editor from a diffusers folder, a registry editor name or a Hugging Face id (offline-safe).
 
@@ -67,7 +68,8 @@ def load_editor(
     folder (``maskpix_conditioning.json``) loads as a mask pipeline. ``memory`` (core/editor_memory):
     quantisation at load time, then CPU offload or every weight on the device, and VAE tiling.
     ``compile_denoiser``: ``torch.compile`` the UNet / transformer with a persistent cache
-    (core/editor_compile; the first run compiles, later starts reuse the cache).
+    (core/editor_compile; the first run compiles, later starts reuse the cache). ``gguf``: a GGUF file
+    whose (quantised) weights replace a flow editor's transformer (core/editor_gguf).
     """
     import diffusers
     import torch
@@ -78,6 +80,14 @@ def load_editor(
     family = editor_families.detect_family(str(path_or_id), local_only)
     if family is not None:
         editor_families.require_supported(family, path_or_id)
+    if gguf is not None:
+        from maskpix_desktop.core.editor_gguf import GGUF_TRANSFORMERS
+
+        if family not in GGUF_TRANSFORMERS:
+            raise WeightsError(
+                f"A GGUF file replaces the transformer of {' or '.join(GGUF_TRANSFORMERS)} editors; the "
+                f"editor {path_or_id} is {family or 'of an unknown family'}."
+            )
     dev = models.resolve_device(device)
     dtype = models.default_dtype(dev, precision)
     if family in ("kontext", "qwen_edit") and dtype == torch.float16 and precision in ("auto", "", None):
@@ -101,9 +111,20 @@ def load_editor(
     kwargs: dict[str, Any] = {dtype_key: dtype, "local_files_only": local_only}
     precision_name = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, "fp16")
     settings, auto_note = resolve_auto(memory or MemorySettings(), family, local, dev, precision_name)
+    if gguf is not None and settings.quantize != "none":
+        raise WeightsError(
+            f"A GGUF file is already quantised; choose quantize none or no GGUF file, not both "
+            f"(quantize {settings.quantize})."
+        )
     quant = quantization_config(family, settings.quantize, dtype, dev)
     if quant is not None:
         kwargs["quantization_config"] = quant
+    gguf_note = ""
+    if gguf is not None:
+        from maskpix_desktop.core import editor_gguf
+
+        kwargs["transformer"] = editor_gguf.load_gguf_transformer(gguf, family, path_or_id, dtype, local_only)
+        gguf_note = " + " + editor_gguf.describe(kwargs["transformer"])
     # diffusers' lazy module imports only the pipeline asked for (the XL one is a large import).
     editor_cls: type[Editor] = Editor
     if family in ("kontext", "qwen_edit"):
@@ -142,6 +163,7 @@ def load_editor(
                 f"Not enough {dev} memory to load {label} ({settings.label()}).{hint}"
             ) from exc
         raise
+    placed += gguf_note
     if compile_denoiser:
         from maskpix_desktop import paths
         from maskpix_desktop.core.editor_compile import compile_denoiser as compile_it

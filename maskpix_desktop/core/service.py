@@ -69,7 +69,8 @@ class ModelChoice:
     ``ClipScorer.load`` or None for the registry CLIP; ``grounding``: None (registry GroundingDINO folder),
     a transformers folder or a cached Hugging Face id. ``memory``, ``vae_tiling``, ``quantize``: the
     editor's memory settings (core/editor_memory, :meth:`memory_settings`); ``compile``: torch.compile its
-    denoiser with a persistent cache (core/editor_compile)."""
+    denoiser with a persistent cache (core/editor_compile); ``gguf``: a GGUF file for a flow editor's
+    transformer (core/editor_gguf)."""
 
     models_dir: str | None = None
     sam: str = SAM_AUTO
@@ -82,6 +83,7 @@ class ModelChoice:
     vae_tiling: bool = False
     quantize: str = "none"
     compile: bool = False
+    gguf: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def memory_settings(self) -> MemorySettings:
@@ -206,6 +208,7 @@ class ModelService:
                     precision=self.choice.precision,
                     memory=self.choice.memory_settings(),
                     compile_denoiser=self.choice.compile,
+                    gguf=self.choice.gguf or None,
                 )
             return self._editor
 

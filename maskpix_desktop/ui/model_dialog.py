@@ -142,6 +142,12 @@ class ModelDialog(DownloadsMixin, QDialog):
             choice.quantize,
             choice.compile,
         )
+        self.gguf_edit = QLineEdit(choice.gguf or "")
+        self.gguf_edit.setPlaceholderText("optional: a GGUF file for a Kontext / Qwen-Image-Edit transformer")
+        self.gguf_edit.setToolTip(
+            "Its quantised weights replace the editor's transformer (needs: pip install gguf)"
+        )
+        self.gguf_browse = picker(self, "gguf", self.gguf_edit, self.models_folder)
         self.folder_edit.textChanged.connect(self.editor_rows.refresh)
 
         # CLIP --------------------------------------------------------------------------------------
@@ -185,6 +191,7 @@ class ModelDialog(DownloadsMixin, QDialog):
         )
         form.addRow("", self.editor_rows.estimate_label)
         form.addRow("", rows.compile_check)
+        form.addRow("GGUF transformer", row(self.gguf_edit, self.gguf_browse))
         form.addRow("CLIP", row(self.clip_combo))
         form.addRow("CLIP model", row(self.clip_model_edit))
         form.addRow("CLIP weights", row(self.clip_weights_edit, self.clip_weights_browse))
@@ -284,6 +291,7 @@ class ModelDialog(DownloadsMixin, QDialog):
             device=self.device_combo.currentText(),
             precision=self.precision_combo.currentText(),
             **self.editor_rows.settings(),
+            gguf=self.gguf_edit.text().strip() or None,
         )
 
     def models_folder(self) -> Path:

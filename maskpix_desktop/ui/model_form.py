@@ -33,6 +33,7 @@ PICKERS = {
     "ip2p": ("Editor folder (diffusers, any family)", None),
     "clip_weights": ("CLIP weights", "Weights (*.safetensors *.bin *.pt *.pth);;All (*)"),
     "clip_config": ("CLIP model config", "JSON (*.json);;All (*)"),
+    "gguf": ("GGUF transformer file (Kontext / Qwen-Image-Edit)", "GGUF (*.gguf);;All (*)"),
 }
 _COLOURS = {PRESENT: Qt.GlobalColor.darkGreen, MISSING: Qt.GlobalColor.red, NOT_NEEDED: Qt.GlobalColor.gray}
 

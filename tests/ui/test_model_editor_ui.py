@@ -96,3 +96,12 @@ def test_auto_memory_is_the_default_and_lists_every_settings_estimate(qtbot, tmp
     for memory in ("full", "model_offload", "sequential_offload"):
         assert f"{memory} ~{est.gib(memory):.1f}" in text
     assert "Automatic loads the fastest that fits the free VRAM" in text
+
+
+def test_gguf_file_round_trips_through_the_choice(qtbot, tmp_path: Path) -> None:
+    dlg = ModelDialog(ModelChoice(models_dir=str(tmp_path), gguf="/data/kontext-Q4_K_S.gguf"))
+    qtbot.addWidget(dlg)
+    assert dlg.gguf_edit.text() == "/data/kontext-Q4_K_S.gguf"
+    assert dlg.choice().gguf == "/data/kontext-Q4_K_S.gguf"
+    dlg.gguf_edit.setText("  ")
+    assert dlg.choice().gguf is None
