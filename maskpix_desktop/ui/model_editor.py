@@ -167,11 +167,11 @@ class EditorRows:
         source = "this folder's weights" if folder else "published parameter counts"
         if s["memory"] == AUTO:
             peaks = ", ".join(f"{m} ~{est.gib(m):.1f}" for m in est.peak)
-            self.estimate_label.setText(
-                f"VRAM at {side}x{side} (GiB, an estimate from {source}): {peaks}. Automatic loads the "
-                "fastest that fits the free VRAM (without CUDA: full)."
-            )
+            text = f"VRAM at {side}x{side}: {peaks} GiB; automatic: the fastest that fits."
+            self.estimate_label.setText(text)
+            self.estimate_label.setToolTip(f"An estimate from {source}; without CUDA automatic is full.")
             return
         self.estimate_label.setText(
             f"VRAM at {side}x{side}: {vram_estimate.describe(est, str(s['memory']))}; from {source}."
         )
+        self.estimate_label.setToolTip("")

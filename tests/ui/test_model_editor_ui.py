@@ -38,7 +38,11 @@ def test_editor_choice_lists_every_family_and_picks_a_registry_editor(qtbot, tmp
     rows.combo.setCurrentIndex(rows.combo.findData("qwen-image-edit"))
     assert dlg.ip2p_edit.text() == "qwen-image-edit"
     assert "Family: qwen_edit" in rows.family_label.text() and "not downloaded" in rows.family_label.text()
-    assert "published parameter counts" in rows.estimate_label.text()
+    assert rows.memory_combo.currentData() == "auto"  # the estimate's source is in the tooltip
+    assert (
+        rows.estimate_label.toolTip()
+        == "An estimate from published parameter counts; without CUDA automatic is full."
+    )
     assert dlg.choice().ip2p == "qwen-image-edit"
     assert "qwen-image-edit" in [dlg.table.item(r, 0).text() for r in range(dlg.table.rowCount())]
 
@@ -95,7 +99,7 @@ def test_auto_memory_is_the_default_and_lists_every_settings_estimate(qtbot, tmp
     text = rows.estimate_label.text()
     for memory in ("full", "model_offload", "sequential_offload"):
         assert f"{memory} ~{est.gib(memory):.1f}" in text
-    assert "Automatic loads the fastest that fits the free VRAM" in text
+    assert text.endswith("GiB; automatic: the fastest that fits.")
 
 
 def test_gguf_file_round_trips_through_the_choice(qtbot, tmp_path: Path) -> None:
