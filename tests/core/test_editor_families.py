@@ -290,7 +290,7 @@ def test_editor_registry_entries_are_unpinned_folders_and_gated_ones_say_how_to_
 def test_xl_auto_mask_relevance_says_why_it_is_unavailable(xl_editor, xl_image):
     from maskpix_desktop.core.automask.relevance import compute_relevance
 
-    with pytest.raises(MaskPixError, match="ip2p editor family only; the loaded editor is ip2p_xl"):
+    with pytest.raises(MaskPixError, match="the loaded editor is ip2p_xl. Click or draw the mask instead"):
         compute_relevance(xl_editor, xl_image, INSTRUCTION, draws=1)
 
 
