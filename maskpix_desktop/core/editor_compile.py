@@ -9,6 +9,7 @@ and diffusers use it unchanged. Torch is imported inside the functions.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -33,12 +34,17 @@ def use_cache(folder: str | os.PathLike) -> Path:
     return path
 
 
-def compile_denoiser(pipe: Any, family: str | None, cache: str | os.PathLike) -> str:
+def compile_denoiser(pipe: Any, family: str | None, cache: str | os.PathLike, device: str = "cpu") -> str:
     """Replace the pipeline's denoiser (UNet or transformer) by its ``torch.compile`` module; returns what
-    was done, e.g. ``torch.compile unet (cache /home/u/.cache/maskpix-desktop/torch-compile)``."""
+    was done, e.g. ``torch.compile unet (cache /home/u/.cache/maskpix-desktop/torch-compile)``. On CUDA
+    without ``triton`` (inductor's GPU compiler; the lab bundle leaves it out) nothing is compiled and the
+    text says so."""
     import torch
 
     name = DENOISER.get(family or "ip2p", "unet")
+    if str(device).startswith("cuda") and importlib.util.find_spec("triton") is None:
+        log.warning("torch.compile on CUDA needs triton, which is not installed: running eager")
+        return f"eager {name} (torch.compile needs triton on CUDA)"
     folder = use_cache(cache)
     setattr(pipe, name, torch.compile(getattr(pipe, name)))
     log.info("compiling the %s on its first call; cache %s", name, folder)

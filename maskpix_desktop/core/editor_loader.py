@@ -168,7 +168,7 @@ def load_editor(
         from maskpix_desktop import paths
         from maskpix_desktop.core.editor_compile import compile_denoiser as compile_it
 
-        placed += " + " + compile_it(pipe, family, paths.compile_cache_dir())
+        placed += " + " + compile_it(pipe, family, paths.compile_cache_dir(), dev)
     fingerprint = models.file_fingerprint(local) if local.exists() else str(path_or_id)
     editor = editor_cls(pipe, model_id=str(path_or_id), fingerprint=fingerprint)
     editor.memory = f"{placed} ({auto_note})" if auto_note else placed

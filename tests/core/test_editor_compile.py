@@ -103,3 +103,17 @@ def test_a_second_start_reuses_the_compiled_kernels(tiny_ip2p_dir: Path, tmp_pat
     assert second.get("fxgraph_cache_hit", 0) > 0 and second.get("fxgraph_cache_miss", 0) == 0
     np.testing.assert_array_equal(a, b)  # the same kernels
     assert np.abs(a.astype(int) - eager.astype(int)).max() <= 2  # fused kernels round differently
+
+
+def test_cuda_without_triton_runs_eager_and_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import importlib.util
+
+    class Pipe:
+        unet = torch.nn.Linear(2, 2)
+
+    pipe, real = Pipe(), importlib.util.find_spec
+    monkeypatch.setattr(torch, "compile", lambda m: pytest.fail("compiled without triton"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "triton" else real(n, *a))
+    done = editor_compile.compile_denoiser(pipe, "ip2p", tmp_path / "c", "cuda:0")
+    assert done == "eager unet (torch.compile needs triton on CUDA)"
+    assert isinstance(pipe.unet, torch.nn.Linear)
