@@ -187,10 +187,7 @@ def test_kontext_cancel_from_step_callback(kontext, image, base):
     np.testing.assert_array_equal(again.baseline, base.baseline)
 
 
-def test_kontext_trained_mode_and_auto_mask_say_why_not(kontext, image):
-    from maskpix_desktop.core.automask.relevance import compute_relevance
-
+def test_kontext_trained_mode_says_why_not(kontext, image):
+    # (auto mask works with Kontext: tests/core/test_automask_kontext.py)
     with pytest.raises(MaskPixError, match="does not take a mask"):
         kontext.run(EditRequest(image, mask=rect_mask(8, 40, 8, 40), params=params(mask_mode="trained")))
-    with pytest.raises(MaskPixError, match="the loaded editor is kontext"):
-        compute_relevance(kontext, image, INSTRUCTION, draws=1)

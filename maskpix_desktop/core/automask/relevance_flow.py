@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from maskpix_desktop.core import images
-from maskpix_desktop.core.automask.relevance import (
+from maskpix_desktop.core.automask.relevance_map import (
     ProgressFn,
     RelevanceMap,
     check_cancel,
