@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskpix_desktop.core.automask.parser import ParsedInstruction
-from maskpix_desktop.core.automask.relevance import RelevanceMap
+from maskpix_desktop.core.automask.relevance_map import RelevanceMap
 
 __all__ = ["AutoMaskParams", "AutoMaskResult", "Detection"]
 
