@@ -12,6 +12,13 @@ encodings (posterior modes, scaled) of the source and of the target:
   of the held-out targets' latents.
 * ``change_miou``: IoU of the change map (channel-mean |pred - src| > tau, tau = half the mean
   |target - src| inside the masks) with the touched cells, averaged over items.
+
+The proof's base (:func:`save_proof_base`) can swap the tiny IP2P's VAE for a *local* one: no mid-block
+self-attention and every encoder residual branch initialised to zero (SkipInit), so the random encoder is
+a chain of convolutions whose only global operation is its output GroupNorm. The default random VAE
+spreads one recolouring over every latent cell, so its floor alone caps what any UNet can show outside
+the mask (docs/TRAINING.md, "Proof on this CPU"). :func:`compare` can also train one shared plain warm
+start and fork both UNets from it (``warm_steps``).
 """
 
 from __future__ import annotations
@@ -94,6 +101,41 @@ def latent_metrics(pred: torch.Tensor, data: EncodedSet, scale: float, margin: i
     )
 
 
+def local_vae(config: Any, seed: int = 0) -> Any:
+    """A random ``AutoencoderKL`` like ``config`` but without mid-block attention and with every encoder
+    resnet's second convolution zeroed, so each encoder resnet is the identity (decoder untouched)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(**{**dict(config), "mid_block_add_attention": False})
+    with torch.no_grad():
+        for name, param in vae.encoder.named_parameters():
+            if ".conv2." in name:
+                param.zero_()
+    return vae
+
+
+def save_proof_base(
+    folder: str | Path, seed: int = 0, vae: str = "local", prediction_type: str = "sample"
+) -> Path:
+    """The tiny random IP2P (``tiny_ip2p``, ``seed``) as a diffusers folder; ``vae="local"`` swaps in
+    :func:`local_vae`, ``"default"`` keeps tiny_ip2p's VAE; ``prediction_type`` goes into the scheduler
+    config (training and sampling follow it)."""
+    from maskpix_desktop.testing.tiny_ip2p import build_tiny_ip2p
+
+    if vae not in ("local", "default"):
+        raise ValueError(f"vae must be 'local' or 'default', got {vae!r}")
+    pipe = build_tiny_ip2p(seed)
+    if vae == "local":
+        pipe.register_modules(vae=local_vae(pipe.vae.config, seed))
+    if prediction_type != pipe.scheduler.config.prediction_type:
+        sched = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction_type)
+        pipe.register_modules(scheduler=sched)
+    folder = Path(folder)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
 def evaluate(final_dir: Path, items: Any, use_mask: bool, ev: EvalConfig = EvalConfig()) -> Metrics:
     """Load a trained folder (mask checkpoint or plain IP2P) and score it on ``items``."""
     from maskpix_desktop.core.maskcond.model import is_mask_checkpoint, load_mask_pipeline
@@ -114,13 +156,42 @@ def evaluate(final_dir: Path, items: Any, use_mask: bool, ev: EvalConfig = EvalC
     return latent_metrics(pred, data, pipe.vae.config.scaling_factor)
 
 
-def compare(cfg: Any, train_items: Any, test_items: Any, ev: EvalConfig = EvalConfig()) -> dict:
+def compare(
+    cfg: Any,
+    train_items: Any,
+    test_items: Any,
+    ev: EvalConfig = EvalConfig(),
+    warm_steps: int = 0,
+    warm_lr: float = 0.0,
+) -> dict:
     """Train (i) the mask UNet and (ii) the plain UNet from the same base on the same data and steps
-    (same loss, same seeds); score both on ``test_items``; write ``report.json`` in ``cfg.output_dir``."""
+    (same loss, same seeds); score both on ``test_items``; write ``report.json`` in ``cfg.output_dir``.
+
+    ``warm_steps`` > 0: first train one plain UNet from ``cfg.base`` for that many steps (seed
+    ``cfg.seed + 1``, lr ``warm_lr`` or ``cfg.lr``), then fork both runs from it: (i) grows ``conv_in`` by
+    the zero-initialised mask channel (:func:`~.model.grow_conv_in`), (ii) stays plain."""
     from maskpix_desktop.core.maskcond.train import train
 
     root = Path(cfg.output_dir)
-    report: dict = {"config": asdict(cfg), "eval": asdict(ev), "runs": {}}
+    report: dict = {"config": asdict(cfg), "eval": asdict(ev), "runs": {}, "warm_steps": warm_steps}
+    if warm_steps > 0:
+        t0 = time.perf_counter()
+        warm_cfg = replace(
+            cfg,
+            output_dir=str(root / "warm"),
+            conditioning="none",
+            steps=warm_steps,
+            seed=cfg.seed + 1,
+            lr=warm_lr or cfg.lr,
+            checkpoint_every=warm_steps,
+        )
+        res = train(warm_cfg, train_items, resume=False)
+        report["warm"] = {
+            "train_s": round(time.perf_counter() - t0, 1),
+            "lr": warm_cfg.lr,
+            "final_loss": sum(r["loss"] for r in res.losses[-20:]) / max(len(res.losses[-20:]), 1),
+        }
+        cfg = replace(cfg, base=str(res.final_dir))
     for name, cond in (("mask", "concat"), ("plain", "none")):
         t0 = time.perf_counter()
         res = train(replace(cfg, output_dir=str(root / name), conditioning=cond), train_items, resume=False)

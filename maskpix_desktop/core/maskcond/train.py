@@ -2,7 +2,8 @@
 comparison, the plain IP2P UNet (``"none"``) with Hugging Face accelerate: CPU, one GPU, or
 ``accelerate launch`` on many. Validation images and TensorBoard: :mod:`.monitor`.
 
-Loss = epsilon-prediction MSE + ``consistency_weight`` * mask consistency, where the consistency
+Loss = prediction MSE (the base scheduler's ``prediction_type``: epsilon as in IP2P, v_prediction or
+sample) + ``consistency_weight`` * mask consistency, where the consistency
 term is ``abar_t * |x0_pred - src|^2`` over the latent cells outside the mask (outside both the true
 mask and the jittered mask the model was fed, grown by ``keep_margin`` cells; only for items that kept
 their image conditioning). Weighting by ``abar_t`` equals ``|x_t - sqrt(1-abar_t) eps_pred - sqrt(abar_t)
@@ -202,11 +203,20 @@ def micro_loss(
         ch = mask_channel(fed, hw, b)
         parts.append(ch * (~drop.mask).float()[:, None, None, None])
     pred = unet(torch.cat(parts, 1).to(dev), t.to(dev), encoder_hidden_states=emb.to(dev)).sample.float()
-    eps = F.mse_loss(pred, noise.to(dev))
+    ptype = sched.config.prediction_type  # the base's: epsilon (IP2P), v_prediction or sample
+    if ptype not in ("epsilon", "v_prediction", "sample"):
+        raise ValueError(f"unsupported prediction_type {ptype!r}")
+    goal = {"epsilon": noise, "sample": tgt}.get(ptype)
+    goal = sched.get_velocity(tgt, noise, t) if goal is None else goal  # v_prediction
+    eps = F.mse_loss(pred, goal.to(dev))
     cons = torch.zeros((), device=dev)
     if cfg.consistency_weight > 0:
         abar = sched.alphas_cumprod[t].float().view(b, 1, 1, 1).to(dev)
-        resid = noisy.to(dev) - (1 - abar).sqrt() * pred - abar.sqrt() * src.to(dev)
+        if ptype == "epsilon":
+            resid = noisy.to(dev) - (1 - abar).sqrt() * pred - abar.sqrt() * src.to(dev)
+        else:  # sqrt(abar) * (x0_pred - src), as for epsilon
+            x0 = pred if ptype == "sample" else abar.sqrt() * noisy.to(dev) - (1 - abar).sqrt() * pred
+            resid = abar.sqrt() * (x0 - src.to(dev))
         fed_eff = torch.where(drop.mask[:, None, None, None], m_px, fed)
         keep = 1.0 - augment.latent_cover(torch.maximum(m_px, fed_eff), hw, cfg.keep_margin)
         keep = (keep * (~drop.image).float()[:, None, None, None]).to(dev)
