@@ -11,6 +11,7 @@ import numpy as np
 from maskpix_desktop.core import images
 from maskpix_desktop.core.automask.relevance_map import (
     ProgressFn,
+    Reading,
     RelevanceMap,
     check_cancel,
     default_draws,
@@ -26,6 +27,7 @@ __all__ = [
     "compute_relevance",
     "ddpm_scheduler",
     "default_draws",
+    "ip2p_reader",
     "normalise_relevance",
     "relevance_from_eps",
     "unsupported_reason",
@@ -75,41 +77,21 @@ def compute_relevance(
     progress_offset: int = 0,
     progress_total: int | None = None,
 ) -> RelevanceMap:
-    """The IP2P relevance map of ``instruction`` on ``image`` (HxWx3 uint8) with the editor's pipeline.
+    """The relevance map of ``instruction`` on ``image`` (HxWx3 uint8) with the editor's pipeline.
 
-    The image is brought to the working size (long side ``long_side``, multiple of 8) and encoded once:
-    the image condition is the unscaled posterior mode (as the pipeline computes it) and
-    ``z0 = mode * scaling_factor``. For each of ``draws`` seeded noises (CPU generator seeded with ``seed``,
-    drawn in sequence) ``z0`` is noised to ``t = t_frac * T`` (DDPM schedule, see :func:`ddpm_scheduler`)
-    and the UNet runs once on a batch of two — with the instruction's and with the empty prompt's
-    embeddings (``pipe._encode_prompt``, exactly the pipeline's), the image condition concatenated on the
-    channels like the pipeline does. ``R = sum_c |eps_instr - eps_empty|`` is averaged over draws.
+    ``draws`` seeded noises (CPU generator seeded with ``seed``, drawn in sequence) each give one reading
+    of the denoiser with the instruction's and the empty prompt's embeddings; their difference
+    ``R = sum_c |pred_instr - pred_empty|`` is averaged over the draws. The reading is the family's:
+    :func:`ip2p_reader` here, :func:`~.relevance_flow.kontext_reader` for FLUX.1 Kontext.
     """
     import torch
-    from diffusers.utils.torch_utils import randn_tensor
 
     family = getattr(editor, "family", "ip2p")
     why = unsupported_reason(family)
     if why is not None:
         raise MaskPixError(why)
-    if family == "kontext":
-        from maskpix_desktop.core.automask.relevance_flow import compute_kontext_relevance
-
-        return compute_kontext_relevance(
-            editor,
-            image,
-            instruction,
-            t_frac=t_frac,
-            draws=draws,
-            seed=seed,
-            long_side=long_side,
-            on_step=on_step,
-            cancel=cancel,
-            progress_offset=progress_offset,
-            progress_total=progress_total,
-        )
     pipe = editor.pipe
-    device = pipe.device
+    device = pipe._execution_device if family == "kontext" else pipe.device
     k = int(draws) if draws is not None else default_draws(str(device))
     if k < 1:
         raise ValueError("draws must be at least 1")
@@ -118,40 +100,67 @@ def compute_relevance(
     total = progress_total if progress_total is not None else k
     check_cancel(cancel)
     t0 = time.perf_counter()
+    if family == "kontext":
+        from maskpix_desktop.core.automask.relevance_flow import kontext_reader as reader
+    else:
+        reader = ip2p_reader
+    with torch.inference_mode():
+        reading = reader(editor, image, instruction, t_frac=t_frac, long_side=long_side, device=device)
+        gen = editor._generator(seed)
+        acc = np.zeros(reading.latent_size, np.float64)
+        for i in range(k):
+            check_cancel(cancel)
+            acc += reading.draw(gen)
+            if on_step is not None:
+                on_step(progress_offset + i + 1, total, "relevance")
+            check_cancel(cancel)
+    return RelevanceMap.from_raw(
+        (acc / k).astype(np.float32),
+        image.shape[:2],
+        working_size=reading.working_size,
+        timestep=reading.timestep,
+        draws=k,
+        seed=int(seed),
+        instruction=instruction,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def ip2p_reader(
+    editor: Any, image: np.ndarray, instruction: str, *, t_frac: float, long_side: int, device: Any
+) -> Reading:
+    """InstructPix2Pix's reading (call under ``torch.inference_mode``).
+
+    The image is brought to the working size (long side ``long_side``, multiple of 8) and encoded once:
+    the image condition is the unscaled posterior mode (as the pipeline computes it) and
+    ``z0 = mode * scaling_factor``. Each draw noises ``z0`` to ``t = t_frac * T`` (DDPM schedule, see
+    :func:`ddpm_scheduler`) and runs the UNet once on a batch of two — with the instruction's and with
+    the empty prompt's embeddings (``pipe._encode_prompt``, exactly the pipeline's), the image condition
+    concatenated on the channels like the pipeline does.
+    """
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    pipe = editor.pipe
     h, w = image.shape[:2]
     wh, ww = images.working_size(h, w, long_side, multiple=8)
     work = images.resize_image(image, (wh, ww), resample="area")
     sched = ddpm_scheduler(pipe)
     n_train = int(sched.config.num_train_timesteps)
     t_int = min(n_train - 1, int(round(t_frac * n_train)))
-    with torch.inference_mode():
-        cond = editor.encode_image(work)  # unscaled mode, the pipeline's image condition
-        z0 = cond * pipe.vae.config.scaling_factor
-        embeds = pipe._encode_prompt(instruction, device, 1, True, None)[:2]  # [instruction, empty]
-        dtype = pipe.unet.dtype
-        embeds = embeds.to(dtype)
-        cond2 = torch.cat([cond, cond]).to(dtype)
-        t = torch.tensor([t_int], device=device, dtype=torch.long)
-        gen = editor._generator(seed)
-        acc = np.zeros(z0.shape[-2:], np.float64)
-        for i in range(k):
-            check_cancel(cancel)
-            noise = randn_tensor(tuple(z0.shape), generator=gen, device=z0.device, dtype=z0.dtype)
-            zt = sched.add_noise(z0, noise, t)
-            x = torch.cat([torch.cat([zt, zt]).to(dtype), cond2], dim=1)
-            eps = pipe.unet(x, t_int, encoder_hidden_states=embeds, return_dict=False)[0]
-            acc += relevance_from_eps(eps[0:1], eps[1:2])
-            if on_step is not None:
-                on_step(progress_offset + i + 1, total, "relevance")
-            check_cancel(cancel)
-    raw = (acc / k).astype(np.float32)
-    return RelevanceMap.from_raw(
-        raw,
-        (h, w),
-        working_size=(wh, ww),
-        timestep=t_int,
-        draws=k,
-        seed=int(seed),
-        instruction=instruction,
-        seconds=time.perf_counter() - t0,
-    )
+    cond = editor.encode_image(work)  # unscaled mode, the pipeline's image condition
+    z0 = cond * pipe.vae.config.scaling_factor
+    embeds = pipe._encode_prompt(instruction, device, 1, True, None)[:2]  # [instruction, empty]
+    dtype = pipe.unet.dtype
+    embeds = embeds.to(dtype)
+    cond2 = torch.cat([cond, cond]).to(dtype)
+    t = torch.tensor([t_int], device=device, dtype=torch.long)
+
+    def draw(gen: Any) -> np.ndarray:
+        noise = randn_tensor(tuple(z0.shape), generator=gen, device=z0.device, dtype=z0.dtype)
+        zt = sched.add_noise(z0, noise, t)
+        x = torch.cat([torch.cat([zt, zt]).to(dtype), cond2], dim=1)
+        eps = pipe.unet(x, t_int, encoder_hidden_states=embeds, return_dict=False)[0]
+        return relevance_from_eps(eps[0:1], eps[1:2])
+
+    return Reading((wh, ww), tuple(z0.shape[-2:]), t_int, draw)

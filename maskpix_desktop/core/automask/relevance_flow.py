@@ -11,101 +11,61 @@ the InstructPix2Pix one (:mod:`.relevance`), so thresholds, grounding and SAM fu
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import numpy as np
 
 from maskpix_desktop.core import images
-from maskpix_desktop.core.automask.relevance_map import (
-    ProgressFn,
-    RelevanceMap,
-    check_cancel,
-    default_draws,
-    relevance_from_eps,
-)
+from maskpix_desktop.core.automask.relevance_map import Reading, relevance_from_eps
 
 #: Kontext's distilled guidance input for both branches (its examples' value; only the text differs).
 GUIDANCE = 2.5
 
 
-def compute_kontext_relevance(
-    editor: Any,
-    image: np.ndarray,
-    instruction: str,
-    *,
-    t_frac: float = 0.8,
-    draws: int | None = None,
-    seed: int = 0,
-    long_side: int = 512,
-    on_step: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
-    progress_offset: int = 0,
-    progress_total: int | None = None,
-) -> RelevanceMap:
-    """The relevance map of ``instruction`` on ``image`` (HxWx3 uint8) with a Kontext editor's pipeline."""
+def kontext_reader(
+    editor: Any, image: np.ndarray, instruction: str, *, t_frac: float, long_side: int, device: Any
+) -> Reading:
+    """FLUX.1 Kontext's reading for :func:`~.relevance.compute_relevance` (under
+    ``torch.inference_mode``): the working image (sides multiples of ``vae_scale_factor * 2``), its
+    packed latents and ids and both prompts' embeddings, computed once; each draw two transformer calls."""
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
     pipe = editor.pipe
-    device = pipe._execution_device
-    k = int(draws) if draws is not None else default_draws(str(device))
-    if k < 1:
-        raise ValueError("draws must be at least 1")
-    if not 0.0 < t_frac <= 1.0:
-        raise ValueError("t_frac must be in (0, 1]")
-    total = progress_total if progress_total is not None else k
-    check_cancel(cancel)
-    t0 = time.perf_counter()
     h, w = image.shape[:2]
     wh, ww = images.working_size(h, w, long_side, multiple=pipe.vae_scale_factor * 2)
     work = images.resize_image(image, (wh, ww), resample="area")
     transformer = pipe.transformer
     dtype = transformer.dtype
     channels = transformer.config.in_channels // 4
-    with torch.inference_mode():
-        x = pipe.image_processor.preprocess(images.to_pil(work), wh, ww)
-        *_, x0, latent_ids, image_ids = pipe.prepare_latents(x, 1, channels, wh, ww, dtype, device, None)
-        ids = torch.cat([latent_ids, image_ids], dim=0)
-        texts = [pipe.encode_prompt(prompt=p, prompt_2=None, device=device) for p in (instruction, "")]
-        guidance = None
-        if transformer.config.guidance_embeds:
-            guidance = torch.full([1], GUIDANCE, device=device, dtype=torch.float32)
-        sigma = torch.full([1], float(t_frac), device=device, dtype=dtype)
-        gen = editor._generator(seed)
-        acc: np.ndarray | None = None
-        for i in range(k):
-            check_cancel(cancel)
-            noise = randn_tensor(tuple(x0.shape), generator=gen, device=x0.device, dtype=x0.dtype)
-            xt = (1.0 - float(t_frac)) * x0 + float(t_frac) * noise
-            v = [
-                transformer(
-                    hidden_states=torch.cat([xt, x0], dim=1),
-                    timestep=sigma,
-                    guidance=guidance,
-                    pooled_projections=pooled,
-                    encoder_hidden_states=embeds,
-                    txt_ids=text_ids,
-                    img_ids=ids,
-                    return_dict=False,
-                )[0][:, : xt.shape[1]]
-                for embeds, pooled, text_ids in texts
-            ]
-            unpacked = [pipe._unpack_latents(p, wh, ww, pipe.vae_scale_factor) for p in v]
-            r = relevance_from_eps(unpacked[0], unpacked[1]).astype(np.float64)
-            acc = r if acc is None else acc + r
-            if on_step is not None:
-                on_step(progress_offset + i + 1, total, "relevance")
-            check_cancel(cancel)
-    assert acc is not None
-    return RelevanceMap.from_raw(
-        (acc / k).astype(np.float32),
-        (h, w),
-        working_size=(wh, ww),
-        timestep=int(round(float(t_frac) * 1000)),
-        draws=k,
-        seed=int(seed),
-        instruction=instruction,
-        seconds=time.perf_counter() - t0,
-    )
+    x = pipe.image_processor.preprocess(images.to_pil(work), wh, ww)
+    *_, x0, latent_ids, image_ids = pipe.prepare_latents(x, 1, channels, wh, ww, dtype, device, None)
+    ids = torch.cat([latent_ids, image_ids], dim=0)
+    texts = [pipe.encode_prompt(prompt=p, prompt_2=None, device=device) for p in (instruction, "")]
+    guidance = None
+    if transformer.config.guidance_embeds:
+        guidance = torch.full([1], GUIDANCE, device=device, dtype=torch.float32)
+    sigma = torch.full([1], float(t_frac), device=device, dtype=dtype)
+
+    def draw(gen: Any) -> np.ndarray:
+        noise = randn_tensor(tuple(x0.shape), generator=gen, device=x0.device, dtype=x0.dtype)
+        xt = (1.0 - float(t_frac)) * x0 + float(t_frac) * noise
+        v = [
+            transformer(
+                hidden_states=torch.cat([xt, x0], dim=1),
+                timestep=sigma,
+                guidance=guidance,
+                pooled_projections=pooled,
+                encoder_hidden_states=embeds,
+                txt_ids=text_ids,
+                img_ids=ids,
+                return_dict=False,
+            )[0][:, : xt.shape[1]]
+            for embeds, pooled, text_ids in texts
+        ]
+        unpacked = [pipe._unpack_latents(p, wh, ww, pipe.vae_scale_factor) for p in v]
+        return relevance_from_eps(unpacked[0], unpacked[1])
+
+    side = pipe.vae_scale_factor * 2
+    latent = (2 * (wh // side), 2 * (ww // side))
+    return Reading((wh, ww), latent, int(round(float(t_frac) * 1000)), draw)

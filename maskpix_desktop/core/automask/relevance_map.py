@@ -17,6 +17,7 @@ from maskpix_desktop.core.errors import Cancelled
 
 __all__ = [
     "ProgressFn",
+    "Reading",
     "RelevanceMap",
     "check_cancel",
     "default_draws",
@@ -127,3 +128,15 @@ def check_cancel(cancel: threading.Event | None, what: str = "Auto mask cancelle
 def default_draws(device: str) -> int:
     """K noise draws: 1 on CPU (and MPS), 4 on CUDA."""
     return 4 if str(device).startswith("cuda") else 1
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One family's way of reading its denoiser for the relevance map, set up for one image: the working
+    size, the latent grid the map lives on, the timestep reported, and ``draw(generator)``, one noise
+    draw's ``sum_c |pred_instr - pred_empty|`` on that grid."""
+
+    working_size: tuple[int, int]
+    latent_size: tuple[int, int]
+    timestep: int
+    draw: Callable[[Any], np.ndarray]
