@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-from PySide6.QtCore import QPoint, QRect, QSettings
-from PySide6.QtWidgets import QAbstractScrollArea, QApplication
-
-from maskpix_desktop.ui.main_window import MainWindow
+from PySide6.QtCore import QPoint, QRect
+from PySide6.QtWidgets import QAbstractScrollArea
+from strip_window import rect_in, strip_window
 
 
 def _visible_rect(widget, window) -> QRect:
     """``widget``'s rectangle in window coordinates, clipped by every scroll area above it."""
-    rect = QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())
+    rect = rect_in(widget, window)
     parent = widget.parentWidget()
     while parent is not None and parent is not window:
         if isinstance(parent, QAbstractScrollArea):
             vp = parent.viewport()
-            rect = rect.intersected(QRect(vp.mapTo(window, QPoint(0, 0)), vp.size()))
+            rect = rect.intersected(rect_in(vp, window))
         parent = parent.parentWidget()
     return rect
 
@@ -41,23 +38,13 @@ def _main_path(win) -> dict[str, object]:
 
 @pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
 def test_main_path_controls_are_fully_visible(qtbot, tmp_path, photo, size):
-    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(settings=settings, load_models=False, autosave=False)
-    qtbot.addWidget(win)
-    win.resize(*size)
-    win.show()
-    qtbot.waitExposed(win)
-    others = [tmp_path / "second.png", tmp_path / "third.png"]
-    for path in others:
-        shutil.copy(photo, path)
-    assert win.open_images([photo, *others])  # the filmstrip (3 thumbnails) takes its room too
-    QApplication.processEvents()
+    win = strip_window(qtbot, tmp_path, photo, size, 3)  # the filmstrip (3 thumbnails) takes its room too
     assert win.filmstrip.isVisible() and win.filmstrip.count() == 3
     assert (win.width(), win.height()) == size  # the layout's minimum does not push the window larger
     window_rect = QRect(QPoint(0, 0), win.size())
     for name, widget in _main_path(win).items():
         assert widget.isVisible(), name
-        full = QRect(widget.mapTo(win, QPoint(0, 0)), widget.size())
+        full = rect_in(widget, win)
         assert window_rect.contains(full), f"{name} at {full} is outside the {size} window"
         assert _visible_rect(widget, win) == full, f"{name} is scrolled out of view at {size}"
     win.close()

@@ -3,16 +3,14 @@ and their first rows in full, beside the grid of four views and the before/after
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QRect, QSettings
+from PySide6.QtCore import QPoint, QRect
 from PySide6.QtWidgets import QApplication
+from strip_window import rect_in, strip_window
 
 from maskpix_desktop.core import images
 from maskpix_desktop.core.jobs import EditParams, EditRequest, EditResult
-from maskpix_desktop.ui.main_window import MainWindow
 from maskpix_desktop.ui.results_metrics import MIN_VISIBLE_ROWS, VARIANTS
 
 METRICS = {
@@ -47,36 +45,24 @@ def _result(image: np.ndarray) -> EditResult:
     )
 
 
-def _rect(widget, window) -> QRect:
-    return QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())
-
-
 @pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
 def test_metrics_rows_stay_readable_with_the_filmstrip_shown(qtbot, tmp_path, photo, size):
-    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(settings=settings, load_models=False, autosave=False)
-    qtbot.addWidget(win)
-    win.resize(*size)
-    win.show()
-    qtbot.waitExposed(win)
-    second = tmp_path / "second.png"
-    shutil.copy(photo, second)
-    assert win.open_images([photo, second])
+    win = strip_window(qtbot, tmp_path, photo, size, 2)
     win.results.add_result(_result(images.load_image(photo)))
     win.tabs.setCurrentIndex(1)
     QApplication.processEvents()
     assert (win.width(), win.height()) == size
     assert win.filmstrip.isVisible() and win.filmstrip.count() == 2
     window = QRect(QPoint(0, 0), win.size())
-    assert window.contains(_rect(win.filmstrip, win))
+    assert window.contains(rect_in(win.filmstrip, win))
 
     metrics = win.results.metrics
     table = metrics.table
     assert table.rowCount() == len(METRICS) > MIN_VISIBLE_ROWS
     assert metrics.headline.isVisible() and metrics.headline.text() == "Leakage outside the mask 48.4 → 0.2"
-    headline = _rect(metrics.headline, win)
+    headline = rect_in(metrics.headline, win)
     assert window.contains(headline) and headline.height() >= metrics.headline.sizeHint().height()
-    assert window.contains(_rect(table, win))
+    assert window.contains(rect_in(table, win))
     rows_px = sum(table.rowHeight(r) for r in range(MIN_VISIBLE_ROWS))
     assert table.viewport().height() >= rows_px
     for row in range(MIN_VISIBLE_ROWS):  # each of the first rows whole inside the table's viewport
@@ -86,5 +72,5 @@ def test_metrics_rows_stay_readable_with_the_filmstrip_shown(qtbot, tmp_path, ph
     assert compare.isVisible() and compare.viewport().width() >= 300 and compare.viewport().height() >= 200
     for name, view in win.results.views.items():
         assert view.isVisible() and view.viewport().width() >= 150 and view.viewport().height() >= 100, name
-        assert _rect(view, win).right() < _rect(compare, win).left(), name
+        assert rect_in(view, win).right() < rect_in(compare, win).left(), name
     win.close()
