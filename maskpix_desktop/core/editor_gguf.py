@@ -21,14 +21,22 @@ from maskpix_desktop.core.errors import WeightsError
 GGUF_TRANSFORMERS = {"kontext": "FluxTransformer2DModel", "qwen_edit": "QwenImageTransformer2DModel"}
 
 
-def load_gguf_transformer(
-    path: str | Path, family: str | None, config_source: str | Path, dtype: Any, local_only: bool
-) -> Any:
-    """The family's transformer with the GGUF file's (quantised) weights; WeightsError saying why not."""
-    path = Path(path).expanduser()
+def require_family(family: str | None, source: str | Path) -> str:
+    """``family`` when a GGUF file can replace its transformer; WeightsError naming the families otherwise."""
     if family not in GGUF_TRANSFORMERS:
-        families = ", ".join(GGUF_TRANSFORMERS)
-        raise WeightsError(f"No GGUF transformer for the {family} family (only {families}).")
+        raise WeightsError(
+            f"A GGUF file replaces the transformer of {' or '.join(GGUF_TRANSFORMERS)} editors; the "
+            f"editor {source} is {family or 'of an unknown family'}."
+        )
+    return family
+
+
+def load_gguf_transformer(
+    path: str | Path, family: str, config_source: str | Path, dtype: Any, local_only: bool
+) -> Any:
+    """The transformer of ``family`` (checked by :func:`require_family`) with the GGUF file's (quantised)
+    weights; WeightsError saying why not."""
+    path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"The GGUF file {path} does not exist.")
     if importlib.util.find_spec("gguf") is None:

@@ -81,13 +81,9 @@ def load_editor(
     if family is not None:
         editor_families.require_supported(family, path_or_id)
     if gguf is not None:
-        from maskpix_desktop.core.editor_gguf import GGUF_TRANSFORMERS
+        from maskpix_desktop.core.editor_gguf import require_family
 
-        if family not in GGUF_TRANSFORMERS:
-            raise WeightsError(
-                f"A GGUF file replaces the transformer of {' or '.join(GGUF_TRANSFORMERS)} editors; the "
-                f"editor {path_or_id} is {family or 'of an unknown family'}."
-            )
+        family = require_family(family, path_or_id)
     dev = models.resolve_device(device)
     dtype = models.default_dtype(dev, precision)
     if family in ("kontext", "qwen_edit") and dtype == torch.float16 and precision in ("auto", "", None):
