@@ -147,8 +147,8 @@ class ModelController(QObject):
                 win.automasks.set_editor_family(info.editor_family)
                 memory = info.editor_memory
                 win.model_label.setToolTip(f"Editor memory: {memory}" if memory else "")
-                if info.editor_memory and not info.clip_error:
-                    win.statusBar().showMessage(f"Models ready; editor memory: {info.editor_memory}", 8000)
+                if memory and not info.clip_error:
+                    win.statusBar().showMessage(f"Models ready; editor memory: {memory}", 8000)
             if win.banner.isVisible() and win.banner.label.text() == self.banner_text:
                 win.banner.hide()  # the models are here now: the "missing" message is out of date
             if info.clip_error:
