@@ -98,7 +98,6 @@ class EditPanel(QWidget):
         self.negative_prompt.setPlaceholderText("what the edit should avoid (optional)")
         self.negative_prompt.setClearButtonEnabled(True)
         self.negative_prompt.setToolTip("Negative prompt: text the guidance steers away from.")
-        self.family = "ip2p"
         self.seed = _int_spin("seed", 1234)
         self.seed_lock = QCheckBox("lock")
         self.seed_lock.setChecked(True)
@@ -215,8 +214,7 @@ class EditPanel(QWidget):
 
     def set_editor_family(self, family: str) -> None:
         """Show the loaded editor family's parameter rows (:data:`FAMILY_ROWS`; unknown: IP2P's)."""
-        self.family = family if family in FAMILY_ROWS else "ip2p"
-        shown = FAMILY_ROWS[self.family]
+        shown = FAMILY_ROWS.get(family, FAMILY_ROWS["ip2p"])
         for name in _FAMILY_FIELDS:
             self._form.setRowVisible(getattr(self, name), name in shown)
 
