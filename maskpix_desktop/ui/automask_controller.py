@@ -173,6 +173,28 @@ class AutomaskController(QObject):
         """A new image: its prompts and masks belong to the previous one."""
         self.doc.automask_result = None
         self.win.automask_status.setText("")
+        self.win.automask_status.setToolTip("")
+
+    def kept_state(self) -> tuple[Any, str, str]:
+        """The auto mask of the image on show as it is put away: the proposal and its status line."""
+        status = self.win.automask_status
+        return self.doc.automask_result, status.text(), status.toolTip()
+
+    def restore(self, state: tuple[Any, str, str]) -> None:
+        """An image put away comes back: its proposal (the tau slider moves to its tau quietly: no
+        re-threshold runs), its status line and, when shown, its relevance heatmap."""
+        result, text, tip = state
+        win = self.win
+        self.doc.automask_result = result
+        win.automask_status.setText(text)
+        win.automask_status.setToolTip(tip)
+        if result is not None:
+            value = int(round(100 * result.params.tau))
+            blocked = win.tau_slider.blockSignals(True)
+            win.tau_slider.setValue(value)
+            win.tau_slider.blockSignals(blocked)
+            win.tau_label.setText(f"τ {win.tau_slider.value() / 100:.2f}")
+        self.update_heatmap()
 
     def on_tau_changed(self, value: int) -> None:
         self.win.tau_label.setText(f"τ {value / 100:.2f}")

@@ -1,5 +1,6 @@
-"""What the filmstrip keeps of an image put away besides its Qt-free Session: the mask's undo history
-and the SAM candidates on show. Widget state, so it stays on the UI side, keyed by ``id(OpenDocument)``."""
+"""What the filmstrip keeps of an image put away besides its Qt-free Session: the mask's undo history,
+the SAM candidates on show and the auto mask proposal. Widget state, so it stays on the UI side, keyed
+by ``id(OpenDocument)``."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ class _Kept:
     candidates: Any = None  # the SAM result the candidate list showed (None: none)
     row: int = -1  # the candidate chosen in the list
     logits: np.ndarray | None = None  # the chosen candidate's logits (they refine the next click)
+    automask: tuple[Any, str, str] = (None, "", "")  # the auto mask proposal and its status line
 
 
 class KeptViews:
-    """The undo stacks and candidates of the images not on show."""
+    """The undo stacks, candidates and auto masks of the images not on show."""
 
     def __init__(self, win: QMainWindow):
         self.win = win
@@ -35,7 +37,8 @@ class KeptViews:
         win, doc = self.win, self.win.document
         self.drop(key)
         undo = win.canvas.swap_undo_stack()
-        self._kept[key] = _Kept(undo, doc.candidates, win.candidate_list.currentRow(), doc.chosen_logits)
+        row, automask = win.candidate_list.currentRow(), win.automasks.kept_state()
+        self._kept[key] = _Kept(undo, doc.candidates, row, doc.chosen_logits, automask)
 
     def give_back(self, key: int) -> None:
         """Image ``key`` is on show again with the mask it was put away with: its history and candidates
@@ -46,6 +49,9 @@ class KeptViews:
         self.win.canvas.swap_undo_stack(kept.undo).deleteLater()
         if kept.candidates is not None:
             self.win.segments.restore_candidates(kept.candidates, kept.row, kept.logits)
+        else:  # e.g. an auto mask's logits: they refine the next click as well
+            self.win.document.chosen_logits = kept.logits
+        self.win.automasks.restore(kept.automask)
 
     def drop(self, key: int) -> None:
         """Image ``key`` is closed or replaced: its history goes."""

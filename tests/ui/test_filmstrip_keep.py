@@ -101,3 +101,44 @@ def test_candidates_come_back_with_their_image_as_they_were_left(qtbot, tmp_path
     win.undo_action.trigger()
     assert np.array_equal(win.canvas.mask(), edited)
     win.close()
+
+
+def _proposal(shape: tuple[int, int], tau: float):
+    from maskpix_desktop.core.automask import AutoMaskParams
+    from maskpix_desktop.core.automask.parser import parse_instruction
+    from maskpix_desktop.core.automask.proposal import AutoMaskResult
+
+    mask = _box(shape, 5, 25, 10, 40) > 0
+    return AutoMaskResult(
+        mask=mask,
+        soft_mask=mask.astype(np.float32),
+        parsed=parse_instruction("make the cat red"),
+        source="relevance",
+        confidence=0.61,
+        points=np.array([[20.0, 15.0]]),
+        labels=np.array([1]),
+        boxes=np.array([[10.0, 5.0, 40.0, 25.0]]),
+        sam_logits=np.full((1, 8, 8), 2.5, np.float32),
+        params=AutoMaskParams(tau=tau),
+    )
+
+
+def test_an_auto_mask_comes_back_with_its_image(window, tmp_path):
+    win = window
+    assert win.open_images(_pngs(tmp_path))
+    result = _proposal((40, 60), 0.7)
+    win.automasks.show(result, "Auto mask")
+    status = win.automask_status.text()
+    assert "confidence 0.61" in status and win.automask_result is result
+
+    assert win.switch_image(1)  # the other image has no proposal, its status line is empty
+    assert win.automask_result is None and win.automask_status.text() == ""
+    assert win.document.chosen_logits is None
+    win.tau_slider.setValue(30)
+
+    assert win.switch_image(0)
+    assert win.automask_result is result and win.automask_status.text() == status
+    assert win.tau_slider.value() == 70 and win.tau_label.text() == "τ 0.70"
+    assert win.automasks.tau_job == 0 and not win.automasks.tau_timer.isActive()  # nothing re-thresholds
+    np.testing.assert_array_equal(win.document.chosen_logits, result.sam_logits)  # refines the next click
+    np.testing.assert_array_equal(win.canvas.mask() > 0, result.mask)
