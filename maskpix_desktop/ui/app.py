@@ -120,7 +120,7 @@ def _ask_restore(window, description: str) -> bool:
     answer = QMessageBox.question(
         window,
         "Restore your last session?",
-        "MaskPix did not close cleanly last time. Restore the autosaved session?\n\n"
+        "MaskPix did not close cleanly last time. Restore the autosaved work?\n\n"
         f"{description}\n\nNo keeps it as previous.maskpix in the autosave folder.",
         buttons,
         QMessageBox.StandardButton.Yes,
@@ -129,11 +129,13 @@ def _ask_restore(window, description: str) -> bool:
 
 
 def offer_restore(window, ask=None) -> bool | None:
-    """If a session ended without a clean exit, offer to restore its autosave into ``window``.
+    """If a session ended without a clean exit, offer to restore its autosaves into ``window``.
 
-    ``ask(window, description) -> bool`` defaults to a question box; the environment variable
-    ``MASKPIX_RESTORE=yes|no`` answers without asking. Returns None when there was nothing to offer,
-    else whether a session was restored. A declined autosave is kept as ``previous.maskpix``; one that
+    Every open image with unsaved work had its own autosave: all of them are offered in one question
+    (``ask(window, description) -> bool``, a question box by default; the environment variable
+    ``MASKPIX_RESTORE=yes|no`` answers without asking). The newest is shown, the others wait in the
+    filmstrip. Returns None when there was nothing to offer, else whether anything was restored. A
+    declined autosave is kept as ``previous.maskpix`` (``previous-N.maskpix`` for the others); one that
     cannot be read is kept aside as ``unreadable-<time>.maskpix`` and the banner says where (the text is
     also left in ``window.restore_notice``). Either way it is not offered again, and nothing in an
     autosave can stop the app from starting.
@@ -146,31 +148,35 @@ def offer_restore(window, ask=None) -> bool | None:
     found = sessions.find_recoverable(window.autosaver.folder)
     if not found:
         return None
-    rec = found[0]
     preset = os.environ.get(ENV_RESTORE, "").strip().lower()
     if preset in ("yes", "y", "1", "true"):
         wanted = True
     elif preset in ("no", "n", "0", "false"):
         wanted = False
     else:
-        wanted = bool((ask or _ask_restore)(window, rec.describe()))
-    restored = False
+        description = "\n".join(("" if len(found) == 1 else "• ") + rec.describe() for rec in found)
+        wanted = bool((ask or _ask_restore)(window, description))
+    done = [False] * len(found)
     if wanted:
-        try:
-            restored = bool(window.open_project(rec.path, recovered=True))
-        except Exception:  # the window's own failure: keep the autosave, start empty
-            log.exception("restoring the autosave %s failed", rec.path)
-        if not restored:
-            log.warning("could not restore the autosave %s", rec.path)
-    outcome = sessions.resolve_recoverable(rec, keep_copy=not restored)
-    if outcome.problem is not None:
-        where = outcome.kept if outcome.kept is not None else rec.path
-        window.restore_notice = (
-            f"Your last session's autosave could not be read: {outcome.problem} "
-            f"It was kept as {where}; MaskPix starts with an empty session."
-        )
-        window.banner.show_message(window.restore_notice, "warning")
-    return restored
+        for i, rec in enumerate(found):
+            try:
+                if i == 0 or not any(done):
+                    done[i] = bool(window.open_project(rec.path, recovered=True))
+                else:
+                    done[i] = window.strip.add_recovered(rec.path)
+            except Exception:  # the window's own failure: keep the autosave, go on
+                log.exception("restoring the autosave %s failed", rec.path)
+            if not done[i]:
+                log.warning("could not restore the autosave %s", rec.path)
+    for rec, restored in zip(found, done, strict=True):
+        outcome = sessions.resolve_recoverable(rec, keep_copy=not restored)
+        if outcome.problem is not None:
+            where = outcome.kept if outcome.kept is not None else rec.path
+            after = "; MaskPix starts with an empty session." if not any(done) else "."
+            problem = f"Your last session's autosave could not be read: {outcome.problem}"
+            window.restore_notice = f"{problem} It was kept as {where}{after}"
+            window.banner.show_message(window.restore_notice, "warning")
+    return any(done)
 
 
 def _offer_restore_safely(window, ask) -> bool | None:

@@ -1,5 +1,10 @@
 """Autosave: the document is handed to the autosave thread ``AUTOSAVE_DELAY_MS`` after the last change,
-and at the latest ``AUTOSAVE_MAX_DELAY_MS`` after the first unsaved one; its failures go to the banner."""
+and at the latest ``AUTOSAVE_MAX_DELAY_MS`` after the first unsaved one; its failures go to the banner.
+
+Every open image with unsaved work has its own autosave: an image put away in the filmstrip keeps its
+:class:`~maskpix_desktop.core.session.Autosaver` (its own slot, ``session-2`` ...), written once as it
+leaves the screen, so a crash loses none of the open images; it comes back with its image, and closing
+the image closes it cleanly (nothing offered at the next launch)."""
 
 from __future__ import annotations
 
@@ -61,13 +66,12 @@ class AutosaveController(QObject):
         self._bridge = _AutosaveBridge(self)
         self._bridge.failed.connect(self._on_failed)
         self._bridge.saved.connect(self._on_saved)
-        self.autosaver: sessions.Autosaver | None = None
-        if enabled:
-            self.autosaver = sessions.Autosaver(
-                folder,
-                on_error=self._bridge.failed.emit,
-                on_saved=lambda path: self._bridge.saved.emit(str(path)),
-            )
+        self.enabled = enabled
+        self.folder = folder
+        #: The autosave of the image on show (None: autosave is off).
+        self.autosaver: sessions.Autosaver | None = self._new_autosaver()
+        #: The autosaves of the images put away with unsaved work, by ``id(OpenDocument)``.
+        self.away: dict[int, sessions.Autosaver] = {}
         self.timer = QTimer(self, singleShot=True, interval=autosave_delay_ms())
         self.timer.timeout.connect(self.save_now)
         # Not restarted by later changes: bounds the wait while the debounce keeps restarting.
@@ -75,6 +79,64 @@ class AutosaveController(QObject):
         self.deadline.timeout.connect(self.save_now)
         win.document.changed.connect(self.arm)
 
+    def _new_autosaver(self) -> sessions.Autosaver | None:
+        if not self.enabled:
+            return None
+        return sessions.Autosaver(
+            self.folder,
+            on_error=self._bridge.failed.emit,
+            on_saved=lambda path: self._bridge.saved.emit(str(path)),
+        )
+
+    # ------------------------------------------------------------------ the filmstrip's images
+    def put_away(self, key: int, session: sessions.Session, unsaved: bool) -> None:
+        """The image on show leaves the screen as ``session``: its autosave goes with it, written now
+        when it holds unsaved work (else closed: there is nothing to recover)."""
+        self.stop()
+        saver, self.autosaver = self.autosaver, None
+        if saver is None:
+            return
+        self._close(self.away.pop(key, None))
+        if unsaved and not session.is_empty() and not saver.closed:
+            saver.save(session)
+            self.away[key] = saver
+        else:
+            self._close(saver)
+
+    def keep_away(self, key: int, session: sessions.Session) -> None:
+        """An image that is not on show holds unsaved work it was never shown with (a recovered one)."""
+        saver = self._new_autosaver()
+        if saver is not None:
+            self._close(self.away.pop(key, None))
+            saver.save(session)
+            self.away[key] = saver
+
+    def bring_back(self, key: int | None) -> None:
+        """Image ``key`` is on show (None: no image): its own autosave, or a new one, takes over."""
+        if self.autosaver is not None and self.autosaver not in self.away.values():
+            self._close(self.autosaver)  # never written (an image that failed to open) or closed
+        kept = self.away.pop(key, None) if key is not None else None
+        self.autosaver = kept if kept is not None else self._new_autosaver()
+
+    def forget(self, key: int, on_show: bool) -> None:
+        """Image ``key`` was closed (its work saved or discarded): its autosave ends cleanly."""
+        self._close(self.away.pop(key, None))
+        if on_show:
+            self.stop()
+            self._close(self.autosaver)
+            self.autosaver = None
+
+    def keep_only(self, keys: set[int]) -> None:
+        """Close the autosaves of images no longer open (an id is reused once its document is gone)."""
+        for key in [k for k in self.away if k not in keys]:
+            self._close(self.away.pop(key))
+
+    @staticmethod
+    def _close(saver: sessions.Autosaver | None) -> None:
+        if saver is not None and not saver.closed:
+            saver.close()
+
+    # ------------------------------------------------------------------ the image on show
     def _live(self) -> bool:
         return self.autosaver is not None and not self.autosaver.closed
 
@@ -107,8 +169,9 @@ class AutosaveController(QObject):
     def close(self) -> None:
         """A clean exit: the autosave thread ends and the next launch offers nothing."""
         self.stop()
-        if self.autosaver is not None:
-            self.autosaver.close()
+        self._close(self.autosaver)
+        for key in list(self.away):
+            self._close(self.away.pop(key))
 
     def _on_failed(self, message: str) -> None:
         if message != self.error:

@@ -163,9 +163,9 @@ class MainWindow(QMainWindow):
         self.edits = EditController(self)
         self.opener = OpenController(self)
         self.projects = ProjectController(self)
-        self.strip = StripController(self)
-        self.exports = ExportController(self)
         self.autosaves = AutosaveController(self, autosave, autosave_dir)
+        self.strip = StripController(self)  # after the autosaves: each open image keeps its own
+        self.exports = ExportController(self)
         menus.build_menus(self)
         self._wire()
 

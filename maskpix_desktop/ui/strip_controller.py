@@ -4,9 +4,11 @@ Switching puts the document on show away as a :class:`~maskpix_desktop.core.sess
 moved to disk by a :class:`~maskpix_desktop.core.result_store.ResultStore` that keeps none in memory) and
 shows the chosen one: a new document id, so the jobs of the one put away are cancelled and their messages
 dropped, exactly as when another image is opened. A queued file is decoded when first chosen. The
-mask's undo history and the SAM candidates of an image put away wait in a
-:class:`~maskpix_desktop.ui.kept_views.KeptViews`. Closing an image asks Save / Discard / Cancel first
-when it holds unsaved work; after the last one the start screen shows.
+mask's undo history, SAM candidates and auto mask of an image put away wait in a
+:class:`~maskpix_desktop.ui.kept_views.KeptViews`; its autosave goes with it (the
+:class:`~maskpix_desktop.ui.autosave_controller.AutosaveController` keeps one per image with unsaved
+work). Closing an image asks Save / Discard / Cancel first when it holds unsaved work; after the last
+one the start screen shows.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QMainWindow
 
+from maskpix_desktop.core import session as sessions
+from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.result_store import ResultStore
 from maskpix_desktop.core.session.workspace import OpenDocument, Workspace
+from maskpix_desktop.ui.document import check_session
 from maskpix_desktop.ui.filmstrip import STRIP_ICON, file_icon, set_history_icons, thumbnail_icon
 from maskpix_desktop.ui.kept_views import KeptViews
 
@@ -64,6 +69,25 @@ class StripController(QObject):
         self.refresh()
         return len(added)
 
+    def add_recovered(self, path: Path) -> bool:
+        """Add the autosave ``path`` of an image that was not on show as a recovered image of the strip
+        (not shown; its own autosave keeps it); False, with the banner saying why, if it cannot be read."""
+        try:
+            s = sessions.load_project(path)
+            check_session(s, str(path), self.doc.param_limits())
+        except MaskPixError as exc:
+            self.win.banner.show_message(str(exc), "error")
+            return False
+        image_path = Path(s.image_path) if s.image_path else None
+        doc = OpenDocument(
+            image_path, s.image_name, s, modified=True, unsaved=True, recovered=True, opened=True
+        )
+        self.workspace.add(doc)
+        self._icons[id(doc)] = thumbnail_icon(s.image, STRIP_ICON) if s.image is not None else QIcon()
+        self.win.autosaves.keep_away(id(doc), s)
+        self.refresh()
+        return True
+
     def refresh(self) -> None:
         """Labels (``*`` on modified documents), tooltips and icons of the strip."""
         if self._switching:  # half-way: the document model still holds the previous image's flags
@@ -72,6 +96,7 @@ class StripController(QObject):
         live = [id(d) for d in ws.documents]  # a closed or replaced document's icon and history go
         self._icons = {k: v for k, v in self._icons.items() if k in live}
         self.kept.keep_only(live)
+        self.win.autosaves.keep_only(set(live))
         entries = []
         for i, d in enumerate(ws.documents):
             if i == ws.current:  # its flags live in the document model while it is on show
@@ -124,11 +149,14 @@ class StripController(QObject):
             recovered=doc.recovered,
         )
         self.store.keep_newest(session.history)
-        self.kept.keep(id(ws.documents[before]))
+        key = id(ws.documents[before])
+        self.kept.keep(key)
+        self.win.autosaves.put_away(key, session, ws.documents[before].unsaved)
         if self._show(index):
             return True
         ws.take(before)  # nothing was replaced: the previous document is still on show
-        self.kept.give_back(id(ws.documents[before]))
+        self.kept.give_back(key)
+        self.win.autosaves.bring_back(key)
         self.refresh()
         return False
 
@@ -138,6 +166,7 @@ class StripController(QObject):
         self._switching = True
         try:
             target, kept = ws.take(index)
+            win.autosaves.bring_back(id(target))
             if kept is None:
                 if target.path is None or not win.opener.open_image(target.path, ask=False):
                     return False
@@ -178,6 +207,7 @@ class StripController(QObject):
                 return False
         on_show = target is ws.current_document()
         nxt = ws.close(ws.documents.index(target))
+        self.win.autosaves.forget(id(target), on_show)
         if on_show:
             if back is not None and back is not target:
                 nxt = ws.documents.index(back)
@@ -192,6 +222,7 @@ class StripController(QObject):
         """No image left: an empty document and the start screen."""
         win, doc = self.win, self.doc
         doc.new_document()  # the closed image's jobs are dropped
+        win.autosaves.bring_back(None)
         win.segments.forget()
         win.automasks.forget()
         win.canvas.clear_image()  # and its undo history

@@ -99,9 +99,9 @@ def resolve_recoverable(rec: Recoverable, *, keep_copy: bool = False) -> Resolut
     """The user answered: drop ``rec``'s marker (it will not be offered again).
 
     With ``keep_copy`` (declined, or restoring failed) the autosave is kept: as a self-contained
-    ``previous.maskpix`` beside it when it can be read, else moved aside, with its blobs folder, to
-    ``unreadable-<time>.maskpix`` (never overwriting an earlier one), so the next autosave cannot touch
-    it. Never raises for a damaged autosave.
+    ``previous.maskpix`` (``previous-N`` for slot ``session-N``) beside it when it can be read, else moved
+    aside, with its blobs folder, to ``unreadable-<time>.maskpix`` (never overwriting an earlier one), so the
+    next autosave cannot touch it. Never raises for a damaged autosave.
     """
     result = Resolution()
     with stale_lock(rec.lock) as stale:
@@ -109,7 +109,7 @@ def resolve_recoverable(rec: Recoverable, *, keep_copy: bool = False) -> Resolut
             return result  # someone else took it over meanwhile
         blobs = rec.path.with_suffix(BLOB_SUFFIX)
         if keep_copy:
-            previous = rec.path.with_name(PREVIOUS_NAME + PROJECT_SUFFIX)
+            previous = rec.path.with_name(previous_name(rec.path))
             try:  # self-contained: the blobs folder will be reused and pruned by the next autosave
                 embed_project(rec.path, previous)
                 unlink_quietly(rec.path)
@@ -128,6 +128,13 @@ def resolve_recoverable(rec: Recoverable, *, keep_copy: bool = False) -> Resolut
     if os.name == "nt":  # pragma: no cover - an open file cannot be removed on Windows
         unlink_quietly(rec.lock)
     return result
+
+
+def previous_name(path: Path) -> str:
+    """Where a declined autosave is kept: ``previous.maskpix`` for ``session.maskpix``, ``previous-2.maskpix``
+    for ``session-2.maskpix`` (several open images: one each)."""
+    _, dash, slot = path.stem.partition("-")
+    return PREVIOUS_NAME + (f"-{slot}" if dash and slot else "") + PROJECT_SUFFIX
 
 
 def _set_aside(path: Path) -> Path | None:

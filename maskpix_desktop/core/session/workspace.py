@@ -81,6 +81,11 @@ class Workspace:
                 added.append(len(self.documents) - 1)
         return added
 
+    def add(self, doc: OpenDocument) -> int:
+        """Append ``doc`` (e.g. a recovered image, with its session) after the last one; its index."""
+        self.documents.append(doc)
+        return len(self.documents) - 1
+
     def put_away(
         self, session: Session, *, project_path: Path | None, modified: bool, unsaved: bool, recovered: bool
     ) -> None:
