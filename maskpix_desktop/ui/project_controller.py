@@ -63,6 +63,23 @@ class ProjectController(QObject):
             doc.restoring = False
         win.update_title()
 
+    def show_empty(self) -> None:
+        """No image: an empty document (a new id: the old one's jobs are dropped), the canvas and its undo
+        history cleared, no results, and the start screen."""
+        win, doc = self.win, self.doc
+        doc.new_document()
+        win.segments.forget()
+        win.automasks.forget()
+        win.canvas.clear_image()
+        doc.set_image(None)
+        doc.set_history([])
+        doc.image_path, doc.image_name, doc.project_path = None, "", None
+        doc.modified = doc.recovered = False
+        win.tabs.setCurrentIndex(0)
+        win.empty_hint.resize(win.canvas.viewport().size())
+        win.empty_hint.setVisible(win.isVisible())
+        win.update_title()
+
     def apply_atomically(self, where: str, apply: Callable[[], None]) -> bool:
         """Run ``apply`` (it replaces the document); if it raises, put the previous document back.
 
@@ -103,9 +120,7 @@ class ProjectController(QObject):
         win, doc = self.win, self.doc
         s: sessions.Session = st["session"]
         if s.image is None:
-            win.canvas.clear_image()
-            doc.set_image(None)
-            win.empty_hint.setVisible(win.isVisible())
+            self.show_empty()
         self.restore_session(s)
         doc.project_path, doc.image_path = st["project_path"], st["image_path"]
         doc.image_name, doc.modified, doc.recovered = st["image_name"], st["modified"], st["recovered"]

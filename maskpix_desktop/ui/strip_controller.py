@@ -219,18 +219,6 @@ class StripController(QObject):
         return True
 
     def _show_start_screen(self) -> None:
-        """No image left: an empty document and the start screen."""
-        win, doc = self.win, self.doc
-        doc.new_document()  # the closed image's jobs are dropped
-        win.autosaves.bring_back(None)
-        win.segments.forget()
-        win.automasks.forget()
-        win.canvas.clear_image()  # and its undo history
-        doc.set_image(None)
-        doc.set_history([])
-        doc.image_path, doc.image_name, doc.project_path = None, "", None
-        doc.modified = doc.recovered = False
-        win.tabs.setCurrentIndex(0)
-        win.empty_hint.resize(win.canvas.viewport().size())
-        win.empty_hint.setVisible(win.isVisible())
-        win.update_title()
+        """No image left: an empty document, a fresh autosave and the start screen."""
+        self.win.projects.show_empty()
+        self.win.autosaves.bring_back(None)

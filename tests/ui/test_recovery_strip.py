@@ -46,6 +46,8 @@ def _three_edited_images(win: MainWindow, tmp_path: Path) -> list[np.ndarray]:
     for i, mask in enumerate(masks):
         assert win.switch_image(i)
         win.canvas.set_mask(mask)
+    for saver in win.autosaves.away.values():
+        assert saver.flush(10)  # the images put away are written before the one on show: it is the newest
     win.autosave_now(wait=True)
     return masks
 

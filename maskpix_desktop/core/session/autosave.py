@@ -87,12 +87,17 @@ class Autosaver:
             stem = self.name if i == 1 else f"{self.name}-{i}"
             lock = self.folder / f"{stem}.lock"
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            path = lock.with_suffix(PROJECT_SUFFIX)
             try:
+                if os.fstat(fd).st_size > 0 and path.exists():
+                    # A live session's slot or a crashed one not answered for yet: never locked here, not
+                    # even briefly (the restore offer must be able to resolve it at this very moment).
+                    os.close(fd)
+                    continue
                 if not try_lock(fd) or not same_file(fd, lock):
                     os.close(fd)  # a live session holds it (or it was just removed): next slot
                     continue
                 size = os.fstat(fd).st_size
-                path = lock.with_suffix(PROJECT_SUFFIX)
                 if size > 0 and path.exists():
                     os.close(fd)  # a crashed session nobody has answered for yet: keep it for the offer
                     continue
