@@ -345,6 +345,13 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def lock_owner_pid(path: Path) -> int | None:
+    try:
+        return int(json.loads(path.read_bytes())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not there yet, or the marker is being written
+
+
 def test_second_evaluation_on_the_same_out_is_refused(
     hostile_pie: Path, tiny_models_dir: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
@@ -358,10 +365,11 @@ def test_second_evaluation_on_the_same_out_is_refused(
         cwd=REPO,
     )
     try:
+        # The first run holds the folder's lock once its pid is in the lock file (written after flock
+        # succeeds, before any model loads): the second run starts then, no need to wait for a row.
         deadline = time.monotonic() + 120
-        shard = out / "shard-0.jsonl"
         while time.monotonic() < deadline and first.poll() is None:
-            if shard.is_file() and shard.read_bytes().count(b"\n") >= 1:
+            if lock_owner_pid(out / "eval.lock") == first.pid:
                 break
             time.sleep(0.02)
         assert first.poll() is None, "the first run ended before the second could start"
