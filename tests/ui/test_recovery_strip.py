@@ -58,7 +58,9 @@ def _crash(win: MainWindow) -> None:
     for saver in savers:
         assert saver.flush(10)
         os.close(saver._fd)
-        saver._fd, saver._closed = None, True
+        saver._fd = None
+        saver.close()  # its thread ends; without the lock's fd it cannot remove the marker
+    assert all(saver._thread is None for saver in savers)  # no writer thread left behind
     win.autosaves.enabled = False  # the dead process writes nothing more
     win.close()
 
