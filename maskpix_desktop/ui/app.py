@@ -160,7 +160,7 @@ def offer_restore(window, ask=None) -> bool | None:
     if wanted:
         for i, rec in enumerate(found):
             try:
-                if i == 0 or not any(done):
+                if not any(done):  # the first that opens is shown, the others wait in the filmstrip
                     done[i] = bool(window.open_project(rec.path, recovered=True))
                 else:
                     done[i] = window.strip.add_recovered(rec.path)
