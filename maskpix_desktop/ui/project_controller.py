@@ -63,6 +63,17 @@ class ProjectController(QObject):
             doc.restoring = False
         win.update_title()
 
+    def read(self, path: Path) -> sessions.Session | None:
+        """Read and check the project ``path`` without showing it; None (the banner says why) if it cannot
+        be used."""
+        try:
+            s = sessions.load_project(path)
+            check_session(s, str(path), self.doc.param_limits())
+        except MaskPixError as exc:
+            self._could_not_open(path, exc)
+            return None
+        return s
+
     def show_empty(self) -> None:
         """No image: an empty document (a new id: the old one's jobs are dropped), the canvas and its undo
         history cleared, no results, and the start screen."""
@@ -110,8 +121,7 @@ class ProjectController(QObject):
             "modified": doc.modified,
             "recovered": doc.recovered,
             "seed_lock": win.edit_panel.seed_lock.isChecked(),
-            "automask_result": doc.automask_result,
-            "automask_status": win.automask_status.text(),
+            "automask": win.automasks.kept_state(),
             "chosen_logits": doc.chosen_logits,
             "tab": win.tabs.currentIndex(),
         }
@@ -125,8 +135,8 @@ class ProjectController(QObject):
         doc.project_path, doc.image_path = st["project_path"], st["image_path"]
         doc.image_name, doc.modified, doc.recovered = st["image_name"], st["modified"], st["recovered"]
         win.edit_panel.seed_lock.setChecked(st["seed_lock"])
-        doc.automask_result, doc.chosen_logits = st["automask_result"], st["chosen_logits"]
-        win.automask_status.setText(st["automask_status"])
+        doc.chosen_logits = st["chosen_logits"]
+        win.automasks.restore(st["automask"])
         win.tabs.setCurrentIndex(st["tab"])
         win.update_title()
 

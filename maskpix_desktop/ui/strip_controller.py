@@ -20,11 +20,8 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QMainWindow
 
-from maskpix_desktop.core import session as sessions
-from maskpix_desktop.core.errors import MaskPixError
 from maskpix_desktop.core.result_store import ResultStore
 from maskpix_desktop.core.session.workspace import OpenDocument, Workspace
-from maskpix_desktop.ui.document import check_session
 from maskpix_desktop.ui.filmstrip import STRIP_ICON, file_icon, set_history_icons, thumbnail_icon
 from maskpix_desktop.ui.kept_views import KeptViews
 
@@ -72,11 +69,8 @@ class StripController(QObject):
     def add_recovered(self, path: Path) -> bool:
         """Add the autosave ``path`` of an image that was not on show as a recovered image of the strip
         (not shown; its own autosave keeps it); False, with the banner saying why, if it cannot be read."""
-        try:
-            s = sessions.load_project(path)
-            check_session(s, str(path), self.doc.param_limits())
-        except MaskPixError as exc:
-            self.win.banner.show_message(str(exc), "error")
+        s = self.win.projects.read(path)
+        if s is None:
             return False
         image_path = Path(s.image_path) if s.image_path else None
         doc = OpenDocument(
