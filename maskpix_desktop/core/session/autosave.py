@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 AUTOSAVE_NAME = "session"
 
 
+def _claimed(fd: int, path: Path) -> bool:
+    """The slot's marker (open as ``fd``) is written and its autosave ``path`` exists."""
+    return os.fstat(fd).st_size > 0 and path.exists()
+
+
 class Autosaver:
     """Writes the latest :class:`Session` it was given to ``<folder>/session.maskpix`` on a background
     thread (the newest request wins; a save never blocks the caller), holding the ``.lock`` marker that
@@ -89,17 +94,12 @@ class Autosaver:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
             path = lock.with_suffix(PROJECT_SUFFIX)
             try:
-                if os.fstat(fd).st_size > 0 and path.exists():
-                    # A live session's slot or a crashed one not answered for yet: never locked here, not
-                    # even briefly (the restore offer must be able to resolve it at this very moment).
+                # Taken: a live session holds it (or it was just removed), or it is claimed: a live
+                # session's or a crashed one nobody has answered for yet (kept for the offer). A claimed
+                # slot is never locked here, not even briefly (the restore offer must be able to resolve it
+                # at that very moment), and is checked again once locked.
+                if _claimed(fd, path) or not try_lock(fd) or not same_file(fd, lock) or _claimed(fd, path):
                     os.close(fd)
-                    continue
-                if not try_lock(fd) or not same_file(fd, lock):
-                    os.close(fd)  # a live session holds it (or it was just removed): next slot
-                    continue
-                size = os.fstat(fd).st_size
-                if size > 0 and path.exists():
-                    os.close(fd)  # a crashed session nobody has answered for yet: keep it for the offer
                     continue
                 marker = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
                 os.ftruncate(fd, 0)
