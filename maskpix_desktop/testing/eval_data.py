@@ -93,6 +93,21 @@ def make_pie_folder(root: str | Path, n: int = 8, *, bad: bool = True) -> Path:
     return root
 
 
+def magicbrush_hf_record(img_id: str, instruction: str, turn: int = 1, **extra: object) -> dict:
+    """One ``metadata.jsonl`` record of the Hugging Face MagicBrush layout for turn ``turn`` of an image in
+    ``images/`` (as :func:`make_magicbrush_folder` writes them); ``extra`` adds or overrides columns."""
+    base = f"images/{img_id}/{img_id}"
+    return {
+        "img_id": img_id,
+        "turn_index": turn,
+        "source_img": f"{base}-input.png" if turn == 1 else f"{base}-output{turn - 1}.png",
+        "mask_img": f"{base}-mask{turn}.png",
+        "instruction": instruction,
+        "target_img": f"{base}-output{turn}.png",
+        **extra,
+    }
+
+
 def make_magicbrush_folder(root: str | Path, size: int = 128) -> Path:
     """A MagicBrush-test-style folder: ``edit_sessions.json``, ``global_descriptions.json`` (captions
     ``a picture after: <instruction>``), ``local_descriptions.json`` (other captions, ``the edited part:

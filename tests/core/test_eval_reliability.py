@@ -20,7 +20,7 @@ from maskpix_desktop.cli import main
 from maskpix_desktop.core import evaluation as ev
 from maskpix_desktop.core import images
 from maskpix_desktop.core.evaluation.store import OutputLock
-from maskpix_desktop.testing.eval_data import make_magicbrush_folder, make_pie_folder
+from maskpix_desktop.testing.eval_data import magicbrush_hf_record, make_magicbrush_folder, make_pie_folder
 
 FAST = ["--long-side", "64", "--steps", "2", "--threads", "1", "--device", "cpu", "--no-progress"]
 REPO = Path(__file__).resolve().parents[2]
@@ -237,14 +237,7 @@ def test_magicbrush_records_of_the_wrong_type_become_error_rows(
     # The Hugging Face metadata.jsonl layout, line by line.
     hf = tmp_path / "hf"
     shutil.copytree(mb / "images", hf / "images")
-    rec = {
-        "img_id": "242679",
-        "turn_index": 1,
-        "source_img": "images/242679/242679-input.png",
-        "mask_img": "images/242679/242679-mask1.png",
-        "instruction": "turn the sky pink",
-        "target_img": "images/242679/242679-output1.png",
-    }
+    rec = magicbrush_hf_record("242679", "turn the sky pink")
     lines = [
         json.dumps(rec).encode(),
         b"null",

@@ -17,7 +17,7 @@ from maskpix_desktop.core.evaluation.datasets import (
     magicbrush_caption_file,
     magicbrush_caption_source,
 )
-from maskpix_desktop.testing.eval_data import make_magicbrush_folder
+from maskpix_desktop.testing.eval_data import magicbrush_hf_record, make_magicbrush_folder
 from maskpix_desktop.testing.tiny_clip import build_tiny_clip
 
 INSTRUCTIONS = {
@@ -185,15 +185,7 @@ def test_the_report_names_no_caption_source_for_pie_or_without_a_folder(tmp_path
 def test_the_jsonl_layout_reports_its_caption_column(mb: Path, tmp_path: Path) -> None:
     hf = tmp_path / "hf"
     shutil.copytree(mb / "images", hf / "images")
-    rec = {
-        "img_id": "327726",
-        "turn_index": 1,
-        "source_img": "images/327726/327726-input.png",
-        "mask_img": "images/327726/327726-mask1.png",
-        "instruction": "put a hat on the man",
-        "target_img": "images/327726/327726-output1.png",
-        "caption": "a hat",
-    }
+    rec = magicbrush_hf_record("327726", "put a hat on the man", caption="a hat")
     (hf / "metadata.jsonl").write_text(json.dumps(rec) + "\n", encoding="utf-8")
     assert _prompts(hf) == {"327726-1": "a hat"}
     assert "caption` column of metadata.jsonl" in magicbrush_caption_source(hf)
