@@ -335,7 +335,8 @@ def firstmask_rows(fm: Any) -> list[tuple[str, str, str]]:
             f"firstmask {fm['size']}",
             f"open to first mask, {name}",
             f"{r['total_s']:.2f} s (CPU {r['total_cpu_s']:.2f}): load {r['load_s']:.2f}, encode"
-            f" {r['encode_s']:.2f}, click {r['click_s']:.2f} s; {fm['torch_threads']} threads",
+            f" {r['encode_s']:.2f}, click {r['click_s']:.2f} s; encoder {r.get('encoder_precision', 'fp32')},"
+            f" {fm['torch_threads']} threads",
         )
         for name, r in fm["models"].items()
     ]

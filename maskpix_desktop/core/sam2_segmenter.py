@@ -48,12 +48,37 @@ from maskpix_desktop.core.segmenter import (
     oom_guard,
 )
 
-__all__ = ["Sam2Segmenter", "load_sam2"]
+__all__ = ["Sam2Segmenter", "app_precision", "cpu_native_bf16", "load_sam2"]
 
 log = logging.getLogger(__name__)
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 WEIGHTS = "model.safetensors"
+
+
+@cache
+def cpu_native_bf16() -> bool:
+    """Does this CPU multiply bfloat16 in hardware (AMX-BF16 or AVX512-BF16)? Elsewhere CPU bf16 is
+    emulated and slower than float32."""
+    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+
+
+def app_precision(requested: str, device: str | torch.device) -> str:
+    """The encoder precision the model service asks for: "auto" on a CPU with native bfloat16 is "bf16"
+    (SAM 2's own inference precision, ~1.7x faster there); anything else is passed on."""
+    if requested == "auto" and torch.device(device).type == "cpu" and cpu_native_bf16():
+        return "bf16"
+    return requested
+
+
+def _resolve_precision(requested: str, device: torch.device) -> str:
+    """The encoder precision used for ``requested`` on ``device`` (see :meth:`Sam2Segmenter.__init__`)."""
+    if device.type == "cuda":
+        return "tf32" if requested == "auto" else requested
+    return "bf16" if requested == "bf16" else "fp32"
+
+
 PROCESSOR_CONFIGS = ("preprocessor_config.json", "processor_config.json")
 
 
@@ -228,8 +253,9 @@ class Sam2Segmenter:
     ):
         """``decoder``: "fast" or "exact" (module docstring); "fast" falls back to "exact" for a decoder
         that is not transformers' ``Sam2MaskDecoder``. ``encoder_precision`` as for :class:`Segmenter`
-        (CUDA only; "auto" = "tf32"); the features are stored as float32 and the decoder always runs in
-        float32."""
+        on CUDA ("auto" = "tf32"); on the CPU "bf16" (autocast, SAM 2's own inference precision; the app
+        asks for it where :func:`cpu_native_bf16`) or float32 (any other value). The features are stored
+        as float32 and the decoder always runs in float32."""
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         if decoder not in DECODERS:
@@ -245,10 +271,7 @@ class Sam2Segmenter:
         self.cache_size = cache_size
         self.encoder_calls = 0
         self.encoder_fallbacks = 0
-        cuda = self.device.type == "cuda"
-        self.encoder_precision = (
-            ("tf32" if encoder_precision == "auto" else encoder_precision) if cuda else "fp32"
-        )
+        self.encoder_precision = _resolve_precision(encoder_precision, self.device)
         self.input_size = int(model.config.prompt_encoder_config.image_size)
         self._cache: OrderedDict[str, _Embedding] = OrderedDict()
         self._current: str | None = None

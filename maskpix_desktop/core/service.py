@@ -147,9 +147,11 @@ def _load_segmenter(path: Path, model_type: str | None, device: str, precision: 
     """A SAM 2 folder -> ``Sam2Segmenter``; a file -> SAM 1 ``Segmenter`` (an official SAM 2 .pt is
     explained, not loaded)."""
     if path.is_dir() or sam2_folder(path) is not None:
-        from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter
+        from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter, app_precision
 
-        return Sam2Segmenter.from_pretrained(path, device=device, encoder_precision=precision)
+        return Sam2Segmenter.from_pretrained(
+            path, device=device, encoder_precision=app_precision(precision, device)
+        )
     from maskpix_desktop.core.segmenter import Segmenter
 
     try:
@@ -188,7 +190,8 @@ class ModelService:
         with self._lock:
             if self._segmenter is None:
                 path, model_type = self.choice.sam_checkpoint()
-                # --precision fp32 means full float32 everywhere; otherwise SAM's encoder uses TF32 on CUDA.
+                # --precision fp32 means full float32 everywhere; otherwise SAM's encoder uses TF32 on CUDA
+                # (SAM 2: bfloat16 on a CPU that has it natively).
                 sam_precision = "fp32" if self.choice.precision == "fp32" else "auto"
                 segmenter = _load_segmenter(path, model_type, self.device, sam_precision)
                 segmenter.warm_up()  # CUDA only: the first click then does not pay the set-up

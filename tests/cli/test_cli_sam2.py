@@ -12,7 +12,7 @@ import pytest
 
 from maskpix_desktop.cli import main
 from maskpix_desktop.core import images, masks, models
-from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter
+from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter, app_precision
 from maskpix_desktop.core.service import ModelChoice, ModelService
 from maskpix_desktop.testing.tiny_sam2 import save_tiny_sam2
 
@@ -66,7 +66,7 @@ def test_run_with_sam2_masks_equal_the_segmenter(tmp_path: Path, models_root: Pa
     args = ["run", str(tmp_path / "cases.toml"), "--out", str(out), "--models-dir", str(models_root)]
     assert main([*args, "--sam", sam, "--device", "cpu", "--no-clip"]) == 0
 
-    seg = Sam2Segmenter.from_pretrained(folder, device="cpu")
+    seg = Sam2Segmenter.from_pretrained(folder, device="cpu", encoder_precision=app_precision("auto", "cpu"))
     image = images.load_image(SAMPLES / "person.jpg")
     seg.set_image(image)
     for name, _, prompts, candidate in CASES:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from maskpix_desktop.core import models
+from maskpix_desktop.core import models, sam2_segmenter
 from maskpix_desktop.core.errors import DownloadError, MissingWeightsError, WeightsError
 from maskpix_desktop.core.sam2_arch import SAM2_SIZES, detect_family, detect_sam2_type, sam2_config
-from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter, _single_channel_exact
+from maskpix_desktop.core.sam2_segmenter import Sam2Segmenter, _single_channel_exact, app_precision
 from maskpix_desktop.core.service import SAM2_VARIANTS, ModelChoice, ModelService
 from maskpix_desktop.testing.tiny_sam2 import build_tiny_sam2, save_tiny_sam2
 
@@ -178,13 +178,13 @@ def test_sam2_lru_evicts_the_least_recent_image(tiny, rng_image) -> None:
 
 def test_sam2_service_loads_registry_name_and_folder(tiny, tiny_folder: Path, rng_image) -> None:
     """The real loading code (service -> registry folder -> Sam2Model.from_pretrained) gives clicks equal
-    to the in-memory reference model."""
+    to the in-memory reference model (``--precision fp32``: float32 on every CPU)."""
     model, processor = tiny
     image = rng_image(96, 128, seed=9)
     want = reference(model, processor, image, points=[[30, 40], [100, 70]], labels=[1, 0], multimask=False)
     root = tiny_folder.parent
     for sam in (TINY, str(tiny_folder), str(tiny_folder / "model.safetensors")):
-        service = ModelService(ModelChoice(models_dir=str(root), sam=sam, device="cpu"))
+        service = ModelService(ModelChoice(models_dir=str(root), sam=sam, device="cpu", precision="fp32"))
         seg = service.segmenter()
         assert isinstance(seg, Sam2Segmenter) and seg.model_type == "custom"
         seg.set_image(image)
@@ -280,3 +280,37 @@ def test_sam2_bad_folders_give_clear_errors(tmp_path: Path, tiny_folder: Path) -
         Sam2Segmenter.from_pretrained(small)
     with pytest.raises(MissingWeightsError):
         Sam2Segmenter.from_pretrained(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_app_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, native: bool) -> None:
+    monkeypatch.setattr(sam2_segmenter, "cpu_native_bf16", lambda: native)
+    assert app_precision("auto", "cpu") == ("bf16" if native else "auto")
+    assert app_precision("fp32", "cpu") == "fp32"  # --precision fp32: float32 everywhere
+    assert app_precision("auto", "cuda") == "auto"  # CUDA: the segmenter's own choice (TF32)
+
+
+def test_cpu_bf16_encoder_runs_in_bfloat16_and_keeps_float32_features(tiny, rng_image) -> None:
+    """On the CPU "bf16" is honoured (autocast); the features stay float32 (the decoder runs in float32)
+    and the click's logits stay close to the float32 encoder's; a CUDA-only precision means float32."""
+    model, processor = tiny
+    image = rng_image(96, 128, seed=4)
+    half = Sam2Segmenter(model, processor.image_processor, encoder_precision="fp16")
+    assert half.encoder_precision == "fp32"
+    feats = {}
+    for prec in ("fp32", "bf16"):
+        seg = Sam2Segmenter(model, processor.image_processor, encoder_precision=prec)
+        assert seg.encoder_precision == prec
+        seg.set_image(image)
+        feats[prec] = seg.predict(np.array([[40, 30]]), np.array([1])).logits
+    assert feats["bf16"].dtype == np.float32
+    rel = float(np.abs(feats["bf16"] - feats["fp32"]).max() / np.abs(feats["fp32"]).max())
+    assert 0 < rel < 0.05  # bfloat16 rounding in the encoder: different bits, the same logits to ~1e-2
+
+
+def test_service_picks_bf16_for_sam2_on_a_native_bf16_cpu(monkeypatch, tiny_folder: Path) -> None:
+    monkeypatch.setattr(sam2_segmenter, "cpu_native_bf16", lambda: True)
+    root = str(tiny_folder.parent)
+    auto = ModelService(ModelChoice(models_dir=root, sam=TINY, device="cpu")).segmenter()
+    exact = ModelService(ModelChoice(models_dir=root, sam=TINY, device="cpu", precision="fp32")).segmenter()
+    assert (auto.encoder_precision, exact.encoder_precision) == ("bf16", "fp32")
