@@ -1,6 +1,6 @@
 """Headless command line: batch runs from a cases file, model management, tiny test models, self-test.
 
-``maskpix-cli run cases.toml --out DIR``   ``maskpix-cli models list|download``
+``maskpix-cli run cases.toml --out DIR``   ``maskpix-cli models list|download|convert-cosxl``
 
 Exit codes: 0 done; 1 bad input (cases file, case field, output folder: checked before any model
 loads, one ``error:`` line naming the file and field) or a failed run; 2 missing model weights (and
@@ -48,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="registry names (default: sam_vit_h ip2p clip with CUDA, sam2.1_hiera_tiny ip2p clip without)",
     )
     dl.add_argument("--models-dir")
+    cx = msub.add_parser(
+        "convert-cosxl",
+        help="make CosXL-Edit's one checkpoint file (cosxl_edit.safetensors) a folder --ip2p loads",
+    )
+    cx.add_argument("file", type=Path, help="cosxl_edit.safetensors (stabilityai/cosxl, gated)")
+    cx.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="an SDXL InstructPix2Pix diffusers folder for the configs (diffusers/sdxl-instructpix2pix-768)",
+    )
+    cx.add_argument("--out", type=Path, required=True, help="the new diffusers folder")
 
     tiny = sub.add_parser("make-tiny-models", help="write tiny random-weight models (tests, demos)")
     tiny.add_argument("folder", type=Path)

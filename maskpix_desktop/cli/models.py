@@ -1,4 +1,5 @@
-"""``maskpix-cli models list|download``: which weights are present; sha256-verified downloads."""
+"""``maskpix-cli models list|download|convert-cosxl``: which weights are present; sha256-verified downloads;
+CosXL-Edit's checkpoint file made a diffusers folder."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ def cmd_models(args: argparse.Namespace) -> int:
             mark = "present" if row["present"] else "missing"
             size = f"{row['size'] / 1e6:,.0f} MB" if row.get("size") else "?"
             print(f"  {row['name']:<{width}} {mark:<8} {size:>10}  {row['description']}")
+        return EXIT_OK
+    if args.models_command == "convert-cosxl":
+        from maskpix_desktop.core.cosxl import convert_cosxl_edit
+
+        out = convert_cosxl_edit(args.file, args.config, args.out)
+        print(f"CosXL-Edit folder: {out} (use --ip2p {out})")
         return EXIT_OK
     sam = models.default_sam_for(models.resolve_device("auto"))  # vit_h with CUDA, SAM 2.1 tiny without
     names = args.names or [sam, models.DEFAULT_IP2P, models.DEFAULT_CLIP]

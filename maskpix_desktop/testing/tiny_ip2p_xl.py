@@ -13,8 +13,11 @@ from pathlib import Path
 from maskpix_desktop.testing.tiny_ip2p import write_clip_tokenizer
 
 
-def build_tiny_ip2p_xl(seed: int = 0):
-    """Return a tiny random-weight ``StableDiffusionXLInstructPix2PixPipeline`` on CPU (float32)."""
+def build_tiny_ip2p_xl(seed: int = 0, width_2: int = 32):
+    """Return a tiny random-weight ``StableDiffusionXLInstructPix2PixPipeline`` on CPU (float32).
+
+    ``width_2``: the second text encoder's width (32 like the first by default; a single-file checkpoint
+    needs another width, since diffusers tells the two encoders apart by it)."""
     import tempfile
 
     import torch
@@ -40,8 +43,8 @@ def build_tiny_ip2p_xl(seed: int = 0):
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=80,  # 6 time ids * 8 + 32 (pooled text)
-        cross_attention_dim=64,  # both encoders' hidden states, concatenated
+        projection_class_embeddings_input_dim=48 + width_2,  # 6 time ids * 8 + pooled text
+        cross_attention_dim=32 + width_2,  # both encoders' hidden states, concatenated
     )
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
@@ -77,7 +80,12 @@ def build_tiny_ip2p_xl(seed: int = 0):
         projection_dim=32,
     )
     text_encoder = CLIPTextModel(text_config)
-    text_encoder_2 = CLIPTextModelWithProjection(text_config)
+    text_config_2 = (
+        text_config
+        if width_2 == 32
+        else CLIPTextConfig(**{**text_config.to_dict(), "hidden_size": width_2, "projection_dim": width_2})
+    )
+    text_encoder_2 = CLIPTextModelWithProjection(text_config_2)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(Path(tmp) / "t1"))
         tokenizer_2 = CLIPTokenizer.from_pretrained(write_clip_tokenizer(Path(tmp) / "t2"))

@@ -314,7 +314,7 @@ def _editor(name: str, family: str, repo: str, description: str, gated: str | No
 
 #: Editors beyond SD 1.5 IP2P, by registry name (``maskpix-cli models download NAME``, ``--ip2p NAME``).
 #: CosXL-Edit is one checkpoint file (stabilityai/cosxl, gated, non-commercial), not a diffusers folder:
-#: not listed until its conversion (``from_single_file(..., is_cosxl_edit=True)``) is wired and tried.
+#: not listed; ``maskpix-cli models convert-cosxl`` (core/cosxl.py) makes a folder of it.
 EDITORS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
