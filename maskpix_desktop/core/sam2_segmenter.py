@@ -72,6 +72,30 @@ def app_precision(requested: str, device: str | torch.device) -> str:
     return requested
 
 
+def cache_position_embedding(model: Any) -> dict:
+    """Make the Hiera backbone's position embedding (a bicubic resize of a learned grid, recomputed at every
+    forward) a per-(size, autocast) constant while gradients are off: the same tensor, computed once.
+    Returns the cache (empty for a backbone without ``_get_pos_embed``)."""
+    cache: dict = {}
+    backbone = getattr(getattr(model, "vision_encoder", None), "backbone", None)
+    original = getattr(backbone, "_get_pos_embed", None)
+    if original is None or getattr(original, "maskpix_cache", None) is not None:
+        return getattr(original, "maskpix_cache", cache)
+
+    def cached(hw: Any) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return original(hw)
+        dev = backbone.pos_embed.device.type
+        key = (tuple(int(x) for x in hw), dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
+        if key not in cache:
+            cache[key] = original(hw)
+        return cache[key]
+
+    cached.maskpix_cache = cache  # type: ignore[attr-defined]
+    backbone._get_pos_embed = cached
+    return cache
+
+
 def _resolve_precision(requested: str, device: torch.device) -> str:
     """The encoder precision used for ``requested`` on ``device`` (see :meth:`Sam2Segmenter.__init__`)."""
     if device.type == "cuda":
@@ -265,6 +289,7 @@ class Sam2Segmenter:
                 f"encoder_precision must be 'auto' or one of {ENCODER_PRECISIONS}, not {encoder_precision!r}"
             )
         self.model = model.to(device).eval()
+        cache_position_embedding(self.model)
         self.processor = processor
         self.model_type = model_type
         self.device = torch.device(device)
@@ -280,6 +305,7 @@ class Sam2Segmenter:
         self._decoder = "fast" if decoder == "fast" and self._fast_ok else "exact"
         self._fast: FastSam2Decoder | None = None
         self._tensors: tuple[str, Sam2ImageTensors] | None = None  # the current image's, fast path
+        self._warm_position_embedding()
 
     @classmethod
     def from_pretrained(
@@ -408,12 +434,36 @@ class Sam2Segmenter:
                 self._tensors = (self._current, self._fast.prepare(self._cache[self._current].features))
         return self._tensors[1]
 
-    def _encode(self, pixels: torch.Tensor, precision: str) -> tuple[torch.Tensor, ...]:
+    def _autocast(self, precision: str) -> Any:
         dtype = _AUTOCAST.get(precision)
-        autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
-        with _tf32(precision == "tf32"), autocast:
+        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+    def _encode(self, pixels: torch.Tensor, precision: str) -> tuple[torch.Tensor, ...]:
+        with _tf32(precision == "tf32"), self._autocast(precision):
             feats = self.model.get_image_embeddings(pixels)
         return tuple(f.float() for f in feats)
+
+    def _warm_position_embedding(self) -> None:
+        """Fill :func:`cache_position_embedding`'s cache for the processor's input size now (model load)
+        rather than at the first photo's encode."""
+        backbone = getattr(getattr(self.model, "vision_encoder", None), "backbone", None)
+        conv = getattr(getattr(backbone, "patch_embed", None), "projection", None)
+        size = getattr(self.processor, "size", None)
+        if not isinstance(conv, torch.nn.Conv2d) or size is None or not hasattr(backbone, "pos_embed"):
+            return
+        hw = tuple(
+            (int(n) + 2 * p - d * (k - 1) - 1) // st + 1
+            for n, p, d, k, st in zip(
+                (size.get("height"), size.get("width")),
+                conv.padding,
+                conv.dilation,
+                conv.kernel_size,
+                conv.stride,
+                strict=True,
+            )
+        )
+        with torch.inference_mode(), self._autocast(self.encoder_precision):
+            backbone._get_pos_embed(hw)
 
     def predict(
         self,

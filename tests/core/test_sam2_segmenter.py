@@ -314,3 +314,35 @@ def test_service_picks_bf16_for_sam2_on_a_native_bf16_cpu(monkeypatch, tiny_fold
     auto = ModelService(ModelChoice(models_dir=root, sam=TINY, device="cpu")).segmenter()
     exact = ModelService(ModelChoice(models_dir=root, sam=TINY, device="cpu", precision="fp32")).segmenter()
     assert (auto.encoder_precision, exact.encoder_precision) == ("bf16", "fp32")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_position_embedding_is_computed_at_load_and_encodes_are_bit_equal(rng_image, precision: str) -> None:
+    """The Hiera position embedding is cached per (size, autocast) at construction; an encode with the cache
+    computes no bicubic resize and gives exactly the clicks of a segmenter running transformers' own code."""
+    model, processor = build_tiny_sam2(seed=0)
+    seg = Sam2Segmenter(model, processor.image_processor, encoder_precision=precision)
+    cache = model.vision_encoder.backbone._get_pos_embed.maskpix_cache
+    assert len(cache) == 1  # filled at load, for the processor's input size
+    untouched, _ = build_tiny_sam2(seed=0)
+    ref = Sam2Segmenter(untouched, processor.image_processor, encoder_precision=precision)
+    del untouched.vision_encoder.backbone._get_pos_embed  # back to transformers' method: no cache
+    calls: list[Any] = []
+    original = torch.nn.functional.interpolate
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("mode"))
+        return original(*args, **kwargs)
+
+    image = rng_image(96, 128, seed=5)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.functional, "interpolate", counting)
+        seg.set_image(image)
+        assert "bicubic" not in calls and len(cache) == 1
+        ref.set_image(image)
+        assert "bicubic" in calls  # the untouched model computes it at every encode
+    for points, labels in (([[40, 30]], [1]), ([[10, 20], [90, 60]], [1, 0])):
+        got = seg.predict(np.array(points), np.array(labels))
+        want = ref.predict(np.array(points), np.array(labels))
+        np.testing.assert_array_equal(got.logits, want.logits)
+        np.testing.assert_array_equal(got.scores, want.scores)
