@@ -14,7 +14,7 @@ import pytest
 import torch
 from test_editor import assert_latent_run_pins_the_background
 
-from maskpix_desktop.core import images
+from maskpix_desktop.bench.families import plain_call
 from maskpix_desktop.core.cosxl import CONFIG_REPO, COSXL_SCHEDULER, convert_cosxl_edit
 from maskpix_desktop.core.editor_loader import load_editor
 from maskpix_desktop.core.errors import WeightsError
@@ -75,18 +75,8 @@ def test_editor_baseline_equals_diffusers_own_call_and_the_flag_is_used(cosxl, e
     pipe = StableDiffusionXLInstructPix2PixPipeline.from_pretrained(str(cosxl[2]))
     pipe.set_progress_bar_config(disable=True)
 
-    def call() -> np.ndarray:
-        out = pipe(
-            prompt="make it red",
-            image=images.to_pil(image),
-            height=H,
-            width=W,
-            num_inference_steps=STEPS,
-            guidance_scale=7.5,
-            image_guidance_scale=1.5,
-            generator=torch.Generator("cpu").manual_seed(3),
-        )
-        return np.asarray(out.images[0])
+    def call() -> np.ndarray:  # diffusers' own call with the editor's arguments
+        return plain_call("ip2p_xl", pipe, image, _params())
 
     np.testing.assert_array_equal(base.baseline, call())
     pipe.is_cosxl_edit = False  # CosXL's image-latent scaling changes the edit: the flag is live
