@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 WEIGHTS = "model.safetensors"
+PROCESSOR_CONFIGS = ("preprocessor_config.json", "processor_config.json")
 
 
 @cache
@@ -72,15 +73,20 @@ def app_precision(requested: str, device: str | torch.device) -> str:
     return requested
 
 
-def cache_position_embedding(model: Any) -> dict:
+def _hiera_backbone(model: Any) -> Any:
+    """The Hiera image backbone of a ``Sam2Model`` (None for another architecture)."""
+    return getattr(getattr(model, "vision_encoder", None), "backbone", None)
+
+
+def cache_position_embedding(model: Any) -> None:
     """Make the Hiera backbone's position embedding (a bicubic resize of a learned grid, recomputed at every
-    forward) a per-(size, autocast) constant while gradients are off: the same tensor, computed once.
-    Returns the cache (empty for a backbone without ``_get_pos_embed``)."""
-    cache: dict = {}
-    backbone = getattr(getattr(model, "vision_encoder", None), "backbone", None)
+    forward) a per-(size, autocast) constant while gradients are off: the same tensor, computed once. The
+    cache is the wrapper's ``maskpix_cache``; a backbone without ``_get_pos_embed`` is left as it is."""
+    backbone = _hiera_backbone(model)
     original = getattr(backbone, "_get_pos_embed", None)
-    if original is None or getattr(original, "maskpix_cache", None) is not None:
-        return getattr(original, "maskpix_cache", cache)
+    if original is None or hasattr(original, "maskpix_cache"):
+        return
+    cache: dict = {}
 
     def cached(hw: Any) -> torch.Tensor:
         if torch.is_grad_enabled():
@@ -93,7 +99,6 @@ def cache_position_embedding(model: Any) -> dict:
 
     cached.maskpix_cache = cache  # type: ignore[attr-defined]
     backbone._get_pos_embed = cached
-    return cache
 
 
 def _resolve_precision(requested: str, device: torch.device) -> str:
@@ -101,9 +106,6 @@ def _resolve_precision(requested: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "tf32" if requested == "auto" else requested
     return "bf16" if requested == "bf16" else "fp32"
-
-
-PROCESSOR_CONFIGS = ("preprocessor_config.json", "processor_config.json")
 
 
 def load_sam2(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, Any, str]:
@@ -446,7 +448,7 @@ class Sam2Segmenter:
     def _warm_position_embedding(self) -> None:
         """Fill :func:`cache_position_embedding`'s cache for the processor's input size now (model load)
         rather than at the first photo's encode."""
-        backbone = getattr(getattr(self.model, "vision_encoder", None), "backbone", None)
+        backbone = _hiera_backbone(self.model)
         conv = getattr(getattr(backbone, "patch_embed", None), "projection", None)
         size = getattr(self.processor, "size", None)
         if not isinstance(conv, torch.nn.Conv2d) or size is None or not hasattr(backbone, "pos_embed"):
