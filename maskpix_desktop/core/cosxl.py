@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+from maskpix_desktop.core.editor_families import folder_family
 from maskpix_desktop.core.errors import WeightsError
 
 __all__ = ["COSXL_FILE", "COSXL_SCHEDULER", "CONFIG_REPO", "convert_cosxl_edit"]
@@ -33,21 +34,21 @@ _PIPELINE = "StableDiffusionXLInstructPix2PixPipeline"
 
 def _check_config(config: Path) -> None:
     """``config`` must be an SDXL InstructPix2Pix diffusers folder (its weights are not needed)."""
-    index = config / "model_index.json"
-    if not index.is_file():
-        raise WeightsError(
-            f"{config} is not a diffusers folder (no model_index.json); give the configs of {CONFIG_REPO}"
-        )
+    advice = (
+        f"CosXL-Edit needs the configs of an SDXL InstructPix2Pix folder ({_PIPELINE}, 8 input channels),"
+        f" e.g. {CONFIG_REPO}"
+    )
     try:
-        name = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+        family = folder_family(config)
+    except WeightsError as exc:
+        raise WeightsError(f"{exc} {advice}") from exc
+    try:
         unet = json.loads((config / "unet" / "config.json").read_text(encoding="utf-8"))
+        in_channels = unet.get("in_channels")
     except (OSError, ValueError, AttributeError) as exc:
-        raise WeightsError(f"{config}: unreadable configs ({exc})") from exc
-    if name != _PIPELINE or unet.get("in_channels") != 8:
-        raise WeightsError(
-            f"{config} holds a {name} (UNet in_channels {unet.get('in_channels')}); CosXL-Edit needs the"
-            f" configs of an SDXL InstructPix2Pix folder ({_PIPELINE}, 8 input channels), e.g. {CONFIG_REPO}"
-        )
+        raise WeightsError(f"{config}: unreadable UNet config ({exc}). {advice}") from exc
+    if family != "ip2p_xl" or in_channels != 8:
+        raise WeightsError(f"{config} holds an {family} editor (UNet in_channels {in_channels}). {advice}")
 
 
 def convert_cosxl_edit(file: str | Path, config: str | Path, out: str | Path) -> Path:

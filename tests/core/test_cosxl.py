@@ -106,7 +106,7 @@ def test_bad_inputs_are_named_and_leave_no_folder(cosxl, tmp_path: Path, tiny_ip
         convert_cosxl_edit(pickle, config, out)
     with pytest.raises(WeightsError, match=CONFIG_REPO):  # an SD 1.5 IP2P folder is not SDXL's configs
         convert_cosxl_edit(file, tiny_ip2p_dir, out)
-    with pytest.raises(WeightsError, match="no model_index.json"):
+    with pytest.raises(WeightsError, match="model_index.json: missing"):
         convert_cosxl_edit(file, tmp_path, out)
     from safetensors.torch import save_file
 
