@@ -11,6 +11,7 @@ OpenCLIP-bigG (``transformer.resblocks``, fused ``in_proj``, transposed ``text_p
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -111,15 +112,9 @@ def _open_clip(sd: dict[str, Any]) -> dict[str, Any]:
         k = k.replace("text_model.encoder.layers.", "transformer.resblocks.")
         k = k.replace("layer_norm1", "ln_1").replace("layer_norm2", "ln_2")
         k = k.replace(".fc1.", ".c_fc.").replace(".fc2.", ".c_proj.").replace(".self_attn.", ".attn.")
-        for part in ("q", "k", "v"):
-            for kind in ("weight", "bias"):
-                tail = f".attn.{part}_proj.{kind}"
-                if k.endswith(tail):
-                    qkv.setdefault(f"{k[: -len(tail)]}.attn.in_proj_{kind}", {})[part] = value
-                    break
-            else:
-                continue
-            break
+        fused = re.fullmatch(r"(.*\.attn)\.([qkv])_proj\.(weight|bias)", k)  # OpenCLIP fuses q, k, v
+        if fused:
+            qkv.setdefault(f"{fused[1]}.in_proj_{fused[3]}", {})[fused[2]] = value
         else:
             out[k] = value
     for k, parts in qkv.items():
