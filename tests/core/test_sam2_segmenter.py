@@ -297,14 +297,14 @@ def test_cpu_bf16_encoder_runs_in_bfloat16_and_keeps_float32_features(tiny, rng_
     image = rng_image(96, 128, seed=4)
     half = Sam2Segmenter(model, processor.image_processor, encoder_precision="fp16")
     assert half.encoder_precision == "fp32"
-    feats = {}
+    logits = {}
     for prec in ("fp32", "bf16"):
         seg = Sam2Segmenter(model, processor.image_processor, encoder_precision=prec)
         assert seg.encoder_precision == prec
         seg.set_image(image)
-        feats[prec] = seg.predict(np.array([[40, 30]]), np.array([1])).logits
-    assert feats["bf16"].dtype == np.float32
-    rel = float(np.abs(feats["bf16"] - feats["fp32"]).max() / np.abs(feats["fp32"]).max())
+        logits[prec] = seg.predict(np.array([[40, 30]]), np.array([1])).logits
+    assert logits["bf16"].dtype == np.float32
+    rel = float(np.abs(logits["bf16"] - logits["fp32"]).max() / np.abs(logits["fp32"]).max())
     assert 0 < rel < 0.05  # bfloat16 rounding in the encoder: different bits, the same logits to ~1e-2
 
 
