@@ -42,7 +42,7 @@ class BenchConfig:
     loop_seam_repeats: int = 1  # the Poisson solve takes seconds per call at 12-24 MP
     first_mask_models: tuple[str, ...] = ("vit_b", "sam2.1_hiera_tiny")
     first_mask_size: tuple[int, int] = (4000, 6000)  # 24 MP
-    first_mask_repeats: int = 1  # a vit_b encode is ~20 s of CPU here
+    first_mask_repeats: int = 3  # median of 3 opens (a vit_b encode is ~20 s of CPU here)
     quick: bool = False
     threads: int = 0  # 0: leave torch's default
 

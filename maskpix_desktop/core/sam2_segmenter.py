@@ -79,26 +79,53 @@ def _hiera_backbone(model: Any) -> Any:
 
 
 def cache_position_embedding(model: Any) -> None:
-    """Make the Hiera backbone's position embedding (a bicubic resize of a learned grid, recomputed at every
-    forward) a per-(size, autocast) constant while gradients are off: the same tensor, computed once. The
-    cache is the wrapper's ``maskpix_cache``; a backbone without ``_get_pos_embed`` is left as it is."""
+    """Make the encoder's position embeddings per-shape constants while gradients are off: the Hiera
+    backbone's (a bicubic resize of a learned grid, keyed by size and autocast state) and the FPN neck's sine
+    embedding (transformers' own cache holds one shape, the neck asks for four). The same tensors, computed
+    once; each cache is its wrapper's ``maskpix_cache``. Parts without these methods are left as they are."""
     backbone = _hiera_backbone(model)
     original = getattr(backbone, "_get_pos_embed", None)
+    if original is not None and not hasattr(original, "maskpix_cache"):
+        cache: dict = {}
+
+        def cached(hw: Any) -> torch.Tensor:
+            if torch.is_grad_enabled():
+                return original(hw)
+            dev = backbone.pos_embed.device.type
+            key = (
+                tuple(int(x) for x in hw),
+                dev,
+                torch.is_autocast_enabled(dev),
+                torch.get_autocast_dtype(dev),
+            )
+            if key not in cache:
+                cache[key] = original(hw)
+            return cache[key]
+
+        cached.maskpix_cache = cache  # type: ignore[attr-defined]
+        backbone._get_pos_embed = cached
+    _cache_sine_embedding(
+        getattr(getattr(getattr(model, "vision_encoder", None), "neck", None), "position_encoding", None)
+    )
+
+
+def _cache_sine_embedding(encoding: Any) -> None:
+    """Wrap a ``Sam2SinePositionEmbedding``'s forward with a per-(shape, device, dtype) cache (no mask)."""
+    original = getattr(encoding, "forward", None)
     if original is None or hasattr(original, "maskpix_cache"):
         return
     cache: dict = {}
 
-    def cached(hw: Any) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            return original(hw)
-        dev = backbone.pos_embed.device.type
-        key = (tuple(int(x) for x in hw), dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
+    def cached(shape: Any, device: Any, dtype: torch.dtype, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is not None or torch.is_grad_enabled():
+            return original(shape, device, dtype, mask)
+        key = (tuple(int(x) for x in shape), str(device), dtype)
         if key not in cache:
-            cache[key] = original(hw)
+            cache[key] = original(shape, device, dtype)
         return cache[key]
 
     cached.maskpix_cache = cache  # type: ignore[attr-defined]
-    backbone._get_pos_embed = cached
+    encoding.forward = cached
 
 
 def _resolve_precision(requested: str, device: torch.device) -> str:
@@ -332,9 +359,11 @@ class Sam2Segmenter:
         )
 
     def warm_up(self, *, force: bool = False) -> None:
-        """On CUDA (or with ``force``), encode and decode a blank image through a throwaway segmenter on
-        the same model; this one's image, cache and counters are untouched."""
-        if self.device.type != "cuda" and not force:
+        """On CUDA, with a reduced-precision encoder (bf16 on a CPU: oneDNN sets up its kernels at the first
+        encode) or with ``force``, encode and decode a blank image through a throwaway segmenter on the same
+        model, so the first photo does not pay that set-up; this one's image, cache and counters are
+        untouched."""
+        if self.device.type != "cuda" and self.encoder_precision not in _AUTOCAST and not force:
             return
         tmp = Sam2Segmenter(
             self.model,

@@ -194,7 +194,7 @@ class ModelService:
                 # (SAM 2: bfloat16 on a CPU that has it natively).
                 sam_precision = "fp32" if self.choice.precision == "fp32" else "auto"
                 segmenter = _load_segmenter(path, model_type, self.device, sam_precision)
-                segmenter.warm_up()  # CUDA only: the first click then does not pay the set-up
+                segmenter.warm_up()  # CUDA / CPU bf16: the first photo then does not pay the set-up
                 self._segmenter = segmenter
                 self._sam_path = path
             return self._segmenter

@@ -317,30 +317,61 @@ def test_service_picks_bf16_for_sam2_on_a_native_bf16_cpu(monkeypatch, tiny_fold
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cpu_warm_up_encodes_once_only_for_a_bf16_encoder_and_leaves_the_segmenter_untouched(
+    tiny, rng_image, monkeypatch, precision: str
+) -> None:
+    """oneDNN sets up its bf16 kernels at a process's first bf16 encode: warm_up pays that at model load
+    (the service calls it) for a bf16 encoder on the CPU; a float32 encoder on the CPU has nothing to warm."""
+    model, processor = tiny
+    calls: list[int] = []
+    forward = model.vision_encoder.forward
+    monkeypatch.setattr(model.vision_encoder, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    seg = Sam2Segmenter(model, processor.image_processor, encoder_precision=precision)
+    image = rng_image(96, 128, seed=6)
+    seg.set_image(image)
+    key = seg.current_key
+    seg.warm_up()
+    assert calls == ([1, 1] if precision == "bf16" else [1])
+    assert seg.current_key == key and seg.cached_keys() == [key] and seg.encoder_calls == 1
+    assert seg.predict(np.array([[40, 30]]), np.array([1])).masks.shape == (3, 96, 128)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_position_embedding_is_computed_at_load_and_encodes_are_bit_equal(rng_image, precision: str) -> None:
-    """The Hiera position embedding is cached per (size, autocast) at construction; an encode with the cache
-    computes no bicubic resize and gives exactly the clicks of a segmenter running transformers' own code."""
+    """The Hiera position embedding is cached per (size, autocast) at construction and the neck's sine
+    embedding per shape at the first encode; a later encode computes neither (no bicubic resize, no sine)
+    and gives exactly the clicks of a segmenter running transformers' own code."""
     model, processor = build_tiny_sam2(seed=0)
     seg = Sam2Segmenter(model, processor.image_processor, encoder_precision=precision)
     cache = model.vision_encoder.backbone._get_pos_embed.maskpix_cache
     assert len(cache) == 1  # filled at load, for the processor's input size
+    sine = model.vision_encoder.neck.position_encoding.forward.maskpix_cache
     untouched, _ = build_tiny_sam2(seed=0)
     ref = Sam2Segmenter(untouched, processor.image_processor, encoder_precision=precision)
-    del untouched.vision_encoder.backbone._get_pos_embed  # back to transformers' method: no cache
+    del untouched.vision_encoder.backbone._get_pos_embed  # back to transformers' methods: no caches
+    del untouched.vision_encoder.neck.position_encoding.forward
+    seg.set_image(rng_image(96, 128, seed=4))  # the first encode fills the sine cache, one entry per level
+    levels = len(sine)
+    assert levels == len(model.vision_encoder.neck.convs) and len(cache) == 1
     calls: list[Any] = []
-    original = torch.nn.functional.interpolate
+    interpolate, sin = torch.nn.functional.interpolate, torch.Tensor.sin
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(kwargs.get("mode"))
-        return original(*args, **kwargs)
+        return interpolate(*args, **kwargs)
+
+    def counting_sin(self: torch.Tensor) -> torch.Tensor:
+        calls.append("sin")
+        return sin(self)
 
     image = rng_image(96, 128, seed=5)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch.nn.functional, "interpolate", counting)
+        mp.setattr(torch.Tensor, "sin", counting_sin)
         seg.set_image(image)
-        assert "bicubic" not in calls and len(cache) == 1
+        assert "bicubic" not in calls and "sin" not in calls and (len(cache), len(sine)) == (1, levels)
         ref.set_image(image)
-        assert "bicubic" in calls  # the untouched model computes it at every encode
+        assert "bicubic" in calls and "sin" in calls  # the untouched model computes both at every encode
     for points, labels in (([[40, 30]], [1]), ([[10, 20], [90, 60]], [1, 0])):
         got = seg.predict(np.array(points), np.array(labels))
         want = ref.predict(np.array(points), np.array(labels))
