@@ -14,13 +14,16 @@ from pathlib import Path
 
 from maskpix_desktop.core.editor_families import folder_family
 from maskpix_desktop.core.errors import WeightsError
+from maskpix_desktop.core.models.registry import SDXL_IP2P_REPO
 
 __all__ = ["COSXL_FILE", "COSXL_SCHEDULER", "CONFIG_REPO", "convert_cosxl_edit"]
 
 COSXL_FILE = "cosxl_edit.safetensors"
 #: Component configs + tokenizers of the same pipeline class, UNet with 8 input channels (a few MB of JSON
-#: and vocabularies when downloaded with ``--include "*.json" "tokenizer*/*"``).
-CONFIG_REPO = "diffusers/sdxl-instructpix2pix-768"
+#: and vocabularies when downloaded with ``--include "*.json" "*/*.txt"``).
+CONFIG_REPO = SDXL_IP2P_REPO
+#: safetensors dtype names -> torch dtypes the converted folder keeps (CosXL-Edit's file is float16).
+_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
 #: CosXL's "cosine-continuous EDM v-prediction" schedule as diffusers' EDMEulerScheduler expresses it.
 COSXL_SCHEDULER = {
     "sigma_min": 0.002,
@@ -51,6 +54,20 @@ def _check_config(config: Path) -> None:
         raise WeightsError(f"{config} holds an {family} editor (UNet in_channels {in_channels}). {advice}")
 
 
+def _checkpoint_dtype(file: Path) -> str:
+    """The torch dtype name of the checkpoint's UNet weights (the converted folder keeps it: a float16 file
+    stays float16 on disk and in memory while converting)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            names = [k for k in f.keys() if k.startswith("model.diffusion_model.")] or list(f.keys())
+            kind = f.get_slice(names[0]).get_dtype() if names else "F32"
+    except (OSError, ValueError, RuntimeError) as exc:  # not a safetensors file, a damaged header
+        raise WeightsError(f"{file.name} is not a readable safetensors checkpoint: {exc}") from exc
+    return _DTYPES.get(kind, "float32")
+
+
 def convert_cosxl_edit(file: str | Path, config: str | Path, out: str | Path) -> Path:
     """Convert the CosXL-Edit checkpoint ``file`` into the diffusers folder ``out`` (written beside and
     renamed into place: a failure leaves no half folder); ``config``: a local SDXL InstructPix2Pix folder."""
@@ -66,9 +83,15 @@ def convert_cosxl_edit(file: str | Path, config: str | Path, out: str | Path) ->
     if out.exists():
         raise WeightsError(f"{out} exists; choose a new folder")
     _check_config(config)
+    dtype = getattr(torch, _checkpoint_dtype(file))
     try:
         pipe = StableDiffusionXLInstructPix2PixPipeline.from_single_file(
-            str(file), config=str(config), local_files_only=True, is_cosxl_edit=True, add_watermarker=False
+            str(file),
+            config=str(config),
+            local_files_only=True,
+            is_cosxl_edit=True,
+            add_watermarker=False,
+            torch_dtype=dtype,
         )
     except (SingleFileComponentError, OSError, ValueError, KeyError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -269,6 +269,7 @@ def test_editor_registry_entries_are_unpinned_folders_and_gated_ones_say_how_to_
     assert {s.family for s in EDITORS.values()} == {"ip2p_xl", "kontext", "qwen_edit"}
     assert set(EDITORS) == {
         "sdxl-instructpix2pix",
+        "cosxl-edit",
         "flux-kontext-dev",
         "qwen-image-edit",
         "qwen-image-edit-2509",
@@ -277,14 +278,22 @@ def test_editor_registry_entries_are_unpinned_folders_and_gated_ones_say_how_to_
         assert REGISTRY[name] is spec and spec.kind == "editor"  # `models download NAME` takes it
         assert spec.family in editor_families.FAMILIES and "/" in str(spec.hf_repo)
         assert spec.hf_revision == "main" and all(f.sha256 is None for f in spec.files)
-        assert "unpinned" in spec.description and "*/*.safetensors" in spec.patterns
+        assert "unpinned" in spec.description
+        if spec.single_file:  # one checkpoint, converted after download with another repository's configs
+            assert (
+                spec.patterns == (spec.single_file,)
+                and spec.config_repo == EDITORS["sdxl-instructpix2pix"].hf_repo
+            )
+        else:
+            assert "*/*.safetensors" in spec.patterns and spec.config_repo is None
         assert models.local_path(name, tmp_path) == tmp_path / str(spec.hf_repo).split("/")[-1]
     gated = {n for n, s in EDITORS.items() if s.access}
-    assert gated == {"flux-kontext-dev"}
+    assert gated == {"flux-kontext-dev", "cosxl-edit"}
     assert "HF_TOKEN" in str(EDITORS["flux-kontext-dev"].access) and "login" in str(
         EDITORS["flux-kontext-dev"].access
     )
     assert "non-commercial" in EDITORS["flux-kontext-dev"].description
+    assert "non-commercial" in EDITORS["cosxl-edit"].description and EDITORS["cosxl-edit"].family == "ip2p_xl"
 
 
 def test_xl_auto_mask_relevance_says_why_it_is_unavailable(xl_editor, xl_image):

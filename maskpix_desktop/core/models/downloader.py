@@ -10,6 +10,7 @@ import http.client
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 import urllib.error
@@ -32,7 +33,13 @@ from maskpix_desktop.core.models.local import (
     transformers_folder_complete,
     vit_folder_complete,
 )
-from maskpix_desktop.core.models.registry import _FOLDER_KINDS, ModelFile, ModelSpec, get_spec
+from maskpix_desktop.core.models.registry import (
+    _FOLDER_KINDS,
+    CONFIG_PATTERNS,
+    ModelFile,
+    ModelSpec,
+    get_spec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +96,8 @@ def download(
             f"Cannot download '{name}': offline mode is on ({ENV_OFFLINE}). Copy the weights to {dest} "
             f"or run '{fetch_command(name, models_dir)}' on a connected machine."
         )
+    if spec.single_file:
+        return _download_converted(spec, dest, progress=progress, cancel=cancel)
     if spec.kind in _FOLDER_KINDS:
         return _download_snapshot(spec, dest, progress=progress, cancel=cancel)
     mf = spec.files[0]
@@ -240,8 +249,62 @@ def _fetch_into(
         raise _Retryable(f"connection closed after {done} bytes (expected {done - received + length})")
 
 
-def _download_snapshot(
+def _download_converted(
     spec: ModelSpec, dest: Path, *, progress: ProgressFn | None, cancel: threading.Event | None
+) -> Path:
+    """A single-file checkpoint (``spec.single_file`` of ``spec.hf_repo``) and the configs of
+    ``spec.config_repo``, converted into the diffusers folder ``dest`` (``core/cosxl.py``; CosXL-Edit is the
+    one such entry). Both downloads go to ``.<dest>.download`` beside ``dest``: kept after a network failure
+    or a cancel (the next try resumes), removed after the conversion and after a failed one (a damaged
+    file must not be converted again)."""
+    from maskpix_desktop.core.cosxl import convert_cosxl_edit
+    from maskpix_desktop.core.errors import WeightsError
+
+    staging = dest.with_name(f".{dest.name}.download")
+    checkpoint = staging / "checkpoint"
+    configs = ModelSpec(
+        name=f"{spec.name} configs",
+        kind=spec.kind,
+        description=spec.description,
+        files=(
+            ModelFile(
+                "model_index.json", f"https://huggingface.co/{spec.config_repo}/resolve/main/model_index.json"
+            ),
+        ),
+        hf_repo=spec.config_repo,
+        hf_revision="main",
+        patterns=CONFIG_PATTERNS,
+    )
+    with _lock_for(dest):
+        if diffusers_folder_complete(dest):  # another thread finished it meanwhile
+            return dest
+        file = checkpoint / str(spec.single_file)
+        _download_snapshot(
+            spec, checkpoint, progress=progress, cancel=cancel, complete=lambda _: file.is_file()
+        )
+        index = staging / "config" / "model_index.json"
+        _download_snapshot(
+            configs, index.parent, progress=progress, cancel=cancel, complete=lambda _: index.is_file()
+        )
+        try:
+            convert_cosxl_edit(file, staging / "config", dest)
+        except WeightsError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise DownloadError(
+                f"The download of '{spec.name}' could not be converted: {exc}. The downloaded files were "
+                "removed; a later try downloads them again."
+            ) from exc
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def _download_snapshot(
+    spec: ModelSpec,
+    dest: Path,
+    *,
+    progress: ProgressFn | None,
+    cancel: threading.Event | None,
+    complete: Callable[[Path], bool] | None = None,
 ) -> Path:
     """huggingface_hub snapshot of the registry files into ``dest``; then our own sha256 check.
 
@@ -302,7 +365,7 @@ def _download_snapshot(
         done += p.stat().st_size
     if progress is not None:
         progress(done, done)
-    complete = {
+    complete = complete or {
         "grounding": transformers_folder_complete,
         "sam2": sam2_folder_complete,
         "dino": vit_folder_complete,

@@ -41,6 +41,10 @@ class ModelSpec:
     patterns: tuple[str, ...] = ()
     #: How to get access when the repository is gated (log in, HF_TOKEN); None when public.
     access: str | None = None
+    #: kind "editor" published as ONE original-layout checkpoint in ``hf_repo`` (CosXL-Edit): its file
+    #: name; ``download`` fetches it with the configs of ``config_repo`` and converts both into a folder.
+    single_file: str | None = None
+    config_repo: str | None = None
 
     @property
     def size_bytes(self) -> int | None:
@@ -312,18 +316,42 @@ def _editor(name: str, family: str, repo: str, description: str, gated: str | No
     )
 
 
+#: The SDXL InstructPix2Pix folder; its configs and tokenizers also complete CosXL-Edit's single file.
+SDXL_IP2P_REPO = "diffusers/sdxl-instructpix2pix-768"
+#: Files of a diffusers folder without weights: what a single-file checkpoint needs beside it.
+CONFIG_PATTERNS = ("model_index.json", "*/*.json", "*/*.txt")
+
+
+def _cosxl_edit() -> ModelSpec:
+    """CosXL-Edit: one checkpoint file in a gated repository, converted after download (core/cosxl.py)."""
+    repo, file = "stabilityai/cosxl", "cosxl_edit.safetensors"
+    return ModelSpec(
+        name="cosxl-edit",
+        kind="editor",
+        description="CosXL-Edit (SDXL InstructPix2Pix, EDM v-prediction; Stability AI non-commercial "
+        "licence), one checkpoint converted to a diffusers folder after download; unpinned",
+        files=(_hf_file(repo, "main", file),),
+        hf_repo=repo,
+        hf_revision="main",
+        family="ip2p_xl",
+        patterns=(file,),
+        access=_HF_LOGIN,
+        single_file=file,
+        config_repo=SDXL_IP2P_REPO,
+    )
+
+
 #: Editors beyond SD 1.5 IP2P, by registry name (``maskpix-cli models download NAME``, ``--ip2p NAME``).
-#: CosXL-Edit is one checkpoint file (stabilityai/cosxl, gated, non-commercial), not a diffusers folder:
-#: not listed; ``maskpix-cli models convert-cosxl`` (core/cosxl.py) makes a folder of it.
 EDITORS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
         _editor(
             "sdxl-instructpix2pix",
             "ip2p_xl",
-            "diffusers/sdxl-instructpix2pix-768",
+            SDXL_IP2P_REPO,
             "SDXL InstructPix2Pix at 768 px (2.6 B UNet + CLIP-L + OpenCLIP-bigG)",
         ),
+        _cosxl_edit(),
         _editor(
             "flux-kontext-dev",
             "kontext",
