@@ -31,10 +31,11 @@ def image(rng_image) -> np.ndarray:
     return rng_image(H, W, seed=11)
 
 
-def test_kontext_is_supported_and_qwen_says_why() -> None:
+def test_kontext_and_qwen_are_supported_and_sdxl_says_why() -> None:
     assert unsupported_reason("kontext") is None and unsupported_reason("ip2p") is None
-    why = unsupported_reason("qwen_edit")
-    assert why is not None and "the loaded editor is qwen_edit" in why
+    assert unsupported_reason("qwen_edit") is None
+    why = unsupported_reason("ip2p_xl")
+    assert why is not None and "the loaded editor is ip2p_xl" in why
 
 
 def test_kontext_relevance_is_the_velocity_difference_of_the_two_prompts(kontext, image) -> None:

@@ -33,9 +33,9 @@ __all__ = [
     "unsupported_reason",
 ]
 
-#: Editor families whose denoiser the relevance map reads: SD 1.5 InstructPix2Pix's UNet (here) and
-#: FLUX.1 Kontext's transformer (:mod:`.relevance_flow`); core/editor_families names the others.
-RELEVANCE_FAMILIES = ("ip2p", "kontext")
+#: Editor families whose denoiser the relevance map reads: SD 1.5 InstructPix2Pix's UNet (here), FLUX.1
+#: Kontext's and Qwen-Image-Edit's transformers (:mod:`.relevance_flow`); editor_families names the rest.
+RELEVANCE_FAMILIES = ("ip2p", "kontext", "qwen_edit")
 
 
 def unsupported_reason(family: str) -> str | None:
@@ -43,8 +43,9 @@ def unsupported_reason(family: str) -> str | None:
     if family in RELEVANCE_FAMILIES:
         return None
     return (
-        f"Auto mask's relevance map reads an InstructPix2Pix (SD 1.5) or FLUX.1 Kontext denoiser; the loaded "
-        f"editor is {family}. Click or draw the mask instead, or load one of those (docs/MODELS.md)."
+        "Auto mask's relevance map reads an InstructPix2Pix (SD 1.5), FLUX.1 Kontext or Qwen-Image-Edit "
+        f"denoiser; the loaded editor is {family}. Click or draw the mask instead, or load one of those "
+        "(docs/MODELS.md)."
     )
 
 
@@ -82,7 +83,8 @@ def compute_relevance(
     ``draws`` seeded noises (CPU generator seeded with ``seed``, drawn in sequence) each give one reading
     of the denoiser with the instruction's and the empty prompt's embeddings; their difference
     ``R = sum_c |pred_instr - pred_empty|`` is averaged over the draws. The reading is the family's:
-    :func:`ip2p_reader` here, :func:`~.relevance_flow.kontext_reader` for FLUX.1 Kontext.
+    :func:`ip2p_reader` here, :func:`~.relevance_flow.kontext_reader` for FLUX.1 Kontext,
+    :func:`~.relevance_flow.qwen_reader` for Qwen-Image-Edit.
     """
     import torch
 
@@ -91,7 +93,7 @@ def compute_relevance(
     if why is not None:
         raise MaskPixError(why)
     pipe = editor.pipe
-    device = pipe._execution_device if family == "kontext" else pipe.device
+    device = pipe.device if family == "ip2p" else pipe._execution_device
     k = int(draws) if draws is not None else default_draws(str(device))
     if k < 1:
         raise ValueError("draws must be at least 1")
@@ -102,6 +104,8 @@ def compute_relevance(
     t0 = time.perf_counter()
     if family == "kontext":
         from maskpix_desktop.core.automask.relevance_flow import kontext_reader as reader
+    elif family == "qwen_edit":
+        from maskpix_desktop.core.automask.relevance_flow import qwen_reader as reader
     else:
         reader = ip2p_reader
     with torch.inference_mode():

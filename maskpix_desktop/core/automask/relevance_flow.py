@@ -69,3 +69,66 @@ def kontext_reader(
     side = pipe.vae_scale_factor * 2
     latent = (2 * (wh // side), 2 * (ww // side))
     return Reading((wh, ww), latent, int(round(float(t_frac) * 1000)), draw)
+
+
+def qwen_reader(
+    editor: Any, image: np.ndarray, instruction: str, *, t_frac: float, long_side: int, device: Any
+) -> Reading:
+    """Qwen-Image-Edit's reading (``QwenImageEditPipeline`` or its Plus variant), as :func:`kontext_reader`:
+    ``x0`` is the source's packed latents at the working size (the editor's ``source_latents_of``, what the
+    latent blend pins), the condition image and its latents are built as the pipeline's ``__call__`` builds
+    them (about 1 MP for the VAE; the Plus variant's vision input at 384x384 area), each prompt encoded with
+    the condition image (``pipe.encode_prompt``), and each draw runs the transformer once per prompt."""
+    import torch
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as edit
+
+    from maskpix_desktop.core.editor_flow import pack
+
+    pipe = editor.pipe
+    f = int(pipe.vae_scale_factor)
+    h, w = image.shape[:2]
+    wh, ww = images.working_size(h, w, long_side, multiple=f * 2)
+    work = images.resize_image(image, (wh, ww), resample="area")
+    pil = images.to_pil(work)
+    x0 = pack(pipe, editor.source_latents_of(work))
+    transformer = pipe.transformer
+    dtype = transformer.dtype
+    if type(pipe).__name__ == "QwenImageEditPlusPipeline":
+        from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit_plus as plus
+
+        cw, ch = plus.calculate_dimensions(plus.CONDITION_IMAGE_SIZE, ww / wh)
+        vw, vh = plus.calculate_dimensions(plus.VAE_IMAGE_SIZE, ww / wh)
+        prompt_image: Any = [pipe.image_processor.resize(pil, ch, cw)]
+        vae_input: Any = [pipe.image_processor.preprocess(pil, vh, vw).unsqueeze(2)]
+    else:
+        vw, vh, _ = edit.calculate_dimensions(1024 * 1024, ww / wh)
+        prompt_image = pipe.image_processor.resize(pil, vh, vw)
+        vae_input = pipe.image_processor.preprocess(prompt_image, vh, vw).unsqueeze(2)
+    texts = [pipe.encode_prompt(image=prompt_image, prompt=p, device=device) for p in (instruction, "")]
+    channels = transformer.config.in_channels // 4
+    throwaway = torch.Generator("cpu").manual_seed(0)  # prepare_latents also draws noise: not ours
+    _, cond = pipe.prepare_latents(vae_input, 1, channels, wh, ww, texts[0][0].dtype, device, throwaway, None)
+    img_shapes = [[(1, wh // f // 2, ww // f // 2), (1, vh // f // 2, vw // f // 2)]]
+    sigma = torch.full([1], float(t_frac), device=device, dtype=dtype)
+
+    def draw(gen: Any) -> np.ndarray:
+        from diffusers.utils.torch_utils import randn_tensor
+
+        noise = randn_tensor(tuple(x0.shape), generator=gen, device=x0.device, dtype=x0.dtype)
+        xt = (1.0 - float(t_frac)) * x0 + float(t_frac) * noise
+        v = [
+            transformer(
+                hidden_states=torch.cat([xt, cond], dim=1).to(dtype),
+                timestep=sigma,
+                guidance=None,
+                encoder_hidden_states_mask=mask,
+                encoder_hidden_states=embeds,
+                img_shapes=img_shapes,
+                return_dict=False,
+            )[0][:, : xt.shape[1]]
+            for embeds, mask in texts
+        ]
+        unpacked = [pipe._unpack_latents(p, wh, ww, f)[:, :, 0] for p in v]
+        return relevance_from_eps(unpacked[0], unpacked[1])
+
+    return Reading((wh, ww), (wh // f, ww // f), int(round(float(t_frac) * 1000)), draw)
