@@ -11,6 +11,7 @@ the InstructPix2Pix one (:mod:`.relevance`), so thresholds, grounding and SAM fu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,6 @@ def kontext_reader(
     ``torch.inference_mode``): the working image (sides multiples of ``vae_scale_factor * 2``), its
     packed latents and ids and both prompts' embeddings, computed once; each draw two transformer calls."""
     import torch
-    from diffusers.utils.torch_utils import randn_tensor
 
     pipe = editor.pipe
     h, w = image.shape[:2]
@@ -47,25 +47,22 @@ def kontext_reader(
         guidance = torch.full([1], GUIDANCE, device=device, dtype=torch.float32)
     sigma = torch.full([1], float(t_frac), device=device, dtype=dtype)
 
-    def draw(gen: Any) -> np.ndarray:
-        noise = randn_tensor(tuple(x0.shape), generator=gen, device=x0.device, dtype=x0.dtype)
-        xt = (1.0 - float(t_frac)) * x0 + float(t_frac) * noise
-        v = [
-            transformer(
-                hidden_states=torch.cat([xt, x0], dim=1),
-                timestep=sigma,
-                guidance=guidance,
-                pooled_projections=pooled,
-                encoder_hidden_states=embeds,
-                txt_ids=text_ids,
-                img_ids=ids,
-                return_dict=False,
-            )[0][:, : xt.shape[1]]
-            for embeds, pooled, text_ids in texts
-        ]
-        unpacked = [pipe._unpack_latents(p, wh, ww, pipe.vae_scale_factor) for p in v]
-        return relevance_from_eps(unpacked[0], unpacked[1])
+    def velocity(xt: Any, branch: tuple) -> Any:
+        embeds, pooled, text_ids = branch
+        return transformer(
+            hidden_states=torch.cat([xt, x0], dim=1),
+            timestep=sigma,
+            guidance=guidance,
+            pooled_projections=pooled,
+            encoder_hidden_states=embeds,
+            txt_ids=text_ids,
+            img_ids=ids,
+            return_dict=False,
+        )[0]
 
+    draw = _flow_draw(
+        x0, t_frac, texts, velocity, lambda p: pipe._unpack_latents(p, wh, ww, pipe.vae_scale_factor)
+    )
     side = pipe.vae_scale_factor * 2
     latent = (2 * (wh // side), 2 * (ww // side))
     return Reading((wh, ww), latent, int(round(float(t_frac) * 1000)), draw)
@@ -111,24 +108,33 @@ def qwen_reader(
     img_shapes = [[(1, wh // f // 2, ww // f // 2), (1, vh // f // 2, vw // f // 2)]]
     sigma = torch.full([1], float(t_frac), device=device, dtype=dtype)
 
+    def velocity(xt: Any, branch: tuple) -> Any:
+        embeds, mask = branch
+        return transformer(
+            hidden_states=torch.cat([xt, cond], dim=1).to(dtype),
+            timestep=sigma,
+            guidance=None,
+            encoder_hidden_states_mask=mask,
+            encoder_hidden_states=embeds,
+            img_shapes=img_shapes,
+            return_dict=False,
+        )[0]
+
+    draw = _flow_draw(x0, t_frac, texts, velocity, lambda p: pipe._unpack_latents(p, wh, ww, f)[:, :, 0])
+    return Reading((wh, ww), (wh // f, ww // f), int(round(float(t_frac) * 1000)), draw)
+
+
+def _flow_draw(x0: Any, t_frac: float, branches: list, velocity: Callable, unpack: Callable) -> Callable:
+    """A reading's ``draw(gen)``: ``x0`` (packed) noised to ``x_t = (1 - s) x0 + s eps`` with the draw's
+    noise, the velocity of the instruction's and the empty prompt's ``branches`` (its first ``x_t`` tokens,
+    unpacked to (1, C, h, w)), and their difference."""
+
     def draw(gen: Any) -> np.ndarray:
         from diffusers.utils.torch_utils import randn_tensor
 
         noise = randn_tensor(tuple(x0.shape), generator=gen, device=x0.device, dtype=x0.dtype)
         xt = (1.0 - float(t_frac)) * x0 + float(t_frac) * noise
-        v = [
-            transformer(
-                hidden_states=torch.cat([xt, cond], dim=1).to(dtype),
-                timestep=sigma,
-                guidance=None,
-                encoder_hidden_states_mask=mask,
-                encoder_hidden_states=embeds,
-                img_shapes=img_shapes,
-                return_dict=False,
-            )[0][:, : xt.shape[1]]
-            for embeds, mask in texts
-        ]
-        unpacked = [pipe._unpack_latents(p, wh, ww, f)[:, :, 0] for p in v]
-        return relevance_from_eps(unpacked[0], unpacked[1])
+        instr, empty = (unpack(velocity(xt, branch)[:, : xt.shape[1]]) for branch in branches)
+        return relevance_from_eps(instr, empty)
 
-    return Reading((wh, ww), (wh // f, ww // f), int(round(float(t_frac) * 1000)), draw)
+    return draw
