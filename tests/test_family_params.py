@@ -101,11 +101,11 @@ def test_window_shows_the_rows_of_the_editor_a_load_reports(tiny_window) -> None
     assert win.model_label.toolTip() == f"Editor memory: {memory}"
     assert win.statusBar().currentMessage() == f"Models ready; editor memory: {memory}"
     assert win.automask_button.isEnabled() and win.automask_button.toolTip() == AUTOMASK_TIP  # Qwen reads
-    xl = LoadResult("cpu", "CPU", sam=True, ip2p=True, editor_family="ip2p_xl")
-    win._on_message(JobMessage(job, Task.LOAD, MessageKind.FINISHED, result=xl))
+    other = LoadResult("cpu", "CPU", sam=True, ip2p=True, editor_family="other")  # a family without a reader
+    win._on_message(JobMessage(job, Task.LOAD, MessageKind.FINISHED, result=other))
     assert not win.automask_button.isEnabled() and not win.automask_action.isEnabled()
-    assert win.automask_button.toolTip() == unsupported_reason("ip2p_xl") == win.automask_status.text()
-    assert "the loaded editor is ip2p_xl" in win.automask_button.toolTip()
+    assert win.automask_button.toolTip() == unsupported_reason("other") == win.automask_status.text()
+    assert "the loaded editor is other" in win.automask_button.toolTip()
     back = LoadResult("cpu", "CPU", sam=True, ip2p=True, editor_family="kontext")
     win._on_message(JobMessage(job, Task.LOAD, MessageKind.FINISHED, result=back))
     assert win.automask_button.isEnabled() and win.automask_action.isEnabled()

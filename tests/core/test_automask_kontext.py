@@ -31,11 +31,12 @@ def image(rng_image) -> np.ndarray:
     return rng_image(H, W, seed=11)
 
 
-def test_kontext_and_qwen_are_supported_and_sdxl_says_why() -> None:
-    assert unsupported_reason("kontext") is None and unsupported_reason("ip2p") is None
-    assert unsupported_reason("qwen_edit") is None
-    why = unsupported_reason("ip2p_xl")
-    assert why is not None and "the loaded editor is ip2p_xl" in why
+def test_every_shipped_family_is_supported_and_another_says_why() -> None:
+    from maskpix_desktop.core.editor_families import FAMILIES
+
+    assert all(unsupported_reason(family) is None for family in FAMILIES)
+    why = unsupported_reason("other")  # a family without a reader
+    assert why is not None and "the loaded editor is other" in why
 
 
 def test_kontext_relevance_is_the_velocity_difference_of_the_two_prompts(kontext, image) -> None:

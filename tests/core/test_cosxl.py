@@ -17,7 +17,7 @@ from test_editor import assert_latent_run_pins_the_background
 from maskpix_desktop.bench.families import plain_call
 from maskpix_desktop.core.cosxl import CONFIG_REPO, COSXL_SCHEDULER, convert_cosxl_edit
 from maskpix_desktop.core.editor_loader import load_editor
-from maskpix_desktop.core.errors import WeightsError
+from maskpix_desktop.core.errors import MaskPixError, WeightsError
 from maskpix_desktop.core.jobs import EditParams, EditRequest
 from maskpix_desktop.testing.ldm_checkpoint import save_tiny_cosxl
 from maskpix_desktop.testing.tiny_ip2p_xl import build_tiny_ip2p_xl
@@ -118,3 +118,13 @@ def test_bad_inputs_are_named_and_leave_no_folder(cosxl, tmp_path: Path, tiny_ip
     out.mkdir()
     with pytest.raises(WeightsError, match="exists"):
         convert_cosxl_edit(file, config, out)
+
+
+def test_auto_mask_refuses_cosxl_with_its_reason(editor, rng_image) -> None:
+    """CosXL's EDM v-prediction conditions the UNet on another noise scale than the DDPM reading's."""
+    from maskpix_desktop.core.automask.relevance import compute_relevance
+    from maskpix_desktop.core.automask.relevance_xl import COSXL_REASON
+
+    with pytest.raises(MaskPixError, match="EDM schedule"):
+        compute_relevance(editor, rng_image(H, W, seed=2), "make it red", draws=1)
+    assert "Click or draw the mask instead" in COSXL_REASON

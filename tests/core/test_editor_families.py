@@ -296,11 +296,49 @@ def test_editor_registry_entries_are_unpinned_folders_and_gated_ones_say_how_to_
     assert "non-commercial" in EDITORS["cosxl-edit"].description and EDITORS["cosxl-edit"].family == "ip2p_xl"
 
 
-def test_xl_auto_mask_relevance_says_why_it_is_unavailable(xl_editor, xl_image):
-    from maskpix_desktop.core.automask.relevance import compute_relevance
+def test_xl_relevance_conditions_the_unet_as_the_pipelines_own_call(xl_editor, xl_image):
+    """Auto mask on SDXL InstructPix2Pix: the reading's two UNet branches get exactly the text, pooled,
+    time-id and image-latent inputs of the pipeline's text and image-only branches (captured with a forward
+    hook on a one-step call); the noisy part is DDPM's add_noise of the source at t = 800; seeded."""
+    from diffusers.utils.torch_utils import randn_tensor
 
-    with pytest.raises(MaskPixError, match="the loaded editor is ip2p_xl. Click or draw the mask instead"):
-        compute_relevance(xl_editor, xl_image, INSTRUCTION, draws=1)
+    from maskpix_desktop.core.automask.relevance import compute_relevance, ddpm_scheduler
+
+    pipe = xl_editor.pipe
+    calls: list[dict] = []
+
+    def hook(_module, args, kwargs):
+        calls.append(
+            {
+                "sample": args[0].clone(),
+                **{k: kwargs[k] for k in ("encoder_hidden_states", "added_cond_kwargs")},
+            }
+        )
+
+    handle = pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            mode = xl_editor.encode_image(xl_image)
+            gen = torch.Generator("cpu").manual_seed(0)
+            kw = {"num_inference_steps": 1, "output_type": "latent", "guidance_scale": 7.5, "generator": gen}
+            pipe(prompt=INSTRUCTION, image=mode, height=H, width=W, image_guidance_scale=1.5, **kw)
+        rel = compute_relevance(xl_editor, xl_image, INSTRUCTION, seed=4, draws=1)
+    finally:
+        handle.remove()
+    own, mine = calls
+    assert own["sample"].shape[0] == 3 and mine["sample"].shape[0] == 2  # CFG: text, image-only, uncond
+    assert torch.equal(own["encoder_hidden_states"][:2], mine["encoder_hidden_states"])
+    for key in ("text_embeds", "time_ids"):
+        assert torch.equal(own["added_cond_kwargs"][key][:2], mine["added_cond_kwargs"][key])
+    assert torch.equal(own["sample"][:2, 4:], mine["sample"][:, 4:])  # the image latents of both branches
+    z0 = xl_editor.source_latents(mode)
+    noise = randn_tensor(tuple(z0.shape), generator=torch.Generator("cpu").manual_seed(4))
+    zt = ddpm_scheduler(pipe).add_noise(z0, noise, torch.tensor([800]))
+    assert torch.equal(mine["sample"][:, :4], torch.cat([zt, zt]))
+    f = pipe.vae_scale_factor
+    assert rel.raw.shape == (H // f, W // f) and rel.timestep == 800 and rel.raw.max() > 0
+    again = compute_relevance(xl_editor, xl_image, INSTRUCTION, seed=4, draws=1)
+    np.testing.assert_array_equal(again.raw, rel.raw)
 
 
 def test_xl_editor_is_an_edit_engine_run_by_run_edit(xl_editor, xl_image, xl_base):

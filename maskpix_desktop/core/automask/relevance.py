@@ -14,6 +14,7 @@ from maskpix_desktop.core.automask.relevance_map import (
     Reading,
     RelevanceMap,
     check_cancel,
+    ddpm_scheduler,
     default_draws,
     normalise_relevance,
     relevance_from_eps,
@@ -33,9 +34,9 @@ __all__ = [
     "unsupported_reason",
 ]
 
-#: Editor families whose denoiser the relevance map reads: SD 1.5 InstructPix2Pix's UNet (here), FLUX.1
-#: Kontext's and Qwen-Image-Edit's transformers (:mod:`.relevance_flow`); editor_families names the rest.
-RELEVANCE_FAMILIES = ("ip2p", "kontext", "qwen_edit")
+#: Editor families whose denoiser the relevance map reads: the InstructPix2Pix UNets (SD 1.5 here, SDXL in
+#: :mod:`.relevance_xl`), FLUX.1 Kontext's and Qwen-Image-Edit's transformers (:mod:`.relevance_flow`).
+RELEVANCE_FAMILIES = ("ip2p", "ip2p_xl", "kontext", "qwen_edit")
 
 
 def unsupported_reason(family: str) -> str | None:
@@ -43,25 +44,10 @@ def unsupported_reason(family: str) -> str | None:
     if family in RELEVANCE_FAMILIES:
         return None
     return (
-        "Auto mask's relevance map reads an InstructPix2Pix (SD 1.5), FLUX.1 Kontext or Qwen-Image-Edit "
-        f"denoiser; the loaded editor is {family}. Click or draw the mask instead, or load one of those "
-        "(docs/MODELS.md)."
+        "Auto mask's relevance map reads an InstructPix2Pix (SD 1.5, SDXL), FLUX.1 Kontext or "
+        f"Qwen-Image-Edit denoiser; the loaded editor is {family}. Click or draw the mask instead, or load "
+        "one of those (docs/MODELS.md)."
     )
-
-
-def ddpm_scheduler(pipe: Any) -> Any:
-    """A ``DDPMScheduler`` with the pipeline scheduler's training schedule (betas -> alphas_cumprod).
-
-    The UNet was trained with the DDPM forward process ``z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps``.
-    The IP2P pipeline ships EulerAncestral, whose ``add_noise`` works in sigma space and needs
-    ``scale_model_input`` afterwards; ``(z0 + sigma eps) / sqrt(sigma^2 + 1)`` is the same tensor, so we
-    noise with DDPM's ``add_noise`` on the same betas (``beta_start``, ``beta_end``, ``beta_schedule``,
-    ``num_train_timesteps`` from ``pipe.scheduler.config``) and feed the UNet directly.
-    """
-    from diffusers import DDPMScheduler
-
-    cfg = {k: v for k, v in dict(pipe.scheduler.config).items() if not k.startswith("_")}
-    return DDPMScheduler.from_config(cfg)
 
 
 def compute_relevance(
@@ -84,7 +70,8 @@ def compute_relevance(
     of the denoiser with the instruction's and the empty prompt's embeddings; their difference
     ``R = sum_c |pred_instr - pred_empty|`` is averaged over the draws. The reading is the family's:
     :func:`ip2p_reader` here, :func:`~.relevance_flow.kontext_reader` for FLUX.1 Kontext,
-    :func:`~.relevance_flow.qwen_reader` for Qwen-Image-Edit.
+    :func:`~.relevance_flow.qwen_reader` for Qwen-Image-Edit, :func:`~.relevance_xl.ip2p_xl_reader` for
+    SDXL InstructPix2Pix.
     """
     import torch
 
@@ -93,7 +80,7 @@ def compute_relevance(
     if why is not None:
         raise MaskPixError(why)
     pipe = editor.pipe
-    device = pipe.device if family == "ip2p" else pipe._execution_device
+    device = pipe.device if family.startswith("ip2p") else pipe._execution_device
     k = int(draws) if draws is not None else default_draws(str(device))
     if k < 1:
         raise ValueError("draws must be at least 1")
@@ -106,6 +93,8 @@ def compute_relevance(
         from maskpix_desktop.core.automask.relevance_flow import kontext_reader as reader
     elif family == "qwen_edit":
         from maskpix_desktop.core.automask.relevance_flow import qwen_reader as reader
+    elif family == "ip2p_xl":
+        from maskpix_desktop.core.automask.relevance_xl import ip2p_xl_reader as reader
     else:
         reader = ip2p_reader
     with torch.inference_mode():

@@ -16,6 +16,7 @@ from maskpix_desktop.core import masks
 from maskpix_desktop.core.errors import Cancelled
 
 __all__ = [
+    "ddpm_scheduler",
     "ProgressFn",
     "Reading",
     "RelevanceMap",
@@ -140,3 +141,18 @@ class Reading:
     latent_size: tuple[int, int]
     timestep: int
     draw: Callable[[Any], np.ndarray]
+
+
+def ddpm_scheduler(pipe: Any) -> Any:
+    """A ``DDPMScheduler`` with the pipeline scheduler's training schedule (betas -> alphas_cumprod).
+
+    The UNet was trained with the DDPM forward process ``z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps``.
+    The IP2P pipeline ships EulerAncestral, whose ``add_noise`` works in sigma space and needs
+    ``scale_model_input`` afterwards; ``(z0 + sigma eps) / sqrt(sigma^2 + 1)`` is the same tensor, so we
+    noise with DDPM's ``add_noise`` on the same betas (``beta_start``, ``beta_end``, ``beta_schedule``,
+    ``num_train_timesteps`` from ``pipe.scheduler.config``) and feed the UNet directly.
+    """
+    from diffusers import DDPMScheduler
+
+    cfg = {k: v for k, v in dict(pipe.scheduler.config).items() if not k.startswith("_")}
+    return DDPMScheduler.from_config(cfg)
