@@ -8,16 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from maskpix_desktop.core import images
 from maskpix_desktop.core.automask.relevance_map import (
     ProgressFn,
     Reading,
     RelevanceMap,
     check_cancel,
     ddpm_scheduler,
+    ddpm_working,
     default_draws,
     normalise_relevance,
     relevance_from_eps,
+    unet_draw,
 )
 from maskpix_desktop.core.errors import MaskPixError
 
@@ -131,29 +132,18 @@ def ip2p_reader(
     the empty prompt's embeddings (``pipe._encode_prompt``, exactly the pipeline's), the image condition
     concatenated on the channels like the pipeline does.
     """
-    import torch
-    from diffusers.utils.torch_utils import randn_tensor
 
     pipe = editor.pipe
-    h, w = image.shape[:2]
-    wh, ww = images.working_size(h, w, long_side, multiple=8)
-    work = images.resize_image(image, (wh, ww), resample="area")
-    sched = ddpm_scheduler(pipe)
-    n_train = int(sched.config.num_train_timesteps)
-    t_int = min(n_train - 1, int(round(t_frac * n_train)))
+    work, sched, t_int = ddpm_working(pipe, image, long_side, t_frac)
+    wh, ww = work.shape[:2]
     cond = editor.encode_image(work)  # unscaled mode, the pipeline's image condition
     z0 = cond * pipe.vae.config.scaling_factor
     embeds = pipe._encode_prompt(instruction, device, 1, True, None)[:2]  # [instruction, empty]
     dtype = pipe.unet.dtype
     embeds = embeds.to(dtype)
-    cond2 = torch.cat([cond, cond]).to(dtype)
-    t = torch.tensor([t_int], device=device, dtype=torch.long)
 
-    def draw(gen: Any) -> np.ndarray:
-        noise = randn_tensor(tuple(z0.shape), generator=gen, device=z0.device, dtype=z0.dtype)
-        zt = sched.add_noise(z0, noise, t)
-        x = torch.cat([torch.cat([zt, zt]).to(dtype), cond2], dim=1)
-        eps = pipe.unet(x, t_int, encoder_hidden_states=embeds, return_dict=False)[0]
-        return relevance_from_eps(eps[0:1], eps[1:2])
+    def unet(x: Any) -> Any:
+        return pipe.unet(x, t_int, encoder_hidden_states=embeds, return_dict=False)[0]
 
+    draw = unet_draw(z0, sched, t_int, cond.to(dtype), unet)
     return Reading((wh, ww), tuple(z0.shape[-2:]), t_int, draw)

@@ -16,6 +16,8 @@ from maskpix_desktop.core import masks
 from maskpix_desktop.core.errors import Cancelled
 
 __all__ = [
+    "ddpm_working",
+    "unet_draw",
     "ddpm_scheduler",
     "ProgressFn",
     "Reading",
@@ -156,3 +158,35 @@ def ddpm_scheduler(pipe: Any) -> Any:
 
     cfg = {k: v for k, v in dict(pipe.scheduler.config).items() if not k.startswith("_")}
     return DDPMScheduler.from_config(cfg)
+
+
+def unet_draw(z0: Any, sched: Any, t_int: int, cond: Any, unet: Callable[[Any], Any]) -> Callable:
+    """An InstructPix2Pix reading's ``draw(gen)``: ``z0`` noised by DDPM's ``add_noise`` at ``t_int`` with the
+    draw's noise, ``unet`` called once on the batch of two (noisy latents + the image condition ``cond``,
+    both in its dtype), and the difference of its two predictions."""
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    t = torch.tensor([t_int], device=z0.device, dtype=torch.long)
+    cond2 = torch.cat([cond, cond])
+
+    def draw(gen: Any) -> np.ndarray:
+        noise = randn_tensor(tuple(z0.shape), generator=gen, device=z0.device, dtype=z0.dtype)
+        zt = sched.add_noise(z0, noise, t)
+        eps = unet(torch.cat([torch.cat([zt, zt]).to(cond2.dtype), cond2], dim=1))
+        return relevance_from_eps(eps[0:1], eps[1:2])
+
+    return draw
+
+
+def ddpm_working(pipe: Any, image: np.ndarray, long_side: int, t_frac: float) -> tuple[np.ndarray, Any, int]:
+    """An InstructPix2Pix reading's set-up: the working image (long side ``long_side``, multiple of 8,
+    area-resized), :func:`ddpm_scheduler` and the integer timestep ``t_frac * T``."""
+    from maskpix_desktop.core import images
+
+    h, w = image.shape[:2]
+    wh, ww = images.working_size(h, w, long_side, multiple=8)
+    sched = ddpm_scheduler(pipe)
+    n_train = int(sched.config.num_train_timesteps)
+    t_int = min(n_train - 1, int(round(t_frac * n_train)))
+    return images.resize_image(image, (wh, ww), resample="area"), sched, t_int

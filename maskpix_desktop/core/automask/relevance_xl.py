@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from maskpix_desktop.core import images
-from maskpix_desktop.core.automask.relevance_map import Reading, ddpm_scheduler, relevance_from_eps
+from maskpix_desktop.core.automask.relevance_map import Reading, ddpm_working, unet_draw
 from maskpix_desktop.core.errors import MaskPixError
 
 COSXL_REASON = (
@@ -32,17 +31,12 @@ def ip2p_xl_reader(
     """SDXL InstructPix2Pix's reading for :func:`~.relevance.compute_relevance` (under
     ``torch.inference_mode``); MaskPixError for an EDM-scheduled (CosXL) editor."""
     import torch
-    from diffusers.utils.torch_utils import randn_tensor
 
     pipe = editor.pipe
     if "EDM" in type(pipe.scheduler).__name__ or getattr(pipe, "is_cosxl_edit", False):
         raise MaskPixError(COSXL_REASON)
-    h, w = image.shape[:2]
-    wh, ww = images.working_size(h, w, long_side, multiple=8)
-    work = images.resize_image(image, (wh, ww), resample="area")
-    sched = ddpm_scheduler(pipe)
-    n_train = int(sched.config.num_train_timesteps)
-    t_int = min(n_train - 1, int(round(t_frac * n_train)))
+    work, sched, t_int = ddpm_working(pipe, image, long_side, t_frac)
+    wh, ww = work.shape[:2]
     mode = editor.encode_image(work)
     z0 = editor.source_latents(mode)
     embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
@@ -59,16 +53,11 @@ def ip2p_xl_reader(
     )
     text = torch.cat([embeds, negative]).to(dtype)
     added = {"text_embeds": torch.cat([pooled, negative_pooled]), "time_ids": torch.cat([time_ids, time_ids])}
-    cond2 = torch.cat([cond, cond]).to(dtype)
-    t = torch.tensor([t_int], device=device, dtype=torch.long)
 
-    def draw(gen: Any) -> np.ndarray:
-        noise = randn_tensor(tuple(z0.shape), generator=gen, device=z0.device, dtype=z0.dtype)
-        zt = sched.add_noise(z0, noise, t)
-        x = torch.cat([torch.cat([zt, zt]).to(dtype), cond2], dim=1)
-        eps = pipe.unet(x, t_int, encoder_hidden_states=text, added_cond_kwargs=added, return_dict=False)[0]
-        return relevance_from_eps(eps[0:1], eps[1:2])
+    def unet(x: Any) -> Any:
+        return pipe.unet(x, t_int, encoder_hidden_states=text, added_cond_kwargs=added, return_dict=False)[0]
 
+    draw = unet_draw(z0, sched, t_int, cond.to(dtype), unet)
     return Reading((wh, ww), tuple(z0.shape[-2:]), t_int, draw)
 
 
