@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cache
@@ -84,48 +84,40 @@ def cache_position_embedding(model: Any) -> None:
     embedding (transformers' own cache holds one shape, the neck asks for four). The same tensors, computed
     once; each cache is its wrapper's ``maskpix_cache``. Parts without these methods are left as they are."""
     backbone = _hiera_backbone(model)
-    original = getattr(backbone, "_get_pos_embed", None)
-    if original is not None and not hasattr(original, "maskpix_cache"):
-        cache: dict = {}
 
-        def cached(hw: Any) -> torch.Tensor:
-            if torch.is_grad_enabled():
-                return original(hw)
-            dev = backbone.pos_embed.device.type
-            key = (
-                tuple(int(x) for x in hw),
-                dev,
-                torch.is_autocast_enabled(dev),
-                torch.get_autocast_dtype(dev),
-            )
-            if key not in cache:
-                cache[key] = original(hw)
-            return cache[key]
+    def hiera_key(hw: Any) -> tuple:
+        dev = backbone.pos_embed.device.type
+        return tuple(int(x) for x in hw), dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev)
 
-        cached.maskpix_cache = cache  # type: ignore[attr-defined]
-        backbone._get_pos_embed = cached
-    _cache_sine_embedding(
-        getattr(getattr(getattr(model, "vision_encoder", None), "neck", None), "position_encoding", None)
-    )
+    def sine_key(
+        shape: Any, device: Any, dtype: torch.dtype, mask: torch.Tensor | None = None
+    ) -> tuple | None:
+        return None if mask is not None else (tuple(int(x) for x in shape), str(device), dtype)
+
+    _memoise(backbone, "_get_pos_embed", hiera_key)
+    neck = getattr(getattr(model, "vision_encoder", None), "neck", None)
+    _memoise(getattr(neck, "position_encoding", None), "forward", sine_key)
 
 
-def _cache_sine_embedding(encoding: Any) -> None:
-    """Wrap a ``Sam2SinePositionEmbedding``'s forward with a per-(shape, device, dtype) cache (no mask)."""
-    original = getattr(encoding, "forward", None)
+def _memoise(owner: Any, name: str, key_of: Callable[..., tuple | None]) -> None:
+    """Replace the method ``owner.<name>`` by a wrapper that, while gradients are off, returns the result
+    computed once per ``key_of(*args)`` (a None key is computed every time); the dict is the wrapper's
+    ``maskpix_cache``. Nothing happens when the method is missing or already wrapped."""
+    original = getattr(owner, name, None)
     if original is None or hasattr(original, "maskpix_cache"):
         return
     cache: dict = {}
 
-    def cached(shape: Any, device: Any, dtype: torch.dtype, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if mask is not None or torch.is_grad_enabled():
-            return original(shape, device, dtype, mask)
-        key = (tuple(int(x) for x in shape), str(device), dtype)
+    def cached(*args: Any, **kwargs: Any) -> Any:
+        key = None if torch.is_grad_enabled() else key_of(*args, **kwargs)
+        if key is None:
+            return original(*args, **kwargs)
         if key not in cache:
-            cache[key] = original(shape, device, dtype)
+            cache[key] = original(*args, **kwargs)
         return cache[key]
 
     cached.maskpix_cache = cache  # type: ignore[attr-defined]
-    encoding.forward = cached
+    setattr(owner, name, cached)
 
 
 def _resolve_precision(requested: str, device: torch.device) -> str:
