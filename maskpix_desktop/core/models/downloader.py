@@ -33,13 +33,7 @@ from maskpix_desktop.core.models.local import (
     transformers_folder_complete,
     vit_folder_complete,
 )
-from maskpix_desktop.core.models.registry import (
-    _FOLDER_KINDS,
-    CONFIG_PATTERNS,
-    ModelFile,
-    ModelSpec,
-    get_spec,
-)
+from maskpix_desktop.core.models.registry import _FOLDER_KINDS, ModelFile, ModelSpec, config_spec, get_spec
 
 log = logging.getLogger(__name__)
 
@@ -262,19 +256,6 @@ def _download_converted(
 
     staging = dest.with_name(f".{dest.name}.download")
     checkpoint = staging / "checkpoint"
-    configs = ModelSpec(
-        name=f"{spec.name} configs",
-        kind=spec.kind,
-        description=spec.description,
-        files=(
-            ModelFile(
-                "model_index.json", f"https://huggingface.co/{spec.config_repo}/resolve/main/model_index.json"
-            ),
-        ),
-        hf_repo=spec.config_repo,
-        hf_revision="main",
-        patterns=CONFIG_PATTERNS,
-    )
     with _lock_for(dest):
         if diffusers_folder_complete(dest):  # another thread finished it meanwhile
             return dest
@@ -284,7 +265,11 @@ def _download_converted(
         )
         index = staging / "config" / "model_index.json"
         _download_snapshot(
-            configs, index.parent, progress=progress, cancel=cancel, complete=lambda _: index.is_file()
+            config_spec(spec),
+            index.parent,
+            progress=progress,
+            cancel=cancel,
+            complete=lambda _: index.is_file(),
         )
         try:
             convert_cosxl_edit(file, staging / "config", dest)

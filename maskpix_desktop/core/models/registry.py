@@ -322,6 +322,21 @@ SDXL_IP2P_REPO = "diffusers/sdxl-instructpix2pix-768"
 CONFIG_PATTERNS = ("model_index.json", "*/*.json", "*/*.txt")
 
 
+def config_spec(spec: ModelSpec) -> ModelSpec:
+    """The snapshot of ``spec.config_repo``'s configs and tokenizers (no weights) that completes the
+    single-file checkpoint of ``spec``."""
+    repo = str(spec.config_repo)
+    return ModelSpec(
+        name=f"{spec.name} configs",
+        kind=spec.kind,
+        description=spec.description,
+        files=(_hf_file(repo, "main", "model_index.json"),),
+        hf_repo=repo,
+        hf_revision="main",
+        patterns=CONFIG_PATTERNS,
+    )
+
+
 def _cosxl_edit() -> ModelSpec:
     """CosXL-Edit: one checkpoint file in a gated repository, converted after download (core/cosxl.py)."""
     repo, file = "stabilityai/cosxl", "cosxl_edit.safetensors"
