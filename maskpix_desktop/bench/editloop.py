@@ -170,8 +170,7 @@ def _loop_inputs(h: int, w: int, long_side: int = 512) -> dict[str, Any]:
     reps = (-(-h // 256), -(-w // 256), 1)
     base = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.int16)
     orig = np.clip(base + np.tile(noise, reps)[:h, :w], 0, 255).astype(np.uint8)
-    wh, ww = images.working_size(h, w, long_side, multiple=8)
-    work = images.resize_image(orig, (wh, ww), resample="area")
+    work = images.working_image(orig, long_side, multiple=8)
     out = np.clip(work.astype(np.int16) + (40, -10, 25), 0, 255).astype(np.uint8)
     return {"orig": orig, "work_out": out, "mask": ellipse_mask(h, w)}
 

@@ -226,8 +226,8 @@ class Editor:
         (float, image size) given to a mask pipeline; back to full size."""
         torch = self._torch
         h, w = image.shape[:2]
-        wh, ww = images.working_size(h, w, p.long_side, multiple=8)
-        work = images.resize_image(image, (wh, ww), resample="area")
+        work = images.working_image(image, p.long_side, multiple=8)
+        wh, ww = work.shape[:2]
         with torch.inference_mode():
             lat = self.encode_image(work)
         if pipe_mask is not None:

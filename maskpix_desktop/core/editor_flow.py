@@ -143,8 +143,8 @@ class FlowEditor(Editor):
     ):
         """Run the editor on ``image`` at working size (latent blend with ``mask`` if given); full size."""
         h, w = image.shape[:2]
-        wh, ww = images.working_size(h, w, p.long_side, multiple=self.size_multiple)
-        work = images.resize_image(image, (wh, ww), resample="area")
+        work = images.working_image(image, p.long_side, multiple=self.size_multiple)
+        wh, ww = work.shape[:2]
         callback = prog.callback(stage)
         if mask is not None:
             m_work = masks.resize_mask(masks.as_bool(mask), (wh, ww))

@@ -40,6 +40,7 @@ __all__ = [
     "resize_image",
     "save_image",
     "to_pil",
+    "working_image",
     "working_size",
 ]
 
@@ -312,6 +313,12 @@ def working_size(h: int, w: int, long_side: int = 512, multiple: int = 8) -> tup
         return max(multiple, min(nearest, cap))
 
     return side(h), side(w)
+
+
+def working_image(image: np.ndarray, long_side: int = 512, multiple: int = 8) -> np.ndarray:
+    """``image`` area-resized to :func:`working_size` (itself when that is its size): what a model runs on."""
+    h, w = image.shape[:2]
+    return resize_image(image, working_size(h, w, long_side, multiple), resample="area")
 
 
 def image_hash(arr: np.ndarray) -> str:

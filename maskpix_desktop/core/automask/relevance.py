@@ -132,7 +132,6 @@ def ip2p_reader(
     the empty prompt's embeddings (``pipe._encode_prompt``, exactly the pipeline's), the image condition
     concatenated on the channels like the pipeline does.
     """
-
     pipe = editor.pipe
     work, sched, t_int = ddpm_working(pipe, image, long_side, t_frac)
     wh, ww = work.shape[:2]

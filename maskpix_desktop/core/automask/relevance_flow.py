@@ -32,9 +32,8 @@ def kontext_reader(
     import torch
 
     pipe = editor.pipe
-    h, w = image.shape[:2]
-    wh, ww = images.working_size(h, w, long_side, multiple=pipe.vae_scale_factor * 2)
-    work = images.resize_image(image, (wh, ww), resample="area")
+    work = images.working_image(image, long_side, multiple=pipe.vae_scale_factor * 2)
+    wh, ww = work.shape[:2]
     transformer = pipe.transformer
     dtype = transformer.dtype
     channels = transformer.config.in_channels // 4
@@ -83,9 +82,8 @@ def qwen_reader(
 
     pipe = editor.pipe
     f = int(pipe.vae_scale_factor)
-    h, w = image.shape[:2]
-    wh, ww = images.working_size(h, w, long_side, multiple=f * 2)
-    work = images.resize_image(image, (wh, ww), resample="area")
+    work = images.working_image(image, long_side, multiple=f * 2)
+    wh, ww = work.shape[:2]
     pil = images.to_pil(work)
     x0 = pack(pipe, editor.source_latents_of(work))
     transformer = pipe.transformer

@@ -16,16 +16,16 @@ from maskpix_desktop.core import masks
 from maskpix_desktop.core.errors import Cancelled
 
 __all__ = [
-    "ddpm_working",
-    "unet_draw",
-    "ddpm_scheduler",
     "ProgressFn",
     "Reading",
     "RelevanceMap",
     "check_cancel",
+    "ddpm_scheduler",
+    "ddpm_working",
     "default_draws",
     "normalise_relevance",
     "relevance_from_eps",
+    "unet_draw",
 ]
 
 ProgressFn = Callable[[int, int, str], None]
@@ -184,9 +184,7 @@ def ddpm_working(pipe: Any, image: np.ndarray, long_side: int, t_frac: float) ->
     area-resized), :func:`ddpm_scheduler` and the integer timestep ``t_frac * T``."""
     from maskpix_desktop.core import images
 
-    h, w = image.shape[:2]
-    wh, ww = images.working_size(h, w, long_side, multiple=8)
     sched = ddpm_scheduler(pipe)
     n_train = int(sched.config.num_train_timesteps)
     t_int = min(n_train - 1, int(round(t_frac * n_train)))
-    return images.resize_image(image, (wh, ww), resample="area"), sched, t_int
+    return images.working_image(image, long_side, multiple=8), sched, t_int
