@@ -38,6 +38,7 @@ from maskpix_desktop.core.images import image_hash
 from maskpix_desktop.core.masks import resize_logits
 from maskpix_desktop.core.sam2_arch import detect_sam2_type, safetensors_shapes, sam2_folder
 from maskpix_desktop.core.sam2_decoder import FastSam2Decoder, Sam2ImageTensors, fast_sam2_decoder_supported
+from maskpix_desktop.core.sam2_pixels import channels_last_processor
 from maskpix_desktop.core.segmenter import (
     DECODERS,
     ENCODER_PRECISIONS,
@@ -311,7 +312,7 @@ class Sam2Segmenter:
             )
         self.model = model.to(device).eval()
         cache_position_embedding(self.model)
-        self.processor = processor
+        self.processor = channels_last_processor(processor)
         self.model_type = model_type
         self.device = torch.device(device)
         self.cache_size = cache_size
@@ -426,7 +427,7 @@ class Sam2Segmenter:
             return False
         self._current = None
         pixels = self.processor(images=image, return_tensors="pt", input_data_format="channels_last")
-        pixels = pixels["pixel_values"].to(self.device)
+        pixels = pixels["pixel_values"].contiguous().to(self.device)
         with (
             oom_guard(f"SAM 2 ({self.model_type})", self.device, "encoding the image"),
             torch.inference_mode(),
