@@ -17,7 +17,7 @@ from test_editor import assert_latent_run_pins_the_background
 from maskpix_desktop.bench.families import plain_call
 from maskpix_desktop.core.cosxl import CONFIG_REPO, COSXL_SCHEDULER, convert_cosxl_edit
 from maskpix_desktop.core.editor_loader import load_editor
-from maskpix_desktop.core.errors import MaskPixError, WeightsError
+from maskpix_desktop.core.errors import WeightsError
 from maskpix_desktop.core.jobs import EditParams, EditRequest
 from maskpix_desktop.testing.ldm_checkpoint import save_tiny_cosxl
 from maskpix_desktop.testing.tiny_ip2p_xl import build_tiny_ip2p_xl
@@ -120,11 +120,69 @@ def test_bad_inputs_are_named_and_leave_no_folder(cosxl, tmp_path: Path, tiny_ip
         convert_cosxl_edit(file, config, out)
 
 
-def test_auto_mask_refuses_cosxl_with_its_reason(editor, rng_image) -> None:
-    """CosXL's EDM v-prediction conditions the UNet on another noise scale than the DDPM reading's."""
-    from maskpix_desktop.core.automask.relevance import compute_relevance
-    from maskpix_desktop.core.automask.relevance_xl import COSXL_REASON
+def test_auto_mask_reads_cosxl_through_its_edm_preconditioning(editor, rng_image) -> None:
+    """Auto mask on CosXL-Edit: the UNet gets the pipeline's own text, pooled, time-id and (CosXL-scaled)
+    image-latent inputs for its text and image-only branches, the noisy part ``c_in(sigma) (z0 + sigma eps)``
+    at timestep ``c_noise(sigma)`` with DDPM t = 800's signal-to-noise ratio, and the map is the difference
+    of the branches' implied noise, ``sigma_data / sqrt(sigma^2 + sigma_data^2)`` times that of the
+    v-predictions. The pipeline's own one-step call shows the same conditioning at its own sigma."""
+    from diffusers import DDPMScheduler
+    from diffusers.utils.torch_utils import randn_tensor
 
-    with pytest.raises(MaskPixError, match="EDM schedule"):
-        compute_relevance(editor, rng_image(H, W, seed=2), "make it red", draws=1)
-    assert "Click or draw the mask instead" in COSXL_REASON
+    from maskpix_desktop.core.automask.relevance import compute_relevance
+
+    pipe = editor.pipe
+    image = rng_image(H, W, seed=2)
+    calls: list[dict] = []
+
+    def hook(_module, args, kwargs, output):
+        keys = ("encoder_hidden_states", "added_cond_kwargs")
+        calls.append(
+            {
+                "sample": args[0].clone(),
+                "t": args[1],
+                "out": output[0].clone(),
+                **{k: kwargs[k] for k in keys},
+            }
+        )
+
+    handle = pipe.unet.register_forward_hook(hook, with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            mode = editor.encode_image(image)
+            gen = torch.Generator("cpu").manual_seed(0)
+            kw = {"num_inference_steps": 1, "output_type": "latent", "guidance_scale": 7.5, "generator": gen}
+            pipe(prompt="make it red", image=mode, height=H, width=W, image_guidance_scale=1.5, **kw)
+        rel = compute_relevance(editor, image, "make it red", seed=4, draws=1)
+    finally:
+        handle.remove()
+    own, mine = calls
+    assert own["sample"].shape[0] == 3 and mine["sample"].shape[0] == 2
+    assert torch.equal(own["encoder_hidden_states"][:2], mine["encoder_hidden_states"])
+    for key in ("text_embeds", "time_ids"):
+        assert torch.equal(own["added_cond_kwargs"][key][:2], mine["added_cond_kwargs"][key])
+    assert torch.equal(own["sample"][:2, 4:], mine["sample"][:, 4:])
+    sched = pipe.scheduler
+    s0 = float(sched.sigmas[0])  # the pipeline's one step: its noise, c_in and c_noise at its own sigma
+    latents = randn_tensor((1, 4, H // 8, W // 8), generator=torch.Generator("cpu").manual_seed(0))
+    latents = latents * sched.init_noise_sigma
+    torch.testing.assert_close(own["sample"][0, :4], latents[0] / (s0**2 + 1) ** 0.5, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        own["t"].float(), torch.tensor(0.25 * np.log(s0), dtype=torch.float32), rtol=1e-6, atol=0
+    )
+    ddpm = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    abar = float(ddpm.alphas_cumprod[800])
+    sigma = ((1 - abar) / abar) ** 0.5
+    assert 5.0 < sigma < 5.2  # about 5.1
+    z0 = editor.source_latents(mode)
+    xt = z0 + sigma * randn_tensor(tuple(z0.shape), generator=torch.Generator("cpu").manual_seed(4))
+    want = torch.cat([xt, xt]) / (sigma**2 + 1) ** 0.5
+    torch.testing.assert_close(mine["sample"][:, :4], want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        mine["t"].float(), torch.tensor(0.25 * np.log(sigma), dtype=torch.float32), rtol=1e-6, atol=0
+    )
+    dv = (mine["out"][0] - mine["out"][1]).abs().sum(0).numpy() / (sigma**2 + 1) ** 0.5
+    np.testing.assert_allclose(rel.raw, dv, rtol=1e-4, atol=1e-6)
+    assert rel.raw.max() > 0 and rel.timestep == 800
+    again = compute_relevance(editor, image, "make it red", seed=4, draws=1)
+    np.testing.assert_array_equal(again.raw, rel.raw)

@@ -145,8 +145,9 @@ class Reading:
     draw: Callable[[Any], np.ndarray]
 
 
-def ddpm_scheduler(pipe: Any) -> Any:
-    """A ``DDPMScheduler`` with the pipeline scheduler's training schedule (betas -> alphas_cumprod).
+def ddpm_scheduler(pipe: Any, config: dict[str, Any] | None = None) -> Any:
+    """A ``DDPMScheduler`` with the pipeline scheduler's training schedule (betas -> alphas_cumprod), or
+    with ``config`` where the pipeline's scheduler has none (an EDM one).
 
     The UNet was trained with the DDPM forward process ``z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps``.
     The IP2P pipeline ships EulerAncestral, whose ``add_noise`` works in sigma space and needs
@@ -156,6 +157,8 @@ def ddpm_scheduler(pipe: Any) -> Any:
     """
     from diffusers import DDPMScheduler
 
+    if config is not None:
+        return DDPMScheduler(**config)
     cfg = {k: v for k, v in dict(pipe.scheduler.config).items() if not k.startswith("_")}
     return DDPMScheduler.from_config(cfg)
 
@@ -179,12 +182,14 @@ def unet_draw(z0: Any, sched: Any, t_int: int, cond: Any, unet: Callable[[Any], 
     return draw
 
 
-def ddpm_working(pipe: Any, image: np.ndarray, long_side: int, t_frac: float) -> tuple[np.ndarray, Any, int]:
+def ddpm_working(
+    pipe: Any, image: np.ndarray, long_side: int, t_frac: float, *, config: dict[str, Any] | None = None
+) -> tuple[np.ndarray, Any, int]:
     """An InstructPix2Pix reading's set-up: the working image (long side ``long_side``, multiple of 8,
-    area-resized), :func:`ddpm_scheduler` and the integer timestep ``t_frac * T``."""
+    area-resized), :func:`ddpm_scheduler` (``config`` as there) and the integer timestep ``t_frac * T``."""
     from maskpix_desktop.core import images
 
-    sched = ddpm_scheduler(pipe)
+    sched = ddpm_scheduler(pipe, config)
     n_train = int(sched.config.num_train_timesteps)
     t_int = min(n_train - 1, int(round(t_frac * n_train)))
     return images.working_image(image, long_side, multiple=8), sched, t_int

@@ -6,8 +6,15 @@ As :func:`~.relevance.ip2p_reader`: the source ``z0 = mode * scaling_factor`` is
 batch of two: the instruction's embeddings and the pipeline's image-only branch (its negative embeddings:
 zeros when the model sets ``force_zeros_for_empty_prompt``), each with the pooled text embeddings and the
 size ``time_ids`` the pipeline computes (``_get_add_time_ids`` at the working size), and the image latents
-from the pipeline's ``prepare_image_latents``. CosXL-Edit's EDM v-prediction conditions the UNet on another
-noise scale, so it is refused with a reason.
+from the pipeline's ``prepare_image_latents``.
+
+CosXL-Edit runs an EDM schedule (``EDMEulerScheduler``, v-prediction): its UNet takes ``c_in(sigma) x_t``
+with ``x_t = z0 + sigma eps`` and the timestep ``c_noise(sigma)``, and its output becomes the denoised
+latents through ``precondition_outputs``. The reading noises the source at the sigma whose signal-to-noise
+ratio is DDPM's at ``t`` on Stable Diffusion's training schedule (``sqrt((1 - abar_t) / abar_t)``, about 5.1
+at t = 800), conditions the UNet with the pipeline scheduler's own ``precondition_inputs`` /
+``precondition_noise``, and compares the two branches' implied noise ``(x_t - denoised) / sigma``, so the map
+reads the same quantity as the DDPM readings.
 """
 
 from __future__ import annotations
@@ -16,26 +23,24 @@ from typing import Any
 
 import numpy as np
 
-from maskpix_desktop.core.automask.relevance_map import Reading, ddpm_working, unet_draw
-from maskpix_desktop.core.errors import MaskPixError
+from maskpix_desktop.core.automask.relevance_map import Reading, ddpm_working, relevance_from_eps, unet_draw
 
-COSXL_REASON = (
-    "Auto mask reads a DDPM-trained InstructPix2Pix; this editor runs an EDM schedule (CosXL-Edit), whose "
-    "UNet is conditioned on another noise scale. Click or draw the mask instead."
-)
+#: Stable Diffusion's (and SDXL's) DDPM training schedule, for the EDM reading's noise level.
+SD_TRAINING_SCHEDULE = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 
 
 def ip2p_xl_reader(
     editor: Any, image: np.ndarray, instruction: str, *, t_frac: float, long_side: int, device: Any
 ) -> Reading:
     """SDXL InstructPix2Pix's reading for :func:`~.relevance.compute_relevance` (under
-    ``torch.inference_mode``); MaskPixError for an EDM-scheduled (CosXL) editor."""
+    ``torch.inference_mode``); an EDM-scheduled editor (CosXL-Edit) is read at the equivalent noise level."""
     import torch
 
     pipe = editor.pipe
-    if "EDM" in type(pipe.scheduler).__name__ or getattr(pipe, "is_cosxl_edit", False):
-        raise MaskPixError(COSXL_REASON)
-    work, sched, t_int = ddpm_working(pipe, image, long_side, t_frac)
+    edm = is_edm(pipe.scheduler)
+    work, sched, t_int = ddpm_working(
+        pipe, image, long_side, t_frac, config=SD_TRAINING_SCHEDULE if edm else None
+    )
     wh, ww = work.shape[:2]
     mode = editor.encode_image(work)
     z0 = editor.source_latents(mode)
@@ -54,11 +59,46 @@ def ip2p_xl_reader(
     text = torch.cat([embeds, negative]).to(dtype)
     added = {"text_embeds": torch.cat([pooled, negative_pooled]), "time_ids": torch.cat([time_ids, time_ids])}
 
-    def unet(x: Any) -> Any:
-        return pipe.unet(x, t_int, encoder_hidden_states=text, added_cond_kwargs=added, return_dict=False)[0]
+    def unet(x: Any, t: Any = t_int) -> Any:
+        return pipe.unet(x, t, encoder_hidden_states=text, added_cond_kwargs=added, return_dict=False)[0]
 
-    draw = unet_draw(z0, sched, t_int, cond.to(dtype), unet)
+    if edm:
+        draw = edm_draw(z0, pipe.scheduler, equivalent_sigma(sched, t_int), cond.to(dtype), unet)
+    else:
+        draw = unet_draw(z0, sched, t_int, cond.to(dtype), unet)
     return Reading((wh, ww), tuple(z0.shape[-2:]), t_int, draw)
+
+
+def is_edm(scheduler: Any) -> bool:
+    """True for an EDM-preconditioned scheduler (diffusers' ``EDM*Scheduler``: CosXL-Edit's)."""
+    return all(hasattr(scheduler, f"precondition_{k}") for k in ("inputs", "noise", "outputs"))
+
+
+def equivalent_sigma(ddpm: Any, t_int: int) -> float:
+    """The EDM noise level with the signal-to-noise ratio of DDPM's ``t_int``: ``sqrt((1 - abar) / abar)``."""
+    abar = float(ddpm.alphas_cumprod[t_int])
+    return ((1.0 - abar) / abar) ** 0.5
+
+
+def edm_draw(z0: Any, scheduler: Any, sigma: float, cond: Any, unet: Any) -> Any:
+    """An EDM reading's ``draw(gen)``: ``x_t = z0 + sigma eps``, the UNet on ``c_in(sigma) x_t`` (both
+    branches, with the image condition ``cond``) at timestep ``c_noise(sigma)``, each output turned into
+    denoised latents and then into its implied noise ``(x_t - denoised) / sigma``; their difference."""
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    s = torch.tensor(sigma, dtype=torch.float32, device=z0.device)
+    t = scheduler.precondition_noise(s)
+    cond2 = torch.cat([cond, cond])
+
+    def draw(gen: Any) -> np.ndarray:
+        noise = randn_tensor(tuple(z0.shape), generator=gen, device=z0.device, dtype=z0.dtype)
+        xt = torch.cat([z0 + s * noise] * 2)
+        out = unet(torch.cat([scheduler.precondition_inputs(xt, s).to(cond2.dtype), cond2], dim=1), t)
+        eps = (xt - scheduler.precondition_outputs(xt, out.float(), s)) / s
+        return relevance_from_eps(eps[0:1], eps[1:2])
+
+    return draw
 
 
 def _projection_dim(pipe: Any, pooled: Any) -> int:
