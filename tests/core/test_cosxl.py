@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from test_editor import assert_latent_run_pins_the_background
+from test_editor_families import unet_calls_of_call_and_reading
 
 from maskpix_desktop.bench.families import plain_call
 from maskpix_desktop.core.cosxl import CONFIG_REPO, COSXL_SCHEDULER, convert_cosxl_edit
@@ -133,30 +134,7 @@ def test_auto_mask_reads_cosxl_through_its_edm_preconditioning(editor, rng_image
 
     pipe = editor.pipe
     image = rng_image(H, W, seed=2)
-    calls: list[dict] = []
-
-    def hook(_module, args, kwargs, output):
-        keys = ("encoder_hidden_states", "added_cond_kwargs")
-        calls.append(
-            {
-                "sample": args[0].clone(),
-                "t": args[1],
-                "out": output[0].clone(),
-                **{k: kwargs[k] for k in keys},
-            }
-        )
-
-    handle = pipe.unet.register_forward_hook(hook, with_kwargs=True)
-    try:
-        with torch.inference_mode():
-            mode = editor.encode_image(image)
-            gen = torch.Generator("cpu").manual_seed(0)
-            kw = {"num_inference_steps": 1, "output_type": "latent", "guidance_scale": 7.5, "generator": gen}
-            pipe(prompt="make it red", image=mode, height=H, width=W, image_guidance_scale=1.5, **kw)
-        rel = compute_relevance(editor, image, "make it red", seed=4, draws=1)
-    finally:
-        handle.remove()
-    own, mine = calls
+    own, mine, rel, mode = unet_calls_of_call_and_reading(editor, image, "make it red")
     assert own["sample"].shape[0] == 3 and mine["sample"].shape[0] == 2
     assert torch.equal(own["encoder_hidden_states"][:2], mine["encoder_hidden_states"])
     for key in ("text_embeds", "time_ids"):

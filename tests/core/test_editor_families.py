@@ -296,6 +296,37 @@ def test_editor_registry_entries_are_unpinned_folders_and_gated_ones_say_how_to_
     assert "non-commercial" in EDITORS["cosxl-edit"].description and EDITORS["cosxl-edit"].family == "ip2p_xl"
 
 
+def unet_calls_of_call_and_reading(editor: Editor, image: np.ndarray, instruction: str) -> tuple:
+    """(own, mine, relevance, mode): the UNet's positional inputs, ``encoder_hidden_states``,
+    ``added_cond_kwargs`` and output (a forward hook) in the pipeline's own one-step call (seed 0, guidance
+    7.5, image guidance 1.5) and in auto mask's reading (seed 4, one draw) of ``image``; its map; the
+    image's latent mode."""
+    from maskpix_desktop.core.automask.relevance import compute_relevance
+
+    pipe = editor.pipe
+    calls: list[dict] = []
+
+    def hook(_module, args, kwargs, output):
+        keys = ("encoder_hidden_states", "added_cond_kwargs")
+        calls.append(
+            {"sample": args[0].clone(), "t": args[1], "out": output[0].clone()} | {k: kwargs[k] for k in keys}
+        )
+
+    handle = pipe.unet.register_forward_hook(hook, with_kwargs=True)
+    h, w = image.shape[:2]
+    try:
+        with torch.inference_mode():
+            mode = editor.encode_image(image)
+            gen = torch.Generator("cpu").manual_seed(0)
+            kw = {"num_inference_steps": 1, "output_type": "latent", "guidance_scale": 7.5, "generator": gen}
+            pipe(prompt=instruction, image=mode, height=h, width=w, image_guidance_scale=1.5, **kw)
+        rel = compute_relevance(editor, image, instruction, seed=4, draws=1)
+    finally:
+        handle.remove()
+    own, mine = calls
+    return own, mine, rel, mode
+
+
 def test_xl_relevance_conditions_the_unet_as_the_pipelines_own_call(xl_editor, xl_image):
     """Auto mask on SDXL InstructPix2Pix: the reading's two UNet branches get exactly the text, pooled,
     time-id and image-latent inputs of the pipeline's text and image-only branches (captured with a forward
@@ -305,27 +336,7 @@ def test_xl_relevance_conditions_the_unet_as_the_pipelines_own_call(xl_editor, x
     from maskpix_desktop.core.automask.relevance import compute_relevance, ddpm_scheduler
 
     pipe = xl_editor.pipe
-    calls: list[dict] = []
-
-    def hook(_module, args, kwargs):
-        calls.append(
-            {
-                "sample": args[0].clone(),
-                **{k: kwargs[k] for k in ("encoder_hidden_states", "added_cond_kwargs")},
-            }
-        )
-
-    handle = pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.inference_mode():
-            mode = xl_editor.encode_image(xl_image)
-            gen = torch.Generator("cpu").manual_seed(0)
-            kw = {"num_inference_steps": 1, "output_type": "latent", "guidance_scale": 7.5, "generator": gen}
-            pipe(prompt=INSTRUCTION, image=mode, height=H, width=W, image_guidance_scale=1.5, **kw)
-        rel = compute_relevance(xl_editor, xl_image, INSTRUCTION, seed=4, draws=1)
-    finally:
-        handle.remove()
-    own, mine = calls
+    own, mine, rel, mode = unet_calls_of_call_and_reading(xl_editor, xl_image, INSTRUCTION)
     assert own["sample"].shape[0] == 3 and mine["sample"].shape[0] == 2  # CFG: text, image-only, uncond
     assert torch.equal(own["encoder_hidden_states"][:2], mine["encoder_hidden_states"])
     for key in ("text_embeds", "time_ids"):
