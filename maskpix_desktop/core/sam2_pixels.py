@@ -9,6 +9,7 @@ bit for bit; where torchvision has no native uint8 resize the processor's own pa
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -39,45 +40,40 @@ def channels_last_processor(processor: Any) -> Any:
     return _subclass().from_dict(processor.to_dict())
 
 
-_CLASS: type | None = None
-
-
+@cache
 def _subclass() -> type:
     """The subclass, defined at first use (transformers is imported lazily, as by the SAM 2 loader)."""
-    global _CLASS
-    if _CLASS is None:
-        from transformers import Sam2ImageProcessor
-        from transformers.image_utils import ChannelDimension
+    from transformers import Sam2ImageProcessor
+    from transformers.image_utils import ChannelDimension
 
-        class ChannelsLastSam2ImageProcessor(Sam2ImageProcessor):
-            """``Sam2ImageProcessor`` keeping an (H, W, 3) uint8 input in memory order up to the resize."""
+    class ChannelsLastSam2ImageProcessor(Sam2ImageProcessor):
+        """``Sam2ImageProcessor`` keeping an (H, W, 3) uint8 input in memory order up to the resize."""
 
-            def process_image(
-                self,
-                image: Any,
-                do_convert_rgb: bool | None = None,
-                input_data_format: Any = None,
-                device: Any = None,
-                **kwargs: Any,
-            ) -> torch.Tensor:
-                if (
-                    isinstance(image, np.ndarray)
-                    and image.dtype == np.uint8
-                    and image.ndim == 3
-                    and image.shape[2] == 3
-                    and image.flags.c_contiguous
-                    and input_data_format is not None
-                    and ChannelDimension(input_data_format) == ChannelDimension.LAST
-                    and device is None
-                ):
-                    return torch.from_numpy(image).permute(2, 0, 1)  # a view: no copy
-                return super().process_image(
-                    image,
-                    do_convert_rgb=do_convert_rgb,
-                    input_data_format=input_data_format,
-                    device=device,
-                    **kwargs,
-                )
+        def process_image(
+            self,
+            image: Any,
+            do_convert_rgb: bool | None = None,
+            input_data_format: Any = None,
+            device: Any = None,
+            **kwargs: Any,
+        ) -> torch.Tensor:
+            if (
+                isinstance(image, np.ndarray)
+                and image.dtype == np.uint8
+                and image.ndim == 3
+                and image.shape[2] == 3
+                and image.flags.c_contiguous
+                and input_data_format is not None
+                and ChannelDimension(input_data_format) == ChannelDimension.LAST
+                and device is None
+            ):
+                return torch.from_numpy(image).permute(2, 0, 1)  # a view: no copy
+            return super().process_image(
+                image,
+                do_convert_rgb=do_convert_rgb,
+                input_data_format=input_data_format,
+                device=device,
+                **kwargs,
+            )
 
-        _CLASS = ChannelsLastSam2ImageProcessor
-    return _CLASS
+    return ChannelsLastSam2ImageProcessor
