@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         default="sample",
         help="base scheduler",
     )
+    ap.add_argument(
+        "--tokens", choices=("words", "bytes"), default="words", help="the base's tokenizer (proof.py)"
+    )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--consistency-weight", type=float, default=32.0, help="lambda")
@@ -65,7 +68,13 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     t0 = time.perf_counter()
-    base = save_proof_base(out / "base", seed=args.seed, vae=args.vae, prediction_type=args.prediction_type)
+    base = save_proof_base(
+        out / "base",
+        seed=args.seed,
+        vae=args.vae,
+        prediction_type=args.prediction_type,
+        tokens=args.tokens,
+    )
     cfg = TrainConfig(
         base=str(base),
         output_dir=str(out),
@@ -87,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         warm_steps=args.warm_steps,
         warm_lr=args.warm_lr,
     )
-    report["vae"], report["prediction_type"] = args.vae, args.prediction_type
+    report["vae"], report["prediction_type"], report["tokens"] = args.vae, args.prediction_type, args.tokens
     report["total_s"] = round(time.perf_counter() - t0, 1)
     (out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(table(report))

@@ -24,15 +24,33 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
-def write_clip_tokenizer(folder: Path, model_max_length: int = 77) -> Path:
-    """Write a minimal CLIP BPE tokenizer (vocab.json, merges.txt, configs) into ``folder``."""
+def word_merges(words: tuple[str, ...]) -> list[tuple[str, str]]:
+    """BPE merges that make each lower-case ASCII word one token (``word</w>``), left to right; longer words'
+    merges rank first, so a short word's pair ("r e" of "red") does not split a longer one ("green")."""
+    pairs: list[tuple[str, str]] = []
+    for word in sorted(set(words), key=lambda w: (-len(w), w)):
+        parts = list(word[:-1]) + [word[-1] + "</w>"]
+        left = parts[0]
+        for right in parts[1:]:
+            if (left, right) not in pairs:
+                pairs.append((left, right))
+            left += right
+    return pairs
+
+
+def write_clip_tokenizer(folder: Path, model_max_length: int = 77, words: tuple[str, ...] = ()) -> Path:
+    """Write a minimal CLIP BPE tokenizer (vocab.json, merges.txt, configs) into ``folder``.
+
+    ``words``: whole words that become single tokens (as real CLIP's vocabulary has for common words);
+    their merges rank first. Without them the vocabulary is the byte alphabet plus five merges."""
     folder.mkdir(parents=True, exist_ok=True)
     chars = list(_bytes_to_unicode().values())
     tokens = ["<|startoftext|>", "<|endoftext|>", "!"] + chars + [c + "</w>" for c in chars]
     vocab: dict[str, int] = {}
     for tok in tokens:
         vocab.setdefault(tok, len(vocab))
-    pairs = (("t", "h"), ("th", "e</w>"), ("a", "n"), ("r", "e"), ("e", "d</w>"))
+    base = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("r", "e"), ("e", "d</w>")]
+    pairs = word_merges(words) + [p for p in base if p not in word_merges(words)]
     merges = ["#version: 0.2"] + [f"{a} {b}" for a, b in pairs]
     for a, b in pairs:
         vocab.setdefault(a + b, len(vocab))

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from maskpix_desktop.core.maskcond.data import EncodedSet
-from maskpix_desktop.core.maskcond.proof import latent_metrics, local_vae, save_proof_base, table
+from maskpix_desktop.core.maskcond.pipeline import ddim_from
+from maskpix_desktop.core.maskcond.proof import (
+    latent_metrics,
+    local_vae,
+    save_proof_base,
+    table,
+    task_tokenizer,
+)
 
 
 def _set() -> EncodedSet:
@@ -101,6 +108,48 @@ def test_the_local_vae_has_no_mid_attention_and_keeps_a_recolouring_local(tmp_pa
     cfg = (folder / "scheduler" / "scheduler_config.json").read_text()
     assert '"prediction_type": "sample"' in cfg
     assert '"mid_block_add_attention": false' in (folder / "vae" / "config.json").read_text()
+
+
+def test_the_evaluation_sampler_keeps_x0_estimates_beyond_one():
+    """DDIM's default clips every x0 estimate to [-1, 1]; unit-variance latents must pass unclipped."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    config = DDPMScheduler(beta_schedule="scaled_linear", prediction_type="sample").config
+    x0 = torch.full((1, 4, 8, 8), 2.5)
+    x0[..., :4] = -1.75
+
+    def sample(sched) -> torch.Tensor:
+        sched.set_timesteps(10)
+        x = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+        for t in sched.timesteps:
+            x = sched.step(x0, t, x).prev_sample  # a model that always predicts x0 exactly
+        return x
+
+    assert torch.allclose(sample(ddim_from(config)), x0, atol=1e-4)
+    assert float(sample(DDIMScheduler.from_config(config)).abs().max()) <= 1.0 + 1e-4  # what it replaces
+
+
+def test_the_proof_tokenizer_makes_each_instruction_word_one_token(tmp_path: Path):
+    from maskpix_desktop.core.maskcond.synthetic import COLOURS, KINDS
+
+    words = task_tokenizer("words")
+    for kind in KINDS:
+        for colour in COLOURS:
+            assert words.tokenize(f"make the {kind} {colour}") == [
+                "make</w>",
+                "the</w>",
+                f"{kind}</w>",
+                f"{colour}</w>",
+            ]
+    assert len(task_tokenizer("bytes").tokenize("make the circle green")) > 4
+    assert max(words.get_vocab().values()) < 1000  # tiny_ip2p's text encoder has 1000 embeddings
+    folder = save_proof_base(tmp_path / "base", tokens="words")
+    from transformers import CLIPTokenizer
+
+    saved = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    assert saved.tokenize("make the triangle green") == ["make</w>", "the</w>", "triangle</w>", "green</w>"]
+    with pytest.raises(ValueError, match="tokens"):
+        task_tokenizer("chars")
 
 
 @pytest.mark.slow

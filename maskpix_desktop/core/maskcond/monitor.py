@@ -51,14 +51,13 @@ def validation_grid(rows: list[list[np.ndarray]]) -> np.ndarray:
 def validate(acc: Any, pipe: Any, unet: Any, items: Any, cfg: Any, step: int) -> Path:
     """Sample the validation items with ``unet`` (restored to train mode after); write and log the grid."""
     import torch
-    from diffusers import DDIMScheduler
     from PIL import Image
 
-    from maskpix_desktop.core.maskcond.pipeline import MaskPix2PixPipeline
+    from maskpix_desktop.core.maskcond.pipeline import MaskPix2PixPipeline, ddim_from
 
     sampler = MaskPix2PixPipeline(
         unet=unet,
-        scheduler=DDIMScheduler.from_config(pipe.scheduler.config),
+        scheduler=ddim_from(pipe.scheduler.config),
         vae=pipe.vae,
         text_encoder=pipe.text_encoder,
         tokenizer=pipe.tokenizer,

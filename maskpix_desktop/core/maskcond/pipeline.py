@@ -23,6 +23,16 @@ from diffusers import StableDiffusionInstructPix2PixPipeline
 MaskInput = Any  # None | HxW ndarray (bool / uint8 0-255 / float 0-1) | torch tensor (H,W) (B,1,H,W)
 
 
+def ddim_from(config: Any) -> Any:
+    """A DDIM scheduler for deterministic sampling from another scheduler's ``config``.
+
+    ``clip_sample`` is off, as in Stable Diffusion's own scheduler configs: DDIM's default clips each x0
+    estimate to [-1, 1], which cuts unit-variance latents (about a third of their values)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(config, clip_sample=False)
+
+
 def mask_to_tensor(mask: MaskInput) -> torch.Tensor | None:
     """A mask as a float32 ``(B, 1, H, W)`` tensor in [0, 1] (uint8 is divided by 255); None stays None."""
     if mask is None:

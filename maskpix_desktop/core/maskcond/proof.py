@@ -115,12 +115,33 @@ def local_vae(config: Any, seed: int = 0) -> Any:
     return vae
 
 
+def task_tokenizer(tokens: str = "words") -> Any:
+    """The tiny IP2P's CLIP tokenizer; ``"words"`` makes every word of the synthetic instructions one
+    token (as in real CLIP's vocabulary), ``"bytes"`` keeps tiny_ip2p's byte-level one."""
+    import tempfile
+
+    from transformers import CLIPTokenizer
+
+    from maskpix_desktop.core.maskcond.synthetic import COLOURS, KINDS
+    from maskpix_desktop.testing.tiny_ip2p import write_clip_tokenizer
+
+    if tokens not in ("words", "bytes"):
+        raise ValueError(f"tokens must be 'words' or 'bytes', got {tokens!r}")
+    words = ("make", "the", *KINDS, *COLOURS) if tokens == "words" else ()
+    with tempfile.TemporaryDirectory() as tmp:
+        return CLIPTokenizer.from_pretrained(write_clip_tokenizer(Path(tmp), words=words))
+
+
 def save_proof_base(
-    folder: str | Path, seed: int = 0, vae: str = "local", prediction_type: str = "sample"
+    folder: str | Path,
+    seed: int = 0,
+    vae: str = "local",
+    prediction_type: str = "sample",
+    tokens: str = "words",
 ) -> Path:
     """The tiny random IP2P (``tiny_ip2p``, ``seed``) as a diffusers folder; ``vae="local"`` swaps in
     :func:`local_vae`, ``"default"`` keeps tiny_ip2p's VAE; ``prediction_type`` goes into the scheduler
-    config (training and sampling follow it)."""
+    config (training and sampling follow it); ``tokens`` picks the tokenizer (:func:`task_tokenizer`)."""
     from maskpix_desktop.testing.tiny_ip2p import build_tiny_ip2p
 
     if vae not in ("local", "default"):
@@ -128,6 +149,7 @@ def save_proof_base(
     pipe = build_tiny_ip2p(seed)
     if vae == "local":
         pipe.register_modules(vae=local_vae(pipe.vae.config, seed))
+    pipe.register_modules(tokenizer=task_tokenizer(tokens))
     if prediction_type != pipe.scheduler.config.prediction_type:
         sched = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction_type)
         pipe.register_modules(scheduler=sched)
@@ -139,7 +161,7 @@ def save_proof_base(
 def evaluate(final_dir: Path, items: Any, use_mask: bool, ev: EvalConfig = EvalConfig()) -> Metrics:
     """Load a trained folder (mask checkpoint or plain IP2P) and score it on ``items``."""
     from maskpix_desktop.core.maskcond.model import is_mask_checkpoint, load_mask_pipeline
-    from maskpix_desktop.core.maskcond.pipeline import MaskPix2PixPipeline
+    from maskpix_desktop.core.maskcond.pipeline import MaskPix2PixPipeline, ddim_from
     from maskpix_desktop.core.maskcond.train import _load_base
 
     if is_mask_checkpoint(final_dir):
@@ -148,9 +170,7 @@ def evaluate(final_dir: Path, items: Any, use_mask: bool, ev: EvalConfig = EvalC
         pipe = MaskPix2PixPipeline(**_load_base(str(final_dir)).components)
     pipe.set_progress_bar_config(disable=True)
     if ev.scheduler == "ddim":
-        from diffusers import DDIMScheduler
-
-        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        pipe.scheduler = ddim_from(pipe.scheduler.config)
     data = encode_items(pipe, items)
     pred = predict_latents(pipe, data, use_mask and pipe.unet.config.in_channels == 9, ev)
     return latent_metrics(pred, data, pipe.vae.config.scaling_factor)
