@@ -162,3 +162,29 @@ def test_grid_runs_train_and_score_each_setting_and_a_second_call_reuses_them(
     assert [r["outside_change"] for r in again] == [r["outside_change"] for r in rows]
     with pytest.raises(AssertionError, match="trained again"):  # other settings are not reused
         ablate.run_grid(cfg, train_items, test_items, ablate.grid({"conditioning": ["both"]}), ev)
+
+
+def test_the_script_forks_every_run_from_one_warm_start_and_reuses_it(tmp_path: Path, monkeypatch):
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    import ablate_synthetic
+
+    out = tmp_path / "grid"
+    args = ["--out", str(out), "--steps", "2", "--warm-steps", "2", "--batch-size", "2", "--n-train", "4"]
+    args += ["--n-test", "2", "--size", "32", "--eval-steps", "2", "--axes", '{"conditioning": ["concat"]}']
+    assert ablate_synthetic.main(args) == 0
+    warm = json.loads((out / "warm.json").read_text())
+    assert warm["key"]["steps"] == 2 and Path(warm["final_dir"]) == out / "warm" / "final"
+    rows = json.loads((out / "cond-concat" / "metrics.json").read_text())
+    assert rows["config"]["base"] == warm["final_dir"]  # forked from the warm start, not the base
+    assert '"prediction_type": "sample"' in (out / "base" / "scheduler" / "scheduler_config.json").read_text()
+
+    def no_training(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr("maskpix_desktop.core.maskcond.train.train", no_training)
+    assert ablate_synthetic.main(args) == 0  # the warm start and both runs are reused
+    with pytest.raises(AssertionError, match="trained again"):
+        ablate_synthetic.main([*args[:5], "3", *args[6:]])  # other warm steps: a new warm start

@@ -176,6 +176,31 @@ def evaluate(final_dir: Path, items: Any, use_mask: bool, ev: EvalConfig = EvalC
     return latent_metrics(pred, data, pipe.vae.config.scaling_factor)
 
 
+def warm_start(cfg: Any, items: Any, steps: int, lr: float = 0.0) -> tuple[Path, dict]:
+    """Train one plain UNet from ``cfg.base`` for ``steps`` (seed ``cfg.seed + 1``, lr ``lr`` or ``cfg.lr``)
+    into ``<cfg.output_dir>/warm``; return its final folder and a summary (time, lr, final loss)."""
+    from maskpix_desktop.core.maskcond.train import train
+
+    t0 = time.perf_counter()
+    warm_cfg = replace(
+        cfg,
+        output_dir=str(Path(cfg.output_dir) / "warm"),
+        conditioning="none",
+        steps=steps,
+        seed=cfg.seed + 1,
+        lr=lr or cfg.lr,
+        checkpoint_every=steps,
+    )
+    res = train(warm_cfg, items, resume=False)
+    tail = res.losses[-20:]
+    summary = {
+        "train_s": round(time.perf_counter() - t0, 1),
+        "lr": warm_cfg.lr,
+        "final_loss": sum(r["loss"] for r in tail) / max(len(tail), 1),
+    }
+    return Path(res.final_dir), summary
+
+
 def compare(
     cfg: Any,
     train_items: Any,
@@ -195,23 +220,8 @@ def compare(
     root = Path(cfg.output_dir)
     report: dict = {"config": asdict(cfg), "eval": asdict(ev), "runs": {}, "warm_steps": warm_steps}
     if warm_steps > 0:
-        t0 = time.perf_counter()
-        warm_cfg = replace(
-            cfg,
-            output_dir=str(root / "warm"),
-            conditioning="none",
-            steps=warm_steps,
-            seed=cfg.seed + 1,
-            lr=warm_lr or cfg.lr,
-            checkpoint_every=warm_steps,
-        )
-        res = train(warm_cfg, train_items, resume=False)
-        report["warm"] = {
-            "train_s": round(time.perf_counter() - t0, 1),
-            "lr": warm_cfg.lr,
-            "final_loss": sum(r["loss"] for r in res.losses[-20:]) / max(len(res.losses[-20:]), 1),
-        }
-        cfg = replace(cfg, base=str(res.final_dir))
+        warm_dir, report["warm"] = warm_start(cfg, train_items, warm_steps, warm_lr)
+        cfg = replace(cfg, base=str(warm_dir))
     for name, cond in (("mask", "concat"), ("plain", "none")):
         t0 = time.perf_counter()
         res = train(replace(cfg, output_dir=str(root / name), conditioning=cond), train_items, resume=False)
