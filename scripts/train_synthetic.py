@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/synthetic", help="output folder (replaced)")
-    ap.add_argument("--steps", type=int, default=800, help="steps of each compared run (after the fork)")
+    ap.add_argument("--steps", type=int, default=1600, help="steps of each compared run (after the fork)")
     ap.add_argument("--warm-steps", type=int, default=1000, help="shared plain warm start first (0: none)")
     ap.add_argument("--warm-lr", type=float, default=0.0, help="warm start lr (0: --lr)")
     ap.add_argument("--vae", choices=("local", "default"), default="local", help="the base's VAE (proof.py)")
@@ -39,13 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--consistency-weight", type=float, default=32.0, help="lambda")
+    ap.add_argument("--consistency-weight", type=float, default=4.0, help="lambda")
     ap.add_argument("--n-train", type=int, default=512)
     ap.add_argument("--n-test", type=int, default=48)
     ap.add_argument("--size", type=int, default=64, help="image size in pixels (latents are size/8)")
     ap.add_argument("--eval-steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument(
+        "--sequential",
+        action="store_true",
+        help="train the two forks one after the other (default: side by side)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 suits a busy 2-core box)")
     args = ap.parse_args(argv)
 
@@ -95,6 +100,7 @@ def _run(args: argparse.Namespace) -> int:
         EvalConfig(steps=args.eval_steps),
         warm_steps=args.warm_steps,
         warm_lr=args.warm_lr,
+        parallel=not args.sequential,
     )
     report["vae"], report["prediction_type"], report["tokens"] = args.vae, args.prediction_type, args.tokens
     report["total_s"] = round(time.perf_counter() - t0, 1)

@@ -171,3 +171,34 @@ def test_mask_unet_changes_at_least_half_less_outside_than_plain_unet(tmp_path: 
     print(table(report))
     assert report["total_s"] < 600
     assert rc == 0 and report["target_met"], report["runs"]
+
+
+def test_side_by_side_forks_report_exactly_what_sequential_forks_report(tmp_path: Path):
+    """Two spawned processes (one torch thread each) compute what one process computes alone."""
+    from dataclasses import replace
+
+    from maskpix_desktop.core.maskcond.proof import EvalConfig, compare
+    from maskpix_desktop.core.maskcond.synthetic import SyntheticShapes
+    from maskpix_desktop.core.maskcond.train import TrainConfig
+
+    base = save_proof_base(tmp_path / "base")
+    cfg = TrainConfig(
+        base=str(base), output_dir="-", steps=3, batch_size=2, checkpoint_every=3, cpu=True, cpu_threads=1
+    )
+    items, held_out, ev = (
+        SyntheticShapes(4, size=32),
+        SyntheticShapes(2, seed=5, size=32),
+        EvalConfig(steps=2),
+    )
+    reports = [
+        compare(
+            replace(cfg, output_dir=str(tmp_path / name)), items, held_out, ev, warm_steps=2, parallel=par
+        )
+        for name, par in (("one", False), ("two", True))
+    ]
+    keys = ("outside_change", "inside_psnr", "change_miou", "final_loss", "n_items")
+    for run in ("mask", "plain"):
+        assert [reports[1]["runs"][run][k] for k in keys] == [reports[0]["runs"][run][k] for k in keys]
+    assert reports[0]["outside_reduction"] == reports[1]["outside_reduction"]
+    assert (tmp_path / "two" / "mask" / "final" / "maskpix_conditioning.json").is_file()
+    assert reports[0]["runs"]["mask"]["outside_change"] != reports[0]["runs"]["plain"]["outside_change"]

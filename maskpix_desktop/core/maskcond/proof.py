@@ -201,6 +201,29 @@ def warm_start(cfg: Any, items: Any, steps: int, lr: float = 0.0) -> tuple[Path,
     return Path(res.final_dir), summary
 
 
+def _train_and_score(cfg: Any, train_items: Any, test_items: Any, ev: EvalConfig) -> dict:
+    """Train one run of the comparison and score it (the unit :func:`compare` runs, maybe in a child)."""
+    from maskpix_desktop.core.maskcond.train import train
+
+    threads = torch.get_num_threads()
+    if cfg.cpu_threads > 0:  # evaluation too, not only training
+        torch.set_num_threads(cfg.cpu_threads)
+    try:
+        t0 = time.perf_counter()
+        res = train(cfg, train_items, resume=False)
+        t1 = time.perf_counter()
+        m = evaluate(res.final_dir, test_items, use_mask=cfg.conditioning == "concat", ev=ev)
+    finally:
+        torch.set_num_threads(threads)
+    tail = res.losses[-20:]
+    return {
+        **asdict(m),
+        "train_s": round(t1 - t0, 1),
+        "eval_s": round(time.perf_counter() - t1, 1),
+        "final_loss": sum(r["loss"] for r in tail) / max(len(tail), 1),
+    }
+
+
 def compare(
     cfg: Any,
     train_items: Any,
@@ -208,30 +231,38 @@ def compare(
     ev: EvalConfig = EvalConfig(),
     warm_steps: int = 0,
     warm_lr: float = 0.0,
+    parallel: bool = False,
 ) -> dict:
     """Train (i) the mask UNet and (ii) the plain UNet from the same base on the same data and steps
     (same loss, same seeds); score both on ``test_items``; write ``report.json`` in ``cfg.output_dir``.
 
     ``warm_steps`` > 0: first train one plain UNet from ``cfg.base`` for that many steps (seed
     ``cfg.seed + 1``, lr ``warm_lr`` or ``cfg.lr``), then fork both runs from it: (i) grows ``conv_in`` by
-    the zero-initialised mask channel (:func:`~.model.grow_conv_in`), (ii) stays plain."""
-    from maskpix_desktop.core.maskcond.train import train
-
+    the zero-initialised mask channel (:func:`~.model.grow_conv_in`), (ii) stays plain. ``parallel``
+    trains the two forks side by side in two spawned processes (no progress bars); each run computes
+    exactly what it computes alone, so the report is the same as a sequential one (timings aside)."""
     root = Path(cfg.output_dir)
     report: dict = {"config": asdict(cfg), "eval": asdict(ev), "runs": {}, "warm_steps": warm_steps}
     if warm_steps > 0:
         warm_dir, report["warm"] = warm_start(cfg, train_items, warm_steps, warm_lr)
         cfg = replace(cfg, base=str(warm_dir))
-    for name, cond in (("mask", "concat"), ("plain", "none")):
-        t0 = time.perf_counter()
-        res = train(replace(cfg, output_dir=str(root / name), conditioning=cond), train_items, resume=False)
-        t1 = time.perf_counter()
-        m = evaluate(res.final_dir, test_items, use_mask=cond == "concat", ev=ev)
-        report["runs"][name] = {
-            **asdict(m),
-            "train_s": round(t1 - t0, 1),
-            "eval_s": round(time.perf_counter() - t1, 1),
-            "final_loss": sum(r["loss"] for r in res.losses[-20:]) / max(len(res.losses[-20:]), 1),
+    runs = {
+        name: replace(cfg, output_dir=str(root / name), conditioning=cond)
+        for name, cond in (("mask", "concat"), ("plain", "none"))
+    }
+    if parallel:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(len(runs), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {
+                name: pool.submit(_train_and_score, replace(run, progress=False), train_items, test_items, ev)
+                for name, run in runs.items()
+            }
+            report["runs"] = {name: f.result() for name, f in futures.items()}
+    else:
+        report["runs"] = {
+            name: _train_and_score(run, train_items, test_items, ev) for name, run in runs.items()
         }
     mk, pl = report["runs"]["mask"], report["runs"]["plain"]
     report["outside_reduction"] = 1.0 - mk["outside_change"] / max(pl["outside_change"], 1e-12)
