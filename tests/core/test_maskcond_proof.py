@@ -153,10 +153,6 @@ def test_the_proof_tokenizer_makes_each_instruction_word_one_token(tmp_path: Pat
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="target missed on this CPU so far (12-14% less outside change, not 50%): see docs/TRAINING.md",
-    strict=False,
-)
 def test_mask_unet_changes_at_least_half_less_outside_than_plain_unet(tmp_path: Path):
     """The synthetic comparison with scripts/train_synthetic.py's defaults (docs/TRAINING.md)."""
     import sys
