@@ -50,7 +50,8 @@ def write_clip_tokenizer(folder: Path, model_max_length: int = 77, words: tuple[
     for tok in tokens:
         vocab.setdefault(tok, len(vocab))
     base = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("r", "e"), ("e", "d</w>")]
-    pairs = word_merges(words) + [p for p in base if p not in word_merges(words)]
+    pairs = word_merges(words)
+    pairs += [p for p in base if p not in pairs]
     merges = ["#version: 0.2"] + [f"{a} {b}" for a, b in pairs]
     for a, b in pairs:
         vocab.setdefault(a + b, len(vocab))

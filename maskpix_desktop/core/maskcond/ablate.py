@@ -15,13 +15,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from maskpix_desktop.core.evaluation import plots, report
-from maskpix_desktop.core.maskcond.proof import EvalConfig, evaluate
+from maskpix_desktop.core.maskcond.proof import EvalConfig, train_and_score
 
 DEFAULT_AXES: dict[str, list[Any]] = {
     "conditioning": ["concat", "attention", "both"],
@@ -53,8 +52,6 @@ def run_grid(
     cfg: Any, train_items: Any, test_items: Any, settings: list[dict[str, Any]], ev: EvalConfig = EvalConfig()
 ) -> list[dict[str, Any]]:
     """Train and score every setting under ``cfg.output_dir``; return one row per setting."""
-    from maskpix_desktop.core.maskcond.train import train
-
     root = Path(cfg.output_dir)
     rows = []
     for setting in settings:
@@ -65,18 +62,10 @@ def run_grid(
             if row.get("config") == json.loads(json.dumps(asdict(run))):
                 rows.append(row)
                 continue
-        t0 = time.perf_counter()
-        res = train(run, train_items, resume=False)
-        t1 = time.perf_counter()
-        m = evaluate(res.final_dir, test_items, use_mask=run.conditioning != "none", ev=ev)
-        tail = res.losses[-20:]
         row = {
             "name": run_name(setting),
             "setting": setting,
-            **asdict(m),
-            "final_loss": sum(r["loss"] for r in tail) / max(len(tail), 1),
-            "train_s": round(t1 - t0, 1),
-            "eval_s": round(time.perf_counter() - t1, 1),
+            **train_and_score(run, train_items, test_items, ev),
             "config": json.loads(json.dumps(asdict(run))),
         }
         cached.write_text(json.dumps(row, indent=1), encoding="utf-8")

@@ -192,36 +192,37 @@ def warm_start(cfg: Any, items: Any, steps: int, lr: float = 0.0) -> tuple[Path,
         checkpoint_every=steps,
     )
     res = train(warm_cfg, items, resume=False)
-    tail = res.losses[-20:]
-    summary = {
-        "train_s": round(time.perf_counter() - t0, 1),
-        "lr": warm_cfg.lr,
-        "final_loss": sum(r["loss"] for r in tail) / max(len(tail), 1),
-    }
+    summary = {"train_s": round(time.perf_counter() - t0, 1), "lr": warm_cfg.lr, "final_loss": res.final_loss}
     return Path(res.final_dir), summary
 
 
-def _train_and_score(cfg: Any, train_items: Any, test_items: Any, ev: EvalConfig) -> dict:
-    """Train one run of the comparison and score it (the unit :func:`compare` runs, maybe in a child)."""
+def train_and_score(cfg: Any, train_items: Any, test_items: Any, ev: EvalConfig = EvalConfig()) -> dict:
+    """Train ``cfg`` and score its final folder on ``test_items`` (with the mask unless ``conditioning`` is
+    "none"): the :class:`Metrics` fields, ``train_s``, ``eval_s`` and ``final_loss``."""
     from maskpix_desktop.core.maskcond.train import train
 
-    threads = torch.get_num_threads()
-    if cfg.cpu_threads > 0:  # evaluation too, not only training
-        torch.set_num_threads(cfg.cpu_threads)
-    try:
-        t0 = time.perf_counter()
-        res = train(cfg, train_items, resume=False)
-        t1 = time.perf_counter()
-        m = evaluate(res.final_dir, test_items, use_mask=cfg.conditioning == "concat", ev=ev)
-    finally:
-        torch.set_num_threads(threads)
-    tail = res.losses[-20:]
+    t0 = time.perf_counter()
+    res = train(cfg, train_items, resume=False)
+    t1 = time.perf_counter()
+    m = evaluate(res.final_dir, test_items, use_mask=cfg.conditioning != "none", ev=ev)
     return {
         **asdict(m),
         "train_s": round(t1 - t0, 1),
         "eval_s": round(time.perf_counter() - t1, 1),
-        "final_loss": sum(r["loss"] for r in tail) / max(len(tail), 1),
+        "final_loss": res.final_loss,
     }
+
+
+def _score_in_threads(cfg: Any, train_items: Any, test_items: Any, ev: EvalConfig) -> dict:
+    """:func:`train_and_score` with ``cfg.cpu_threads`` for the evaluation too (one run of :func:`compare`,
+    maybe in a child process); the caller's thread count is restored after."""
+    threads = torch.get_num_threads()
+    if cfg.cpu_threads > 0:
+        torch.set_num_threads(cfg.cpu_threads)
+    try:
+        return train_and_score(cfg, train_items, test_items, ev)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def compare(
@@ -256,13 +257,15 @@ def compare(
 
         with ProcessPoolExecutor(len(runs), mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {
-                name: pool.submit(_train_and_score, replace(run, progress=False), train_items, test_items, ev)
+                name: pool.submit(
+                    _score_in_threads, replace(run, progress=False), train_items, test_items, ev
+                )
                 for name, run in runs.items()
             }
             report["runs"] = {name: f.result() for name, f in futures.items()}
     else:
         report["runs"] = {
-            name: _train_and_score(run, train_items, test_items, ev) for name, run in runs.items()
+            name: _score_in_threads(run, train_items, test_items, ev) for name, run in runs.items()
         }
     mk, pl = report["runs"]["mask"], report["runs"]["plain"]
     report["outside_reduction"] = 1.0 - mk["outside_change"] / max(pl["outside_change"], 1e-12)

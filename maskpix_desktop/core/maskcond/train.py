@@ -89,6 +89,12 @@ class TrainResult:
     final_dir: Path
     scaling_factor: float
 
+    @property
+    def final_loss(self) -> float:
+        """The mean loss of the last 20 steps (0 when there are none)."""
+        tail = self.losses[-20:]
+        return sum(r["loss"] for r in tail) / max(len(tail), 1)
+
 
 def _load_base(base: str) -> Any:
     from diffusers import StableDiffusionInstructPix2PixPipeline
